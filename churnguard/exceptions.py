@@ -1,0 +1,40 @@
+"""Domain exceptions raised by churnguard.
+
+Every exception carries a message that says what was wrong, what was expected,
+what was received and how to fix it. Each one also derives from the built-in
+type a caller would naturally catch (``ValueError`` for bad values), so code
+that does not know churnguard still handles them sensibly.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChurnguardError",
+    "ConvergenceWarning",
+    "InputDataError",
+    "InsufficientHistoryError",
+    "InvalidModelError",
+    "NotFittedError",
+]
+
+from sklearn.exceptions import NotFittedError
+
+
+class ChurnguardError(Exception):
+    """Base class of every error churnguard raises on purpose."""
+
+
+class InputDataError(ChurnguardError, ValueError):
+    """A transaction log, feature table or score file cannot be used as given."""
+
+
+class InsufficientHistoryError(ChurnguardError, ValueError):
+    """The data does not span enough time for what was asked (e.g. training snapshots)."""
+
+
+class InvalidModelError(ChurnguardError, ValueError):
+    """A path or URI does not point to a usable churnguard model."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An optimiser needed help (a penalizer) or did not fully converge."""
