@@ -1,0 +1,269 @@
+"""Point-in-time customer features: RFM (lifetimes-compatible) and behaviour.
+
+Convention: a feature "as of" cutoff ``c`` uses every transaction dated on or
+before ``c`` (the cutoff day counts as the past) and nothing after it. Times of
+day are ignored: a transaction at 23:59 on the cutoff day is in the past.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from churnguard.data.transactions import OPTIONAL_COLUMNS
+from churnguard.exceptions import InputDataError
+from churnguard.features.engine import aggregate_customers, to_date
+
+__all__ = ["RFM_COLUMNS", "TIME_UNITS", "FeatureBuilder", "rfm_summary"]
+
+#: Days per model time unit.
+TIME_UNITS = {"D": 1.0, "W": 7.0}
+RFM_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
+_REQUIRED = ("customer_id", "date", "amount")
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    """``num / den`` with NaN where the denominator is zero (no basis for comparison)."""
+    den = den.astype("float64")
+    return (num.astype("float64") / den.where(den > 0)).astype("float64")
+
+
+class FeatureBuilder(BaseEstimator):
+    """Build one row of features per customer as of a cutoff date.
+
+    ``fit`` learns the schema (which optional columns the log has, hence which
+    features exist); ``transform`` computes the features at any cutoff, so the
+    same fitted builder gives identical columns at training and scoring time.
+
+    Parameters
+    ----------
+    time_unit : {"D", "W"}
+        Unit of ``recency`` and ``T`` (days or weeks). Day-based behavioural
+        features (``days_since_last``, gaps, windows) are always in days.
+    windows : sequence of int
+        Trailing windows (days) for spend and purchase counts.
+    trend_window : int
+        The trend features compare the last ``trend_window`` days with the
+        ``trend_window`` days before them.
+
+    Attributes
+    ----------
+    optional_columns_ : list of str
+        Optional transaction columns found at fit time.
+    feature_names_ : list of str
+        Columns ``transform`` returns besides ``customer_id``.
+
+    Notes
+    -----
+    * Purchase occasions: all transactions of a customer on one day with amount
+      >= 0 form one occasion (zero amounts count, as in CDNOW). ``frequency`` is
+      the number of *repeat* occasions; ``recency`` the time between the first and
+      the last occasion; ``T`` the time from the first occasion to the cutoff;
+      ``monetary_value`` the mean total of the repeat occasions (0 for one-time
+      buyers), exactly as ``lifetimes.utils.summary_data_from_transaction_data``.
+    * Single-purchase customers have ``frequency == 0``, ``recency == 0``, and NaN
+      gap statistics and ``overdue_ratio`` (they have no usual gap yet).
+    * Negative amounts are returns: they lower ``total_spend`` (net revenue) and
+      feed ``return_rate``/``returned_amount``, but are not purchase occasions.
+      A customer whose only transactions are returns has no row.
+    """
+
+    def __init__(
+        self,
+        time_unit: str = "D",
+        windows: Sequence[int] = (30, 90, 180, 365),
+        trend_window: int = 90,
+    ) -> None:
+        self.time_unit = time_unit
+        self.windows = windows
+        self.trend_window = trend_window
+
+    def _validate_params(self) -> None:
+        if self.time_unit not in TIME_UNITS:
+            raise ValueError(
+                f"time_unit must be one of {list(TIME_UNITS)}; got {self.time_unit!r}."
+            )
+        if not self.windows or any(int(w) <= 0 for w in self.windows):
+            raise ValueError(f"windows must be positive day counts; got {self.windows!r}.")
+        if int(self.trend_window) <= 0:
+            raise ValueError(f"trend_window must be a positive day count; got {self.trend_window!r}.")
+
+    def fit(self, transactions: Any, y: Any = None) -> FeatureBuilder:
+        """Learn which optional columns exist in ``transactions``.
+
+        Parameters
+        ----------
+        transactions : DataFrame
+            Canonical transactions (see :func:`churnguard.data.clean_transactions`).
+        """
+        self._validate_params()
+        columns = _columns_of(transactions)
+        self.optional_columns_ = [c for c in OPTIONAL_COLUMNS if c in columns]
+        sample = pd.DataFrame(
+            {
+                "customer_id": pd.Series(["x"], dtype=object),
+                "date": pd.to_datetime(["2000-01-01"]),
+                "amount": [1.0],
+            }
+            | {c: ([1.0] if c in ("margin", "cost", "quantity") else ["a"]) for c in self.optional_columns_}
+        )
+        self.feature_names_ = [c for c in self._compute(sample, dt.date(2000, 1, 1)).columns if c != "customer_id"]
+        return self
+
+    def transform(self, transactions: Any, cutoff: Any = None) -> pd.DataFrame:
+        """Compute the features as of ``cutoff``.
+
+        Parameters
+        ----------
+        transactions : DataFrame, pyarrow.Table or str
+            Canonical transactions, or the path of a Parquet file of them.
+        cutoff : date-like, optional
+            Last day counted as the past. Defaults to the last transaction date.
+
+        Returns
+        -------
+        DataFrame
+            ``customer_id`` plus :attr:`feature_names_`, one row per customer with a
+            purchase on or before the cutoff, sorted by ``customer_id``.
+        """
+        check_is_fitted(self, "feature_names_")
+        if cutoff is None:
+            cutoff = _last_date(transactions)
+        missing = [c for c in self.optional_columns_ if c not in _columns_of(transactions)]
+        if missing:
+            raise InputDataError(
+                f"the builder was fitted on a log with columns {missing}, which this log lacks; "
+                "pass the same optional columns at scoring as at training."
+            )
+        out = self._compute(transactions, to_date(cutoff))
+        return out[["customer_id", *self.feature_names_]]
+
+    def fit_transform(self, transactions: Any, y: Any = None, cutoff: Any = None) -> pd.DataFrame:
+        """Fit, then transform at ``cutoff``."""
+        return self.fit(transactions).transform(transactions, cutoff)
+
+    def _compute(self, transactions: Any, cutoff: dt.date) -> pd.DataFrame:
+        tw = int(self.trend_window)
+        windows = sorted({int(w) for w in self.windows})
+        agg = aggregate_customers(
+            transactions,
+            cutoff,
+            windows=windows,
+            trend_window=tw,
+            optional=getattr(self, "optional_columns_", []),
+        )
+        unit = TIME_UNITS[self.time_unit]
+        first_age = agg["first_age"].astype("float64")
+        last_age = agg["last_age"].astype("float64")
+        frequency = (agg["n_purchases"] - 1).astype("int64")
+        recency_days = first_age - last_age
+        repeat_spend = agg["gross_spend"] - agg["first_gross"]
+        f = pd.DataFrame({"customer_id": agg["customer_id"].astype(object)})
+        f["frequency"] = frequency
+        f["recency"] = recency_days / unit
+        f["T"] = first_age / unit
+        f["monetary_value"] = np.where(frequency > 0, repeat_spend / frequency.clip(lower=1), 0.0)
+        f["n_purchases"] = agg["n_purchases"].astype("int64")
+        f["n_transactions"] = agg["n_transactions"].astype("int64")
+        f["total_spend"] = agg["gross_spend"] - agg["returned_amount"]
+        f["avg_purchase_value"] = agg["gross_spend"] / agg["n_purchases"]
+        f["days_since_first"] = first_age
+        f["days_since_last"] = last_age
+        mean_gap = (recency_days / frequency.where(frequency > 0)).astype("float64")
+        f["mean_gap_days"] = mean_gap
+        f["gap_std_days"] = agg["gap_std"].astype("float64").where(frequency > 1)
+        f["gap_cv"] = f["gap_std_days"] / mean_gap
+        f["max_gap_days"] = agg["gap_max"].astype("float64")
+        f["overdue_ratio"] = last_age / mean_gap
+        f["purchase_rate_per_year"] = agg["n_purchases"] / np.maximum(first_age, 1.0) * 365.25
+        for w in windows:
+            f[f"purchases_{w}d"] = agg[f"purchases_{w}d"].astype("int64")
+            f[f"spend_{w}d"] = agg[f"spend_{w}d"].astype("float64")
+        f[f"spend_prev_{tw}d"] = agg[f"spend_prev_{tw}d"].astype("float64")
+        f[f"purchases_prev_{tw}d"] = agg[f"purchases_prev_{tw}d"].astype("int64")
+        recent_spend = _window_spend(agg, tw)
+        recent_count = _window_count(agg, tw)
+        f[f"spend_ratio_{tw}d"] = _ratio(recent_spend, agg[f"spend_prev_{tw}d"])
+        f[f"purchases_ratio_{tw}d"] = _ratio(recent_count, agg[f"purchases_prev_{tw}d"])
+        f["n_returns"] = agg["n_returns"].astype("int64")
+        f["returned_amount"] = agg["returned_amount"].astype("float64")
+        f["return_rate"] = agg["n_returns"] / (agg["n_transactions"] + agg["n_returns"])
+        if "margin_total" in agg:
+            f["margin_total"] = agg["margin_total"].astype("float64")
+            f["margin_rate"] = _ratio(agg["margin_total"], agg["gross_spend"])
+        if "quantity_total" in agg:
+            f["quantity_total"] = agg["quantity_total"].astype("float64")
+            f["avg_quantity_per_purchase"] = agg["quantity_total"] / agg["n_purchases"]
+        for col in [c for c in agg.columns if c.startswith("n_products") or c == "n_channels"]:
+            f[col] = agg[col].fillna(0).astype("int64")
+        return f.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _window_spend(agg: pd.DataFrame, days: int) -> pd.Series:
+    if f"spend_{days}d" in agg:
+        return agg[f"spend_{days}d"]
+    raise ValueError(f"trend_window={days} must be one of the windows.")
+
+
+def _window_count(agg: pd.DataFrame, days: int) -> pd.Series:
+    if f"purchases_{days}d" in agg:
+        return agg[f"purchases_{days}d"]
+    raise ValueError(f"trend_window={days} must be one of the windows.")
+
+
+def _columns_of(transactions: Any) -> list[str]:
+    if isinstance(transactions, pd.DataFrame):
+        cols = list(transactions.columns)
+    elif isinstance(transactions, str):
+        import pyarrow.parquet as pq
+
+        cols = list(pq.read_schema(transactions).names)
+    elif hasattr(transactions, "column_names"):
+        cols = list(transactions.column_names)
+    else:
+        raise TypeError(
+            "transactions must be a pandas DataFrame, a pyarrow Table or a Parquet path; "
+            f"got {type(transactions).__name__}."
+        )
+    missing = [c for c in _REQUIRED if c not in cols]
+    if missing:
+        raise InputDataError(
+            f"transactions lack the canonical columns {missing}; columns are {cols}. "
+            "Load raw logs with churnguard.data.load_transactions (or clean_transactions) first."
+        )
+    return cols
+
+
+def _last_date(transactions: Any) -> dt.date:
+    if isinstance(transactions, pd.DataFrame):
+        return to_date(transactions["date"].max())
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        if isinstance(transactions, str):
+            row = con.execute(f"SELECT MAX(CAST(date AS DATE)) FROM read_parquet('{transactions}')").fetchone()
+        else:
+            con.register("src", transactions)
+            row = con.execute("SELECT MAX(CAST(date AS DATE)) FROM src").fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return to_date(row[0])
+
+
+def rfm_summary(transactions: Any, cutoff: Any = None, time_unit: str = "D") -> pd.DataFrame:
+    """Return the lifetimes-compatible RFM table (``customer_id`` + :data:`RFM_COLUMNS`).
+
+    Equivalent to ``lifetimes.utils.summary_data_from_transaction_data`` with
+    ``observation_period_end=cutoff`` (and ``freq_multiplier=7`` for weeks), but
+    vectorised in DuckDB and point-in-time: transactions after ``cutoff`` are ignored.
+    """
+    builder = FeatureBuilder(time_unit=time_unit).fit(transactions)
+    return builder.transform(transactions, cutoff)[["customer_id", *RFM_COLUMNS]]
