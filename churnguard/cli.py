@@ -1,0 +1,309 @@
+"""The ``churnguard`` command line: a thin layer over :mod:`churnguard.pipeline`.
+
+Every command exits 0 on success and 2 with a one-paragraph message (never a
+traceback) when the input is wrong; set ``CHURNGUARD_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from churnguard import __version__
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="churnguard",
+    help="Which customers are you about to lose, what is each worth, and who to call first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("churnguard")
+
+TransactionsOpt = Annotated[Path, typer.Option("--transactions", "-t", help="Transaction log (.csv or .parquet).")]
+CustomerCol = Annotated[str, typer.Option("--customer-col", help="Column with the customer id.")]
+DateCol = Annotated[str, typer.Option("--date-col", help="Column with the transaction date.")]
+AmountCol = Annotated[str, typer.Option("--amount-col", help="Column with the amount.")]
+DateFormat = Annotated[
+    str | None, typer.Option("--date-format", help="strftime format of the dates, e.g. %Y%m%d (default: inferred).")
+]
+MarginCol = Annotated[str | None, typer.Option("--margin-col", help="Optional margin column.")]
+CostCol = Annotated[str | None, typer.Option("--cost-col", help="Optional cost column (margin = amount - cost).")]
+QuantityCol = Annotated[str | None, typer.Option("--quantity-col", help="Optional quantity column.")]
+ProductCol = Annotated[str | None, typer.Option("--product-col", help="Optional product/category column.")]
+ChannelCol = Annotated[str | None, typer.Option("--channel-col", help="Optional sales channel column.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger("churnguard")
+    root.handlers.clear()
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    # lifetimes and MLflow are chatty about things the user cannot act on.
+    for noisy in ("mlflow", "alembic", "lifetimes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _columns(
+    customer: str, date: str, amount: str, date_format: str | None, **optional: str | None
+) -> Any:
+    from churnguard.data import ColumnMap
+
+    return ColumnMap(
+        customer=customer,
+        date=date,
+        amount=amount,
+        date_format=date_format,
+        optional={k: v for k, v in optional.items() if v},
+    )
+
+
+def _fail(exc: BaseException) -> None:
+    if os.environ.get("CHURNGUARD_DEBUG"):
+        raise exc
+    message = str(exc) if not isinstance(exc, KeyError) else str(exc.args[0])
+    typer.echo(f"churnguard: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
+    from churnguard.exceptions import ChurnguardError
+
+    try:
+        return func(*args, **kwargs)
+    except (ChurnguardError, ValueError, TypeError, KeyError, OSError) as exc:
+        _fail(exc)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_table(frame: Any, title: str, n: int = 10) -> None:
+    from rich.table import Table
+
+    cols = ["priority", "customer_id", "churn_probability", "predicted_clv", "value_at_risk",
+            "value_tier", "segment", "action", "reasons"]
+    table = Table(title=title, show_lines=False)
+    for col in cols:
+        table.add_column(col, overflow="fold", max_width=48 if col in ("reasons", "action") else None)
+    for row in frame.head(n).itertuples(index=False):
+        d = row._asdict()
+        table.add_row(
+            str(d["priority"]), str(d["customer_id"]), f"{d['churn_probability']:.2f}",
+            f"{d['predicted_clv']:,.0f}", f"{d['value_at_risk']:,.0f}", d["value_tier"],
+            d["segment"], d["action"], d["reasons"],
+        )
+    _console().print(table)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    conc = summary.get("concentration", {})
+    lines = [
+        f"as of {summary.get('as_of')}: {summary['customers']:,} customers, "
+        f"customer equity {summary['customer_equity']:,.0f}, value at risk {summary['value_at_risk']:,.0f}",
+    ]
+    if conc:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in conc.items() if k.startswith("top_share_"))
+        if shares:
+            lines.append(f"top 20% of customers hold: {shares}")
+    contacts = summary.get("contacts")
+    if contacts:
+        lines.append(
+            f"contact {contacts['n_contacted']:,} customers: spend {contacts['spend']:,.0f}, "
+            f"expected value retained {contacts['expected_value_retained']:,.0f}"
+        )
+    _console().print("\n".join(lines))
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    _setup_logging(verbose)
+    if version:
+        typer.echo(f"churnguard {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def train(
+    transactions: TransactionsOpt,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    margin_col: MarginCol = None,
+    cost_col: CostCol = None,
+    quantity_col: QuantityCol = None,
+    product_col: ProductCol = None,
+    channel_col: ChannelCol = None,
+    horizon_days: Annotated[int, typer.Option(help="Churned = no purchase within this many days.")] = 90,
+    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path("models/churnguard"),
+    value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
+    max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 12,
+    snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 28,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+    register_name: Annotated[str, typer.Option(help="MLflow registered model name.")] = "churnguard",
+    alias: Annotated[str | None, typer.Option(help="MLflow alias for the new version, e.g. champion.")] = None,
+) -> None:
+    """Train on every transaction of a log and save the model."""
+    from churnguard.pipeline import train_model
+
+    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
+                    quantity=quantity_col, product=product_col, channel=channel_col)
+    result = _run(
+        train_model, transactions, model_dir, columns=cols, horizon_days=horizon_days,
+        track=mlflow, register_as=register_name, alias=alias, value_model=value_model,
+        max_snapshots=max_snapshots, snapshot_step_days=snapshot_step_days,
+    )
+    m = result.metrics
+    typer.echo(
+        f"model saved to {result.model_dir} ({result.seconds:.0f} s); out-of-time validation: "
+        f"ROC-AUC {m['roc_auc']:.3f} (best baseline {m['best_baseline_roc_auc']:.3f}), "
+        f"PR-AUC {m['pr_auc']:.3f}, Brier {m['brier']:.3f}, top-decile lift {m['top_decile_lift']:.2f}, "
+        f"ECE {m['ece']:.3f}"
+    )
+    if result.tracking:
+        typer.echo(
+            f"MLflow run {result.tracking.get('run_id')} in {result.tracking.get('tracking_uri')}"
+            + (f"; model {result.tracking['model_uri']}" if "model_uri" in result.tracking else "")
+        )
+    if result.quarantined:
+        typer.echo(f"{result.quarantined} unusable rows set aside in {result.quarantine_file}")
+
+
+@app.command()
+def score(
+    transactions: TransactionsOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model directory or MLflow URI (models:/churnguard@champion).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Retention list to write (.csv or .parquet).")],
+    as_of: Annotated[str | None, typer.Option(help="Scoring date YYYY-MM-DD (default: last date in the log).")] = None,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    margin_col: MarginCol = None,
+    cost_col: CostCol = None,
+    quantity_col: QuantityCol = None,
+    product_col: ProductCol = None,
+    channel_col: ChannelCol = None,
+    playbook: Annotated[Path | None, typer.Option(help="Playbook TOML (actions, costs, save rates).")] = None,
+    segments: Annotated[Path | None, typer.Option(help="RFM segment rules TOML.")] = None,
+    capacity: Annotated[int | None, typer.Option(help="Contact at most this many customers.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Spend at most this much on contacts.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the list to print.")] = 10,
+) -> None:
+    """Score customers as of a date and write the prioritised retention list."""
+    from churnguard.pipeline import score_transactions
+
+    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
+                    quantity=quantity_col, product=product_col, channel=channel_col)
+    result = _run(
+        score_transactions, transactions, model, out=out, as_of=as_of, columns=cols,
+        playbook=playbook, segment_rules=segments, capacity=capacity, budget=budget,
+    )
+    _print_table(result.retention, f"retention list (top {top} of {len(result.retention):,})", top)
+    _print_summary(result.summary)
+    typer.echo(f"retention list written to {result.out} ({result.seconds:.1f} s)")
+    if result.quarantined:
+        typer.echo(f"{result.quarantined} unusable rows set aside in {result.quarantine_file}")
+    if report is not None:
+        from churnguard.scoring.report import build_report
+
+        path = _run(build_report, result.retention, report, summary=_flat(result.summary))
+        typer.echo(f"report written to {path}")
+
+
+def _flat(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if not isinstance(v, dict)}
+
+
+@app.command()
+def features(
+    transactions: TransactionsOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Feature table to write (.csv or .parquet).")],
+    as_of: Annotated[str | None, typer.Option(help="Cutoff date YYYY-MM-DD (default: last date).")] = None,
+    time_unit: Annotated[str, typer.Option(help="Unit of recency and T: D or W.")] = "D",
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    margin_col: MarginCol = None,
+    cost_col: CostCol = None,
+    quantity_col: QuantityCol = None,
+    product_col: ProductCol = None,
+    channel_col: ChannelCol = None,
+) -> None:
+    """Write point-in-time customer features as of a date."""
+    from churnguard.data import load_transactions, write_table
+    from churnguard.features import FeatureBuilder
+    from churnguard.pipeline import _write_quarantine
+
+    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
+                    quantity=quantity_col, product=product_col, channel=channel_col)
+
+    def job() -> tuple[Any, Any]:
+        loaded = load_transactions(transactions, cols)
+        table = FeatureBuilder(time_unit=time_unit).fit_transform(loaded.transactions, cutoff=as_of)
+        write_table(table, out)
+        return table, _write_quarantine(loaded, out)
+
+    table, qfile = _run(job)
+    typer.echo(f"{len(table):,} customers x {table.shape[1] - 1} features written to {out}")
+    if qfile:
+        typer.echo(f"unusable rows set aside in {qfile}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's data, list and report.")] = Path("churnguard-demo"),
+    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path("models/churnguard"),
+    sample: Annotated[bool, typer.Option(help="Use the 2,357-customer CDNOW sample (faster).")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+) -> None:
+    """Train and score on the CDNOW log shipped with lifetimes, end to end."""
+    from churnguard.data import write_cdnow
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = _run(write_cdnow, workdir / "cdnow_transactions.csv", sample=sample)
+    typer.echo(f"CDNOW transaction log written to {log_path}")
+    train(transactions=log_path, model_dir=model_dir, horizon_days=90, mlflow=mlflow, alias="champion")
+    score(
+        transactions=log_path, model=str(model_dir), out=workdir / "retention_list.csv",
+        report=workdir / "report.html", capacity=500,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

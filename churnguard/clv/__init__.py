@@ -1,0 +1,45 @@
+"""Customer value: buy-till-you-die purchase models, spend model and CLV.
+
+The models run on ``lifetimes`` today but are used only through the classes and functions
+re-exported here, so the backend can be replaced without changing callers.
+
+Typical use::
+
+    from churnguard.clv import PurchaseModel, SpendModel, value_frame
+
+    purchases = PurchaseModel("bgnbd").fit(rfm)
+    spend = SpendModel().fit(rfm)
+    values = value_frame(purchases, spend, rfm, horizon=52, months=12)
+"""
+
+from churnguard.clv.diagnostics import (
+    calibration_holdout_table,
+    cumulative_tracking_table,
+    p_alive_matrix,
+    plot_calibration_holdout,
+    plot_cumulative_tracking,
+    plot_p_alive_matrix,
+)
+from churnguard.clv.purchase import MODEL_NAMES, ModelFitError, PurchaseModel, check_rfm
+from churnguard.clv.selection import ModelComparison, compare_models
+from churnguard.clv.spend import SpendModel
+from churnguard.clv.value import customer_equity, customer_lifetime_value, value_frame
+
+__all__ = [
+    "MODEL_NAMES",
+    "ModelComparison",
+    "ModelFitError",
+    "PurchaseModel",
+    "SpendModel",
+    "calibration_holdout_table",
+    "check_rfm",
+    "compare_models",
+    "cumulative_tracking_table",
+    "customer_equity",
+    "customer_lifetime_value",
+    "p_alive_matrix",
+    "plot_calibration_holdout",
+    "plot_cumulative_tracking",
+    "plot_p_alive_matrix",
+    "value_frame",
+]

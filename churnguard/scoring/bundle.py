@@ -1,0 +1,148 @@
+"""Portable model bundles: a folder with the fitted model and its metadata.
+
+Layout of a model directory::
+
+    model.joblib            the fitted ChurnGuardModel
+    metadata.json           version, data span, horizon, features, value models
+    metrics.json            out-of-time validation metrics
+    baselines.csv           model vs baselines on the evaluation snapshot
+    value_models.csv        buy-till-you-die model comparison
+    feature_importance.csv
+    evaluation.parquet      evaluation-snapshot predictions and outcomes
+    plots/*.png             diagnostics
+
+The folder is written to a temporary sibling and renamed into place, so a
+crashed ``train`` never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from churnguard import __version__
+from churnguard.exceptions import InvalidModelError
+from churnguard.scoring.model import ChurnGuardModel
+
+__all__ = ["MODEL_FILE", "METADATA_FILE", "load_model", "model_metadata", "save_model"]
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+
+
+def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
+    """Everything needed to trace a model: data, horizon, features, fitted parameters."""
+    pm, sm = model.purchase_model_, model.spend_model_
+    clf = model.classifier_
+    return {
+        "churnguard_version": __version__,
+        "training_data_start": model.training_start_.isoformat(),
+        "training_data_end": model.training_end_.isoformat(),
+        "n_customers": int(model.n_customers_),
+        "horizon_days": int(model.horizon_days),
+        "gap_days": int(model.gap_days),
+        "feature_names": list(model.feature_names_),
+        "optional_columns": list(model.builder_.optional_columns_),
+        "value_model": {
+            "purchase_model": pm.model_name,
+            "purchase_model_key": pm.model,
+            "purchase_params": {k: float(v) for k, v in pm.params_.items()},
+            "purchase_penalizer": float(pm.penalizer_),
+            "spend_model": "Gamma-Gamma",
+            "spend_params": {k: float(v) for k, v in sm.params_.items()},
+            "spend_penalizer": float(sm.penalizer_),
+            "frequency_monetary_corr": float(sm.frequency_monetary_corr_),
+            "time_unit": model.time_unit,
+            "clv_months": int(model.clv_months),
+            "discount_rate_monthly": float(model.discount_rate),
+            "fitted_on_data_to": model.training_end_.isoformat(),
+        },
+        "classifier": {
+            "kind": "LightGBM",
+            "calibration": clf.calibration_,
+            "calibration_cv_log_loss": clf.calibration_scores_,
+            "best_iteration": int(clf.best_iteration_),
+        },
+        "snapshots": {
+            "validation": model.plan_.to_dict(),
+            "production": model.production_plan_.to_dict(),
+            "step_days": int(model.snapshot_step_days),
+        },
+        "metrics": {k: float(v) for k, v in model.metrics_.items()},
+    }
+
+
+def save_model(
+    model: ChurnGuardModel, model_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` and its reports to ``model_dir`` atomically; return the path."""
+    target = Path(model_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        joblib.dump(model, tmp / MODEL_FILE, compress=3)
+        meta = model_metadata(model) | (extra or {})
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        report = getattr(model, "report_", None)
+        if report is not None:
+            (tmp / "metrics.json").write_text(json.dumps(report.metrics, indent=2))
+            report.comparison.to_csv(tmp / "baselines.csv")
+            report.value_model_comparison.to_csv(tmp / "value_models.csv", index=False)
+            report.feature_importance.to_csv(tmp / "feature_importance.csv", index=False)
+            report.evaluation.to_parquet(tmp / "evaluation.parquet", index=False)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
+    """Load a model directory written by :func:`save_model`.
+
+    Raises
+    ------
+    InvalidModelError
+        When the path is missing or is not a churnguard model directory.
+    """
+    path = Path(model_dir)
+    if not path.exists():
+        raise InvalidModelError(
+            f"model directory '{path}' does not exist. Train one with "
+            f"'churnguard train --transactions LOG --model-dir {path}' or pass --model with an "
+            "existing model directory or MLflow model URI."
+        )
+    if not (path / METADATA_FILE).is_file() or not (path / MODEL_FILE).is_file():
+        found = sorted(p.name for p in path.iterdir())[:10] if path.is_dir() else []
+        raise InvalidModelError(
+            f"'{path}' is not a churnguard model directory: expected {METADATA_FILE} and "
+            f"{MODEL_FILE}, found {found}. Pass the --model-dir used by 'churnguard train'."
+        )
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidModelError(f"'{path / METADATA_FILE}' is not valid JSON ({exc}).") from exc
+    if "churnguard_version" not in meta:
+        raise InvalidModelError(f"'{path / METADATA_FILE}' is not churnguard metadata (no version).")
+    try:
+        model = joblib.load(path / MODEL_FILE)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise InvalidModelError(
+            f"could not load '{path / MODEL_FILE}' ({type(exc).__name__}: {exc}); it was written by "
+            f"churnguard {meta['churnguard_version']}, this is {__version__}. Retrain the model."
+        ) from exc
+    if not isinstance(model, ChurnGuardModel):
+        raise InvalidModelError(f"'{path / MODEL_FILE}' holds a {type(model).__name__}, not a ChurnGuardModel.")
+    return model

@@ -1,0 +1,402 @@
+"""RFM quintile scores and named RFM segments from editable rules.
+
+RFM (recency, frequency, monetary) scores and the segment names built on them
+(champions, loyal, at_risk, cant_lose, hibernating, lost, ...) are how
+marketing teams talk about a customer base. Scores are quintiles from 1 to 5
+(5 best); named segments come from an ordered list of rules on those scores,
+read from ``churnguard/config/segments.toml`` or from the user's own copy, the
+first matching rule winning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from churnguard.exceptions import InputDataError
+from churnguard.scoring.tiers import _check_number, _require_frame, _require_numeric
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "SegmentRule",
+    "SegmentRules",
+    "assign_segments",
+    "load_segment_rules",
+    "rfm_score",
+    "rfm_scores",
+]
+
+SCORE_COLUMNS: tuple[str, str, str] = ("r_score", "f_score", "m_score")
+"""Columns returned by :func:`rfm_scores`."""
+
+_DIMENSIONS = ("r", "f", "m")
+_RULE_KEYS = frozenset({"name", "description", *_DIMENSIONS})
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_FALLBACK = "other"
+_T = TypeVar("_T")
+
+
+def _read_toml(
+    path: str | os.PathLike[str] | None, default_name: str
+) -> tuple[dict[str, Any], str]:
+    """Parse ``path``, or the packaged ``config/<default_name>``; return (data, source)."""
+    if path is None:
+        text = (files("churnguard") / "config" / default_name).read_text(encoding="utf-8")
+        source = f"packaged config/{default_name}"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"config file '{p}' does not exist or is not a file. Pass the path of a TOML "
+                f"file, or None for the packaged default (copy it from churnguard/config/"
+                f"{default_name} to start your own)."
+            )
+        text = p.read_text(encoding="utf-8")
+        source = str(p)
+    try:
+        return tomllib.loads(text), source
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source} is not valid TOML ({exc}); fix the syntax there.") from exc
+
+
+def _reject_unknown(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown key(s) {unknown}; allowed keys are {sorted(allowed)}. "
+            "Check the spelling or remove them."
+        )
+
+
+def _with_context(where: str, build: Callable[..., _T], /, *args: Any) -> _T:
+    # Config objects validate themselves without knowing where they come from;
+    # prefix their message with the file and table so the user can find the line.
+    try:
+        return build(*args)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    """One named segment: inclusive score ranges, ``None`` meaning "any score".
+
+    Parameters
+    ----------
+    name : str
+        snake_case segment name, e.g. ``"champions"``.
+    r, f, m : (int, int) or None
+        Inclusive ``(low, high)`` range of the recency, frequency and monetary
+        score, within 1..5.
+    description : str
+        What the segment is and how to treat it.
+    """
+
+    name: str
+    r: tuple[int, int] | None = None
+    f: tuple[int, int] | None = None
+    m: tuple[int, int] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                f"segment name {self.name!r} must be snake_case text (lower-case letters, "
+                "digits and underscores, starting with a letter), e.g. 'cant_lose'."
+            )
+        if not isinstance(self.description, str):
+            raise TypeError(f"segment '{self.name}': description must be text.")
+        for dim in _DIMENSIONS:
+            bounds = getattr(self, dim)
+            if bounds is None:
+                continue
+            ok = (
+                isinstance(bounds, tuple | list)
+                and len(bounds) == 2
+                and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+            )
+            if not ok or not 1 <= bounds[0] <= bounds[1] <= 5:
+                raise ValueError(
+                    f"segment '{self.name}': {dim} must be an inclusive range [low, high] of "
+                    f"whole scores with 1 <= low <= high <= 5; received {bounds!r}. "
+                    f"Write e.g. {dim} = [4, 5]."
+                )
+            object.__setattr__(self, dim, (bounds[0], bounds[1]))
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when the rule tests no score, so it matches every customer."""
+        return self.r is None and self.f is None and self.m is None
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    """Ordered segment rules (first match wins) and the ``rfm_score`` weights.
+
+    Parameters
+    ----------
+    rules : sequence of SegmentRule
+        Tried in order. A catch-all rule may only come last; without one,
+        customers no rule matches get the segment ``"other"``.
+    weights : mapping of str to float
+        Weights of the ``r``, ``f`` and ``m`` scores in :func:`rfm_score`;
+        missing ones default to 1.
+    source : str
+        Where the rules came from, for error messages.
+    """
+
+    rules: tuple[SegmentRule, ...]
+    weights: Mapping[str, float] = field(default_factory=lambda: {"r": 1.0, "f": 1.0, "m": 1.0})
+    source: str = "<SegmentRules>"
+
+    def __post_init__(self) -> None:
+        rules = tuple(self.rules)
+        if not rules or not all(isinstance(r, SegmentRule) for r in rules):
+            raise TypeError(
+                f"{self.source}: rules must be a non-empty sequence of SegmentRule; received "
+                f"{[type(r).__name__ for r in rules]}."
+            )
+        names = [r.name for r in rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{self.source}: segment name(s) {dupes} appear more than once.")
+        for i, rule in enumerate(rules[:-1]):
+            if rule.is_catch_all:
+                raise ValueError(
+                    f"{self.source}: catch-all segment '{rule.name}' (no r/f/m range) is rule "
+                    f"{i + 1} of {len(rules)}, so the rules after it could never match. Move it "
+                    "to the end or give it ranges."
+                )
+        _reject_unknown(self.weights, frozenset(_DIMENSIONS), f"{self.source} [weights]")
+        weights = {
+            d: _check_number(
+                self.weights.get(d, 1.0), f"weight {d}", low=0, high=math.inf, example="1"
+            )
+            for d in _DIMENSIONS
+        }
+        if sum(weights.values()) <= 0:
+            raise ValueError(f"{self.source}: [weights] are all 0; give r, f or m a weight > 0.")
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "weights", weights)
+
+    @property
+    def names(self) -> list[str]:
+        """Segment names in rule order, plus ``"other"`` when there is no catch-all."""
+        names = [r.name for r in self.rules]
+        return names if self.rules[-1].is_catch_all else [*names, _FALLBACK]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> SegmentRules:
+        """Build rules from parsed TOML: ``{"weights": {...}, "segments": [{...}, ...]}``."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{source}: expected a table of settings; received {type(data)}.")
+        _reject_unknown(data, frozenset({"weights", "segments"}), source)
+        raw = data.get("segments")
+        if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
+            raise ValueError(
+                f"{source} needs a non-empty list of [[segments]] tables, each with a name and "
+                'ranges, e.g. [[segments]] name = "champions" r = [5, 5] f = [4, 5].'
+            )
+        rules = []
+        for i, table in enumerate(raw):
+            where = f"{source} [[segments]] #{i + 1} ({table.get('name', 'unnamed')})"
+            _reject_unknown(table, _RULE_KEYS, where)
+            if "name" not in table:
+                raise ValueError(f'{where} has no name; add e.g. name = "champions".')
+            rules.append(
+                _with_context(
+                    where,
+                    SegmentRule,
+                    table["name"],
+                    *(table.get(d) for d in _DIMENSIONS),
+                    table.get("description", ""),
+                )
+            )
+        weights = data.get("weights", {})
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"{source}: [weights] must be a table like r = 1.0; got {weights!r}.")
+        return cls(tuple(rules), dict(weights), source)
+
+
+def load_segment_rules(path: str | os.PathLike[str] | None = None) -> SegmentRules:
+    """Read segment rules from a TOML file (default: the packaged ``segments.toml``).
+
+    Parameters
+    ----------
+    path : path-like, optional
+        Your own rules file; copy the packaged one as a starting point.
+
+    Returns
+    -------
+    SegmentRules
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Invalid TOML, unknown keys, ranges outside 1..5, duplicate names, or a
+        catch-all rule that is not last.
+    """
+    data, source = _read_toml(path, "segments.toml")
+    return SegmentRules.from_dict(data, source)
+
+
+def _quintile(values: pd.Series, *, higher_is_better: bool) -> np.ndarray:
+    # Score = 1 + floor(5 * share of the *differently valued* customers this one
+    # beats). Ties share a score whatever the row order (two customers with the
+    # same numbers never land in different segments), the worst value always
+    # scores 1 and the best 5 (a heavy tie at zero purchases stays at 1), a
+    # base of distinct values splits into exact quintiles when n is a multiple
+    # of 5, and a single customer or constant column scores a neutral 3.
+    v = values if higher_is_better else -values
+    n = len(v)
+    below = (v.rank(method="min").to_numpy() - 1).astype(np.int64)
+    above = (n - v.rank(method="max").to_numpy()).astype(np.int64)
+    others = below + above
+    scaled = np.where(others > 0, (5 * below) // np.maximum(others, 1), 2)
+    return np.minimum(5, 1 + scaled).astype(np.int64)
+
+
+def rfm_scores(
+    df: pd.DataFrame,
+    recency_col: str = "days_since_last",
+    frequency_col: str = "frequency",
+    monetary_col: str = "monetary_value",
+) -> pd.DataFrame:
+    """RFM quintile scores from 1 to 5, where 5 is best.
+
+    5 means most recent (smallest time since the last purchase), most frequent,
+    highest spend. Ties always share a score (see the rule in the source), so
+    with heavy ties (most customers with 0 repeat purchases) quintiles are not
+    of equal size.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per customer.
+    recency_col : str, default "days_since_last"
+        Time since the last purchase; **smaller is better**. Do not pass the
+        lifetimes ``recency`` column (age at last purchase), which runs the
+        other way.
+    frequency_col, monetary_col : str
+        Number of repeat purchases and average spend per purchase; larger is better.
+
+    Returns
+    -------
+    DataFrame
+        Integer columns ``r_score``, ``f_score``, ``m_score``, indexed like ``df``.
+    """
+    _require_frame(df, "rfm_scores")
+    cols = [recency_col, frequency_col, monetary_col]
+    _require_numeric(
+        df,
+        cols,
+        func="rfm_scores",
+        hint="Build features with churnguard's feature builder or pass recency_col=, "
+        "frequency_col=, monetary_col= naming your columns.",
+    )
+    return pd.DataFrame(
+        {
+            "r_score": _quintile(df[recency_col], higher_is_better=False),
+            "f_score": _quintile(df[frequency_col], higher_is_better=True),
+            "m_score": _quintile(df[monetary_col], higher_is_better=True),
+        },
+        index=df.index,
+    )
+
+
+def _resolve_rules(rules: SegmentRules | str | os.PathLike[str] | None) -> SegmentRules:
+    if isinstance(rules, SegmentRules):
+        return rules
+    if rules is None or isinstance(rules, str | os.PathLike):
+        return load_segment_rules(rules)
+    raise TypeError(
+        f"rules must be SegmentRules, a path to a TOML file or None; received {type(rules)}."
+    )
+
+
+def _score_frame(df: pd.DataFrame, func: str) -> pd.DataFrame:
+    """Existing r/f/m score columns, else scores computed from the raw columns."""
+    _require_frame(df, func)
+    if not all(c in df.columns for c in SCORE_COLUMNS):
+        return rfm_scores(df)
+    scores = df[list(SCORE_COLUMNS)]
+    _require_numeric(scores, SCORE_COLUMNS, func=func, hint="")
+    bad = ~scores.isin([1, 2, 3, 4, 5]).all(axis=1)
+    if bad.any():
+        raise InputDataError(
+            f"{func}(): {int(bad.sum())} row(s) have r/f/m scores outside the whole numbers "
+            f"1..5, e.g. {scores[bad].head(2).to_dict('records')}. Recompute them with "
+            "rfm_scores(df), or drop the score columns to have them computed."
+        )
+    return scores
+
+
+def rfm_score(
+    df: pd.DataFrame, rules: SegmentRules | str | os.PathLike[str] | None = None
+) -> pd.Series:
+    """Weighted sum of the r, f and m scores (3 to 15 with the default weights of 1).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Either with ``r_score``, ``f_score``, ``m_score`` columns, or with the
+        raw columns :func:`rfm_scores` needs (then scored on the fly).
+    rules : SegmentRules, path-like or None
+        Supplies the ``[weights]``; default the packaged rules.
+
+    Returns
+    -------
+    Series
+        Float named ``rfm_score``, indexed like ``df``.
+    """
+    scores = _score_frame(df, "rfm_score")
+    w = _resolve_rules(rules).weights
+    weighted = sum(scores[f"{d}_score"] * w[d] for d in _DIMENSIONS)
+    return pd.Series(weighted, index=df.index, dtype=float, name="rfm_score")
+
+
+def assign_segments(
+    df: pd.DataFrame, rules: SegmentRules | str | os.PathLike[str] | None = None
+) -> pd.Series:
+    """Name each customer's RFM segment; the first matching rule wins.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Either with ``r_score``, ``f_score``, ``m_score`` columns, or with the
+        raw columns :func:`rfm_scores` needs (then scored on the fly).
+    rules : SegmentRules, path-like or None
+        Rules, or a TOML file of rules; default the packaged ``segments.toml``.
+
+    Returns
+    -------
+    Series
+        Categorical named ``segment`` (categories in rule order), indexed like
+        ``df``; ``"other"`` where no rule matches and there is no catch-all.
+    """
+    scores = _score_frame(df, "assign_segments")
+    resolved = _resolve_rules(rules)
+    conditions = []
+    for rule in resolved.rules:
+        match = np.ones(len(scores), dtype=bool)
+        for dim in _DIMENSIONS:
+            bounds = getattr(rule, dim)
+            if bounds is not None:
+                s = scores[f"{dim}_score"].to_numpy()
+                match &= (s >= bounds[0]) & (s <= bounds[1])
+        conditions.append(match)
+    labels = np.select(conditions, [r.name for r in resolved.rules], default=_FALLBACK)
+    cat = pd.Categorical(labels, categories=resolved.names)
+    return pd.Series(cat, index=df.index, name="segment")

@@ -1,0 +1,109 @@
+"""MLflow tracking: every training run logs its parameters, metrics and model.
+
+The tracking server is ``MLFLOW_TRACKING_URI`` when set (a team server), else an
+embedded SQLite store in ``./mlruns/mlflow.db`` with artifacts under
+``./mlruns/artifacts`` (MLflow 3 no longer accepts a plain ``./mlruns`` file store).
+MLflow is imported lazily: it is slow to import and scoring does not need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_EXPERIMENT", "default_tracking_uri", "log_training_run", "setup_tracking"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "churnguard"
+
+
+def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
+    """The embedded store: ``sqlite:///<abs path>/mlruns/mlflow.db``."""
+    path = Path(root).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def setup_tracking(experiment: str = DEFAULT_EXPERIMENT, root: str | os.PathLike[str] = "mlruns") -> str:
+    """Point MLflow at the right store and experiment; return the tracking URI.
+
+    With no ``MLFLOW_TRACKING_URI`` the experiment is created with its artifacts
+    in ``<root>/artifacts`` so everything stays inside ``mlruns/``.
+    """
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        artifact_location = None
+        if uri.startswith("sqlite:") and not os.environ.get("MLFLOW_TRACKING_URI"):
+            artifact_location = (Path(root).resolve() / "artifacts").as_uri()
+        mlflow.create_experiment(experiment, artifact_location=artifact_location)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+def _flat_params(model: Any) -> dict[str, Any]:
+    params = {k: v for k, v in model.get_params().items() if k != "classifier_params"}
+    params["classifier_params"] = str(model.classifier_params or {})
+    params["value_model_chosen"] = model.value_model_name_
+    params["training_data_end"] = model.training_end_.isoformat()
+    params["n_features"] = len(model.feature_names_)
+    params["calibration"] = model.classifier_.calibration_
+    return params
+
+
+def log_training_run(
+    model: Any,
+    model_dir: str | os.PathLike[str],
+    *,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    register_as: str | None = None,
+    alias: str | None = None,
+) -> dict[str, str]:
+    """Log a fitted :class:`ChurnGuardModel` and its saved model directory.
+
+    Parameters
+    ----------
+    model : ChurnGuardModel
+        Fitted model (its ``metrics_`` are logged).
+    model_dir : path
+        The directory written by :func:`churnguard.scoring.save_model`; its files
+        (metadata, metrics, comparisons, plots) are logged as artifacts.
+    register_as, alias : str, optional
+        Register the model under this name and point ``alias`` at the new version.
+
+    Returns
+    -------
+    dict
+        ``tracking_uri``, ``experiment``, ``run_id`` and, when logged, ``model_uri``.
+    """
+    import mlflow
+
+    uri = setup_tracking(experiment)
+    info: dict[str, str] = {"tracking_uri": uri, "experiment": experiment}
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({"churnguard.stage": "train", **(tags or {})})
+        mlflow.log_params(_flat_params(model))
+        mlflow.log_metrics({k: float(v) for k, v in model.metrics_.items() if v == v})
+        report = getattr(model, "report_", None)
+        if report is not None and not report.comparison.empty:
+            for name, row in report.comparison.iterrows():
+                for metric in ("roc_auc", "pr_auc", "brier", "top_decile_lift", "ece"):
+                    value = row.get(metric)
+                    if value is not None and value == value:
+                        mlflow.log_metric(f"{name}.{metric}", float(value))
+        mlflow.log_artifacts(str(model_dir), artifact_path="model_dir")
+        info["run_id"] = run.info.run_id
+        try:
+            from churnguard.scoring.pyfunc import log_pyfunc_model
+        except ImportError:  # pragma: no cover - pyfunc module is part of the package
+            log_pyfunc_model = None
+        if log_pyfunc_model is not None:
+            info.update(log_pyfunc_model(model_dir, register_as=register_as, alias=alias))
+    return info

@@ -1,0 +1,120 @@
+"""Shared data for the churnguard.clv tests: CDNOW frames and BTYD simulators.
+
+CDNOW frames are built from the raw ``CDNOW_sample.txt`` shipped with lifetimes, with
+lifetimes' own summary utilities, so the tests check churnguard against the published
+numbers without depending on churnguard's feature code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.resources import files
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifetimes.utils import calibration_and_holdout_data
+
+CALIBRATION_END = "1997-09-30"
+OBSERVATION_END = "1998-06-30"
+
+
+def simulate_bgnbd(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    T: float | np.ndarray,
+) -> pd.DataFrame:
+    """Exact, vectorised draw of BG/NBD RFM data (continuous time).
+
+    Purchases follow a Poisson(lambda) process; after each repeat purchase the customer
+    dies with probability p. Given N events in (0, T], the observed count is
+    x = min(N, D) with D ~ Geometric(p), and the x-th of N uniform event times is
+    T * Beta(x, N - x + 1).
+    """
+    age = np.broadcast_to(np.asarray(T, dtype=float), (n,))
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    events = rng.poisson(lam * age)
+    dies_after = rng.geometric(p)
+    x = np.minimum(events, dies_after)
+    recency = np.where(x > 0, age * rng.beta(np.maximum(x, 1), events - x + 1), 0.0)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:07d}" for i in range(n)],
+            "frequency": x.astype(float),
+            "recency": recency,
+            "T": age.copy(),
+        }
+    )
+
+
+def simulate_gamma_gamma(
+    rng: np.random.Generator, frequency: np.ndarray, *, p: float, q: float, v: float
+) -> np.ndarray:
+    """Mean spend per purchase under Gamma-Gamma: z ~ Gamma(p, nu), nu ~ Gamma(q, v)."""
+    x = np.asarray(frequency, dtype=float)
+    nu = rng.gamma(q, 1.0 / v, len(x))
+    total = rng.gamma(p * np.maximum(x, 1), 1.0 / nu)
+    return np.where(x > 0, total / np.maximum(x, 1), 0.0)
+
+
+@pytest.fixture(scope="session")
+def cdnow_transactions() -> pd.DataFrame:
+    """Raw CDNOW sample: 6,919 transactions of 2,357 customers (1997-01 to 1998-06)."""
+    path = files("lifetimes") / "datasets" / "CDNOW_sample.txt"
+    tx = pd.read_csv(
+        str(path),
+        sep=r"\s+",
+        header=None,
+        names=["master_id", "customer_id", "date", "number_of_cds", "dollar_value"],
+        dtype={"master_id": str, "customer_id": str, "date": str},
+    )
+    tx["date"] = pd.to_datetime(tx["date"], format="%Y%m%d")
+    return tx
+
+
+@pytest.fixture(scope="session")
+def cdnow_cal_holdout(cdnow_transactions: pd.DataFrame) -> pd.DataFrame:
+    """Calibration (to 1997-09-30) + 39-week holdout summary, time unit = weeks (days / 7)."""
+    summary = calibration_and_holdout_data(
+        cdnow_transactions,
+        "customer_id",
+        "date",
+        calibration_period_end=CALIBRATION_END,
+        observation_period_end=OBSERVATION_END,
+        freq="D",
+        freq_multiplier=7,
+        monetary_value_col="dollar_value",
+    )
+    return summary.reset_index()
+
+
+@pytest.fixture(scope="session")
+def cdnow_rfm(cdnow_cal_holdout: pd.DataFrame) -> pd.DataFrame:
+    """Calibration RFM frame in churnguard's canonical column names."""
+    renamed = cdnow_cal_holdout.rename(
+        columns={
+            "frequency_cal": "frequency",
+            "recency_cal": "recency",
+            "T_cal": "T",
+            "monetary_value_cal": "monetary_value",
+        }
+    )
+    return renamed[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+
+
+@pytest.fixture
+def bgnbd_sampler() -> Callable[..., pd.DataFrame]:
+    """The BG/NBD simulator, as a fixture so test modules need no helper imports."""
+    return simulate_bgnbd
+
+
+@pytest.fixture
+def gamma_gamma_sampler() -> Callable[..., np.ndarray]:
+    """The Gamma-Gamma spend simulator."""
+    return simulate_gamma_gamma

@@ -1,0 +1,111 @@
+"""Tests of churnguard.clv.value: CLV against lifetimes, alignment, customer equity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.clv.purchase import PurchaseModel
+from churnguard.clv.spend import SpendModel
+from churnguard.clv.value import customer_equity, customer_lifetime_value, value_frame
+
+
+@pytest.fixture(scope="module")
+def models(cdnow_rfm: pd.DataFrame) -> dict[str, object]:
+    return {
+        "bgnbd": PurchaseModel("bgnbd").fit(cdnow_rfm),
+        "pareto": PurchaseModel("pareto").fit(cdnow_rfm),
+        "spend": SpendModel().fit(cdnow_rfm),
+    }
+
+
+# lifetimes' own CLV evaluates the Pareto/NBD expectation at t=0, where it takes log(0)
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
+@pytest.mark.parametrize("key", ["bgnbd", "pareto"])
+@pytest.mark.parametrize(("months", "discount_rate"), [(12, 0.01), (6, 0.03)])
+def test_clv_equals_lifetimes(
+    cdnow_rfm: pd.DataFrame, models: dict, key: str, months: int, discount_rate: float
+) -> None:
+    purchase_model, spend_model = models[key], models["spend"]
+    theirs = spend_model.fitter_.customer_lifetime_value(
+        purchase_model.fitter_,
+        cdnow_rfm["frequency"],
+        cdnow_rfm["recency"],
+        cdnow_rfm["T"],
+        cdnow_rfm["monetary_value"],
+        time=months,
+        discount_rate=discount_rate,
+        freq="W",
+    )
+    ours = customer_lifetime_value(
+        purchase_model, spend_model, cdnow_rfm, months=months, discount_rate=discount_rate
+    )
+    assert ours.shape == (len(cdnow_rfm),)
+    np.testing.assert_allclose(ours, theirs.to_numpy(), rtol=1e-9)
+
+
+def test_undiscounted_clv_is_spend_times_purchases(cdnow_rfm: pd.DataFrame, models: dict) -> None:
+    purchase_model, spend_model = models["bgnbd"], models["spend"]
+    clv = customer_lifetime_value(
+        purchase_model, spend_model, cdnow_rfm, months=12, discount_rate=0.0, time_unit="W"
+    )
+    purchases = purchase_model.expected_purchases(cdnow_rfm, 12 * 4.345)
+    np.testing.assert_allclose(clv, spend_model.expected_spend(cdnow_rfm) * purchases, rtol=1e-10)
+
+
+def test_clv_is_positional_on_any_index(cdnow_rfm: pd.DataFrame, models: dict) -> None:
+    purchase_model, spend_model = models["bgnbd"], models["spend"]
+    base = customer_lifetime_value(purchase_model, spend_model, cdnow_rfm)
+    order = np.random.default_rng(5).permutation(len(cdnow_rfm))
+    shuffled = cdnow_rfm.iloc[order].set_index(cdnow_rfm["customer_id"].iloc[order].to_numpy())
+    np.testing.assert_allclose(
+        customer_lifetime_value(purchase_model, spend_model, shuffled), base[order]
+    )
+
+
+def test_value_frame_columns_and_consistency(cdnow_rfm: pd.DataFrame, models: dict) -> None:
+    purchase_model, spend_model = models["bgnbd"], models["spend"]
+    rfm = cdnow_rfm.set_axis(pd.RangeIndex(100, 100 + len(cdnow_rfm)))
+    before = rfm.copy()
+    out = value_frame(purchase_model, spend_model, rfm, 39, months=6, discount_rate=0.02)
+    pd.testing.assert_frame_equal(rfm, before)
+    assert list(out.columns) == [
+        "customer_id",
+        "p_alive",
+        "expected_purchases",
+        "expected_spend",
+        "predicted_clv",
+    ]
+    assert out.index.equals(rfm.index)
+    assert out["customer_id"].tolist() == rfm["customer_id"].tolist()
+    predicted = purchase_model.predict(rfm, 39)
+    pd.testing.assert_frame_equal(out[predicted.columns], predicted)
+    np.testing.assert_allclose(out["expected_spend"], spend_model.expected_spend(rfm))
+    np.testing.assert_allclose(
+        out["predicted_clv"],
+        customer_lifetime_value(purchase_model, spend_model, rfm, months=6, discount_rate=0.02),
+    )
+
+
+def test_customer_equity() -> None:
+    assert customer_equity(np.array([1.5, 2.5, 6.0])) == 10.0
+    assert customer_equity(pd.Series([1.0, 2.0], index=["x", "y"])) == 3.0
+    with pytest.raises(ValueError, match="1 missing or infinite"):
+        customer_equity(np.array([1.0, np.nan]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"time_unit": "Y"}, ValueError, "time_unit must be one of"),
+        ({"months": 0}, ValueError, "months must be >= 1"),
+        ({"months": 1.5}, TypeError, "months must be an int"),
+        ({"discount_rate": -1.0}, ValueError, "monthly rate"),
+    ],
+)
+def test_bad_arguments(
+    cdnow_rfm: pd.DataFrame, models: dict, kwargs: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        customer_lifetime_value(models["bgnbd"], models["spend"], cdnow_rfm, **kwargs)
