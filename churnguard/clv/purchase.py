@@ -32,6 +32,7 @@ __all__ = [
     "MODEL_NAMES",
     "ModelFitError",
     "PurchaseModel",
+    "check_penalizers",
     "check_rfm",
     "customer_id_column",
     "fit_with_penalizer_retry",
@@ -72,30 +73,30 @@ class _FitFailed(Exception):
 def check_rfm(
     rfm: pd.DataFrame, columns: Sequence[str] = _RFM_COLUMNS, *, caller: str = "the model"
 ) -> dict[str, np.ndarray]:
-    """Validate an RFM frame and return the requested columns as float arrays.
+    """Validate an RFM frame and return the requested columns as positional float arrays.
 
     Parameters
     ----------
     rfm : pandas.DataFrame
-        One row per customer, with columns as defined by
-        ``lifetimes.utils.summary_data_from_transaction_data``.
+        One row per customer, columns as ``lifetimes.utils.summary_data_from_transaction_data``
+        defines them.
     columns : sequence of str
-        Columns that must be present; any of frequency, recency, T, monetary_value.
+        Required columns, any of frequency, recency, T, monetary_value.
     caller : str
-        Named in error messages so the user knows which call rejected the frame.
+        Named in error messages.
 
     Returns
     -------
     dict of str to numpy.ndarray
-        Positional float arrays (the frame's index is deliberately dropped).
+        The columns as float arrays (the index is dropped on purpose: callers work by row).
 
     Raises
     ------
     TypeError
         If ``rfm`` is not a DataFrame.
     churnguard.exceptions.InputDataError
-        If a column is missing, the frame is empty, or a value is impossible
-        (NaN, negative, non-integer frequency, recency > T, ...).
+        Missing column, no rows, non-numeric/NaN/negative values, non-integer frequency,
+        recency > T, or recency != 0 with frequency 0.
     """
     if not isinstance(rfm, pd.DataFrame):
         raise TypeError(
@@ -178,35 +179,13 @@ def fit_with_penalizer_retry(
     *,
     what: str,
 ) -> tuple[_Result, float]:
-    """Fit with ``penalizer``; on failure retry with each stronger penalizer of the grid.
+    """Run ``fit_once(penalizer)``; on failure retry with each stronger grid penalizer.
 
-    Parameters
-    ----------
-    fit_once : callable
-        ``fit_once(penalizer)`` runs one fit and returns its result, raising
-        ``lifetimes.utils.ConvergenceError``, ``numpy.linalg.LinAlgError`` or an internal
-        failure signal when the fit is unusable.
-    penalizer : float
-        The penalizer asked for.
-    penalizer_grid : sequence of float
-        Fallback penalizers; only those larger than ``penalizer`` are tried, ascending.
-    what : str
-        Model name used in warnings and errors.
-
-    Returns
-    -------
-    tuple
-        The successful result and the penalizer that produced it.
-
-    Raises
-    ------
-    ModelFitError
-        If every attempt failed.
-
-    Warns
-    -----
-    churnguard.exceptions.ConvergenceWarning
-        If a fallback penalizer had to be used.
+    ``fit_once`` signals an unusable fit by raising ``lifetimes.utils.ConvergenceError``,
+    ``numpy.linalg.LinAlgError`` or the internal ``_FitFailed``. Grid values not larger
+    than ``penalizer`` are skipped. Returns ``(result, penalizer_used)``; warns
+    `ConvergenceWarning` naming the fallback penalizer; raises `ModelFitError` (listing
+    every attempt) when all fail. ``what`` names the model in messages.
     """
     attempts = [penalizer] + sorted(p for p in set(penalizer_grid) if p > penalizer)
     failures: list[str] = []
@@ -229,6 +208,15 @@ def fit_with_penalizer_retry(
         f"{what} could not be fitted with any penalizer in {attempts}: {'; '.join(failures)}. "
         "Check the RFM frame (time unit, extreme frequencies) or pass a larger penalizer_grid."
     )
+
+
+def check_penalizers(penalizer: float, penalizer_grid: Sequence[float]) -> None:
+    """Raise TypeError / ValueError unless every penalizer is a finite number >= 0."""
+    for v in (penalizer, *penalizer_grid):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"penalizers must be numbers, received {v!r} ({type(v).__name__}).")
+        if not math.isfinite(float(v)) or v < 0:
+            raise ValueError(f"penalizers must be finite and >= 0, received {v}.")
 
 
 @contextlib.contextmanager
@@ -313,17 +301,6 @@ class PurchaseModel(BaseEstimator):
                 "Use 'bgnbd' (BG/NBD), 'pareto' (Pareto/NBD) or 'mbgnbd' (MBG/NBD)."
             )
 
-    def _check_penalizers(self) -> None:
-        for name, values in (
-            ("penalizer", [self.penalizer]),
-            ("penalizer_grid", self.penalizer_grid),
-        ):
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                    raise TypeError(f"{name} must hold numbers, received {type(v).__name__}.")
-                if not math.isfinite(float(v)) or v < 0:
-                    raise ValueError(f"{name} values must be finite and >= 0, received {v}.")
-
     def fit(self, rfm: pd.DataFrame) -> PurchaseModel:
         """Fit the model to an RFM frame.
 
@@ -350,7 +327,7 @@ class PurchaseModel(BaseEstimator):
             If a penalizer from the grid had to be used.
         """
         self._check_model_key()
-        self._check_penalizers()
+        check_penalizers(self.penalizer, self.penalizer_grid)
         arr = check_rfm(rfm, caller=f"PurchaseModel({self.model!r}).fit")
         if arr["T"].max() <= 0:
             raise InputDataError(
@@ -377,7 +354,7 @@ class PurchaseModel(BaseEstimator):
                 if model_key == "pareto":
                     # fixed start: lifetimes otherwise draws one from numpy's global RNG;
                     # its Nelder-Mead default tol (1e-4) stops ~1e-3 short of the optimum
-                    fitter.fit(freq, rec, age, weights=weights, initial_params=np.ones(4), tol=1e-8)
+                    fitter.fit(freq, rec, age, weights=weights, initial_params=np.ones(4), tol=1e-6)
                 else:
                     fitter.fit(freq, rec, age, weights=weights)
                 params = {k: float(fitter.params_[k]) for k in names}
@@ -390,32 +367,58 @@ class PurchaseModel(BaseEstimator):
         (fitter, params, ll), pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what=MODEL_NAMES[model_key]
         )
+        return self._adopt(
+            fitter,
+            params,
+            pen,
+            ll,
+            len(arr["T"]),
+            len(weights),
+            arr["frequency"].max(),
+            arr["T"].max(),
+        )
+
+    def _adopt(
+        self,
+        fitter: Any,
+        params: dict[str, float],
+        penalizer: float,
+        log_likelihood: float,
+        n_customers: int,
+        n_patterns: int,
+        max_frequency: float,
+        max_T: float,
+    ) -> PurchaseModel:
+        """Store the learned state (shared by `fit` and `from_params`)."""
         self.fitter_ = fitter
         self.params_ = params
-        self.penalizer_ = pen
-        self.log_likelihood_ = ll
-        self.n_customers_ = int(len(arr["T"]))
-        self.n_patterns_ = int(len(weights))
-        self.max_frequency_ = float(arr["frequency"].max())
-        self.max_T_ = float(arr["T"].max())
+        self.penalizer_ = float(penalizer)
+        self.log_likelihood_ = float(log_likelihood)
+        self.n_customers_ = int(n_customers)
+        self.n_patterns_ = int(n_patterns)
+        self.max_frequency_ = float(max_frequency)
+        self.max_T_ = float(max_T)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # lifetimes fitters hold lambdas and cannot be pickled; the parameters suffice.
+        state = dict(super().__getstate__())
+        state.pop("fitter_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "params_" in state:
+            fitter = _FITTER_CLASSES[self.model]()
+            fitter.params_ = pd.Series(self.params_)
+            self.fitter_ = fitter
 
     @classmethod
     def from_params(cls, params: Mapping[str, float], model: str = "bgnbd") -> PurchaseModel:
         """Build a ready-to-predict model from known parameters (e.g. published ones).
 
-        Parameters
-        ----------
-        params : mapping of str to float
-            Exactly the model's parameter names (see ``params_``), all > 0.
-        model : {"bgnbd", "pareto", "mbgnbd"}
-            Which model the parameters belong to.
-
-        Returns
-        -------
-        PurchaseModel
-            With ``params_`` and ``fitter_`` set; ``log_likelihood_`` is NaN and
-            ``n_customers_`` is 0 because no data was seen.
+        ``params`` must hold exactly the model's parameter names (see ``params_``), all > 0.
+        No data is seen, so ``log_likelihood_``, ``max_frequency_`` and ``max_T_`` are NaN.
         """
         self = cls(model=model)
         self._check_model_key()
@@ -429,15 +432,8 @@ class PurchaseModel(BaseEstimator):
             raise ValueError(f"parameters must be finite and > 0, received {values}.")
         fitter = _FITTER_CLASSES[model]()
         fitter.params_ = pd.Series(values)
-        self.fitter_ = fitter
-        self.params_ = values
-        self.penalizer_ = float(self.penalizer)
-        self.log_likelihood_ = float("nan")
-        self.n_customers_ = 0
-        self.n_patterns_ = 0
-        self.max_frequency_ = float("nan")
-        self.max_T_ = float("nan")
-        return self
+        nan = float("nan")
+        return self._adopt(fitter, values, float(self.penalizer), nan, 0, 0, nan, nan)
 
     def _check_fitted(self) -> None:
         check_is_fitted(

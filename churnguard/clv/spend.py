@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from churnguard.clv.purchase import (
     ModelFitError,
     _FitFailed,
+    check_penalizers,
     check_rfm,
     fit_with_penalizer_retry,
     quiet_fit,
@@ -105,11 +106,7 @@ class SpendModel(BaseEstimator):
         ModelFitError
             If no penalizer gives a usable fit, or the fit implies an infinite mean spend.
         """
-        for v in (self.penalizer, *self.penalizer_grid):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise TypeError(f"penalizers must be numbers, received {type(v).__name__}.")
-            if not math.isfinite(float(v)) or v < 0:
-                raise ValueError(f"penalizers must be finite and >= 0, received {v}.")
+        check_penalizers(self.penalizer, self.penalizer_grid)
         arr = check_rfm(rfm, _SPEND_COLUMNS, caller="SpendModel.fit")
         repeat = (arr["frequency"] > 0) & (arr["monetary_value"] > 0)
         n_repeat = int(repeat.sum())
@@ -170,6 +167,19 @@ class SpendModel(BaseEstimator):
         self.frequency_monetary_corr_ = corr
         self.population_mean_ = params["p"] * params["v"] / (params["q"] - 1)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # lifetimes fitters hold lambdas and cannot be pickled; the parameters suffice.
+        state = dict(super().__getstate__())
+        state.pop("fitter_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "params_" in state:
+            fitter = GammaGammaFitter()
+            fitter.params_ = pd.Series(self.params_)
+            self.fitter_ = fitter
 
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> SpendModel:

@@ -29,7 +29,7 @@ from churnguard.churn.classifier import ChurnClassifier
 from churnguard.churn.metrics import classification_report, compare_scores
 from churnguard.churn.reasons import explain
 from churnguard.churn.training import SnapshotPlan, plan_snapshots, split_by_plan
-from churnguard.clv import PurchaseModel, SpendModel, compare_models, value_frame
+from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
 from churnguard.exceptions import InputDataError
 from churnguard.features import FeatureBuilder, make_labels, snapshot_cutoffs
 from churnguard.features.engine import count_purchase_days, to_date
@@ -143,14 +143,7 @@ class ChurnGuardModel(BaseEstimator):
         self.training_end_ = to_date(tx["date"].max())
         self.builder_ = FeatureBuilder(time_unit="D").fit(tx)
         horizon = int(self.horizon_days)
-
-        log.info("comparing value models on a calibration/holdout split")
-        self.value_model_name_, comparison = self._choose_value_model(tx)
-        log.info("value model: %s; fitting it on all data to %s", self.value_model_name_, self.training_end_)
-        feats_end = self.builder_.transform(tx, self.training_end_)
-        self.purchase_model_, self.spend_model_ = self._fit_value_models(feats_end, self.value_model_name_)
-        self.n_customers_ = len(feats_end)
-
+        # Fail fast, before any model is fitted, when the log is too short for snapshots.
         cutoffs = snapshot_cutoffs(
             self.training_start_,
             self.training_end_,
@@ -159,9 +152,19 @@ class ChurnGuardModel(BaseEstimator):
             step_days=int(self.snapshot_step_days),
             n_snapshots=int(self.max_snapshots),
         )
+        plan = plan_snapshots(cutoffs, horizon)
+
+        log.info("comparing value models on a calibration/holdout split")
+        ranking, comparison = self._choose_value_model(tx)
+        feats_end = self.builder_.transform(tx, self.training_end_)
+        self.value_model_name_, self.purchase_model_, self.spend_model_ = self._fit_first(
+            feats_end, ranking
+        )
+        log.info("value model: %s, fitted on all data to %s", self.value_model_name_, self.training_end_)
+        self.n_customers_ = len(feats_end)
+
         log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
         snaps = self._snapshot_table(tx, cutoffs)
-        plan = plan_snapshots(cutoffs, horizon)
         self.plan_ = plan
         self.feature_names_ = [c for c in snaps.columns if c not in _NOT_FEATURES]
 
@@ -198,18 +201,39 @@ class ChurnGuardModel(BaseEstimator):
     def _horizon_units(self) -> float:
         return int(self.horizon_days) / _DAYS_PER_UNIT[self.time_unit]
 
-    def _choose_value_model(self, tx: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    def _choose_value_model(self, tx: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+        """Candidate purchase models, best first, and the holdout comparison table."""
         span = (self.training_end_ - self.training_start_).days
         holdout = int(self.holdout_days or max(int(self.horizon_days), span // 2))
         cal_end = self.training_end_ - dt.timedelta(days=holdout)
-        if self.value_model != "auto" or cal_end <= self.training_start_ + dt.timedelta(days=28):
-            return ("bgnbd" if self.value_model == "auto" else self.value_model), pd.DataFrame()
+        if self.value_model != "auto":
+            return [self.value_model], pd.DataFrame()
+        if cal_end <= self.training_start_ + dt.timedelta(days=28):
+            log.warning("log too short for a calibration/holdout comparison; using BG/NBD")
+            return ["bgnbd"], pd.DataFrame()
         cal = self.builder_.transform(tx, cal_end)
         future = count_purchase_days(tx, cal_end, self.training_end_).set_index("customer_id")
         actual = future["purchases"].reindex(cal["customer_id"]).fillna(0).to_numpy()
         result = compare_models(self._rfm(cal), actual, holdout / _DAYS_PER_UNIT[self.time_unit])
         table = result.table.assign(calibration_end=cal_end.isoformat(), holdout_days=holdout)
-        return str(result.best), table
+        ranked = table.sort_values(_criterion_column(table), kind="stable")["model"].tolist()
+        best = str(result.best)
+        return [best, *[m for m in ranked if m != best]], table
+
+    def _fit_first(
+        self, feats: pd.DataFrame, ranking: list[str]
+    ) -> tuple[str, PurchaseModel, SpendModel]:
+        """Fit the best-ranked purchase model that converges on ``feats``."""
+        errors = []
+        for kind in [*ranking, *(["bgnbd"] if "bgnbd" not in ranking else [])]:
+            try:
+                pm, sm = self._fit_value_models(feats, kind)
+            except ModelFitError as exc:
+                log.warning("%s could not be fitted on the full data (%s); trying the next model", kind, exc)
+                errors.append(str(exc))
+                continue
+            return kind, pm, sm
+        raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
 
     def _fit_value_models(self, feats: pd.DataFrame, kind: str) -> tuple[PurchaseModel, SpendModel]:
         rfm = self._rfm(feats)
@@ -230,7 +254,7 @@ class ChurnGuardModel(BaseEstimator):
         frames = []
         for c in cutoffs:
             feats = self.builder_.transform(tx, c)
-            pm, sm = self._fit_value_models(feats, self.value_model_name_)
+            _, pm, sm = self._fit_first(feats, [self.value_model_name_])
             value = self._value(feats, pm, sm)
             labels = make_labels(tx, feats["customer_id"], c, int(self.horizon_days), int(self.gap_days))
             frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
@@ -310,6 +334,10 @@ class ChurnGuardModel(BaseEstimator):
         state = self.__dict__.copy()
         state["report_"] = None  # evaluation tables live next to the model, not inside it
         return state
+
+
+def _criterion_column(table: pd.DataFrame) -> str:
+    return "mae_per_customer" if "mae_per_customer" in table else str(table.columns[-1])
 
 
 def evaluation_report(

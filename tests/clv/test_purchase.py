@@ -292,3 +292,28 @@ def test_pareto_penalizer_means_the_same_as_for_bgnbd(cdnow_rfm: pd.DataFrame) -
     for name, value in ours.params_.items():
         assert value == pytest.approx(theirs.params_[name], rel=1e-3)
     assert ours.params_["alpha"] < 0.95 * PARETO_CDNOW["alpha"]  # the penalty really bites
+
+
+@pytest.mark.parametrize("kind", ["bgnbd", "mbgnbd"])
+def test_pickle_round_trip_predicts_identically(kind: str) -> None:
+    """Models are saved with joblib; lifetimes' fitters are rebuilt from the parameters."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    n = 300
+    freq = rng.integers(0, 5, n)
+    T = rng.uniform(10, 40, n)
+    rfm = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "frequency": freq,
+            "recency": np.where(freq > 0, T * rng.uniform(0.1, 1, n), 0.0),
+            "T": T,
+            "monetary_value": np.where(freq > 0, rng.gamma(3, 10, n), 0.0),
+        }
+    )
+    model = PurchaseModel(kind).fit(rfm)
+    clone = pickle.loads(pickle.dumps(model))
+    assert "fitter_" not in model.__getstate__()
+    np.testing.assert_array_equal(clone.p_alive(rfm), model.p_alive(rfm))
+    np.testing.assert_array_equal(clone.expected_purchases(rfm, 12), model.expected_purchases(rfm, 12))

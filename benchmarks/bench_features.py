@@ -1,0 +1,403 @@
+"""Benchmark the feature build against lifetimes and a bare DuckDB RFM aggregate.
+
+One run generates (once, cached) a seeded synthetic log as Parquet, then times each
+stage in its own subprocess so that the peak RSS of every stage is measured on its
+own, with ``/usr/bin/time -v`` (Debian package ``time``) or, when that is missing,
+with ``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process:
+
+* ``duckdb_rfm``: a bare DuckDB group-by computing RFM only (frequency = distinct
+  days - 1, recency, T, monetary) from the Parquet file, the floor to compare with;
+* ``churnguard_parquet``: ``FeatureBuilder().fit(src).transform(src, cutoff)`` with
+  ``src`` the Parquet path;
+* ``churnguard_pandas``: the same with ``src`` a pandas frame read from that file
+  (the read itself is reported apart, as ``load s``);
+* ``lifetimes``: ``lifetimes.utils.summary_data_from_transaction_data`` on the frame.
+  If a customer-sampled subset of about 1M transactions shows that the full log would
+  take longer than ``--lifetimes-budget`` seconds, the full run is skipped and its time
+  is extrapolated linearly from the subset (marked ``extrapolated``).
+
+Usage::
+
+    python benchmarks/bench_features.py                 # 1M customers, 10M transactions
+    python benchmarks/bench_features.py --quick         # 100k customers, 1M transactions
+    python benchmarks/bench_features.py --repeat 3 --json /tmp/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StageResult", "measure_stage", "run_benchmark", "run_stage"]
+
+TIME_BIN = "/usr/bin/time"
+STAGES = ("duckdb_rfm", "churnguard_parquet", "churnguard_pandas", "lifetimes")
+#: Transactions in the subset lifetimes runs on before deciding whether the full log fits.
+LIFETIMES_SUBSET = 1_000_000
+_RESULT_TAG = "BENCH_RESULT "
+# Runs a stage as its only child, then reports that child's peak RSS (KiB on Linux).
+_RUSAGE_WRAPPER = (
+    "import json, resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[1:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print('RUSAGE_MAXRSS_KB', peak, file=sys.stderr)\n"
+    "sys.exit(rc)\n"
+)
+
+
+@dataclass
+class StageResult:
+    """What one stage measured.
+
+    Attributes
+    ----------
+    stage : str
+        Stage name (one of :data:`STAGES`).
+    rows_in, rows_out : int
+        Transactions read and rows (customers) produced.
+    wall_s : float
+        Wall seconds of the timed work (the pandas read is excluded, see ``load_s``).
+    cpu_s : float
+        User + system CPU seconds of the timed work, all threads.
+    peak_rss_mb : float
+        Peak resident set size of the whole stage process, in MiB.
+    load_s : float
+        Seconds spent reading the Parquet file into pandas (0 when not applicable).
+    note : str
+        ``extrapolated`` and how, or empty.
+    """
+
+    stage: str
+    rows_in: int
+    rows_out: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float = math.nan
+    load_s: float = 0.0
+    note: str = ""
+    runs: list[float] = field(default_factory=list)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _parquet_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def run_stage(stage: str, parquet: str, cutoff: str) -> dict[str, Any]:
+    """Run one stage in this process and return its measurements (no peak RSS).
+
+    Parameters
+    ----------
+    stage : str
+        One of :data:`STAGES`.
+    parquet : str
+        Path of the transaction log.
+    cutoff : str
+        ISO date of the last day counted as the past.
+
+    Returns
+    -------
+    dict
+        ``rows_in``, ``rows_out``, ``wall_s``, ``cpu_s`` and ``load_s``.
+    """
+    import pandas as pd
+
+    load_s = 0.0
+    frame: pd.DataFrame | None = None
+    if stage in ("churnguard_pandas", "lifetimes"):
+        t0 = time.perf_counter()
+        frame = pd.read_parquet(parquet)
+        load_s = time.perf_counter() - t0
+    rows_in = len(frame) if frame is not None else _parquet_rows(parquet)
+
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+    if stage == "duckdb_rfm":
+        out = _bare_rfm(parquet, cutoff)
+    elif stage == "churnguard_parquet":
+        from churnguard.features import FeatureBuilder
+
+        out = FeatureBuilder().fit(parquet).transform(parquet, cutoff)
+    elif stage == "churnguard_pandas":
+        from churnguard.features import FeatureBuilder
+
+        out = FeatureBuilder().fit(frame).transform(frame, cutoff)
+    elif stage == "lifetimes":
+        from lifetimes.utils import summary_data_from_transaction_data
+
+        out = summary_data_from_transaction_data(
+            frame,
+            "customer_id",
+            "date",
+            monetary_value_col="amount",
+            observation_period_end=cutoff,
+            freq="D",
+        )
+    else:
+        raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
+    wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+    return {"rows_in": rows_in, "rows_out": len(out), "wall_s": wall, "cpu_s": cpu, "load_s": load_s}
+
+
+def _bare_rfm(parquet: str, cutoff: str) -> Any:
+    """RFM only, in one DuckDB group-by: the floor any feature build is compared with."""
+    import duckdb
+
+    day = 'CAST("date" AS DATE)'
+    query = f"""
+    SELECT customer_id,
+        COUNT(DISTINCT {day}) - 1 AS frequency,
+        MAX({day}) - MIN({day}) AS recency,
+        DATE '{cutoff}' - MIN({day}) AS T,
+        SUM(amount) / COUNT(DISTINCT {day}) AS monetary_value
+    FROM read_parquet('{parquet}')
+    WHERE {day} <= DATE '{cutoff}'
+    GROUP BY customer_id
+    """
+    con = duckdb.connect()
+    try:
+        return con.execute(query).df()
+    finally:
+        con.close()
+
+
+def _parse_peak_kb(stderr: str) -> float:
+    match = re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", stderr)
+    if match is None:
+        match = re.search(r"RUSAGE_MAXRSS_KB (\d+)", stderr)
+    return float(match.group(1)) if match else math.nan
+
+
+def measure_stage(stage: str, parquet: str, cutoff: str) -> StageResult:
+    """Run ``stage`` in a fresh subprocess and measure its peak RSS.
+
+    Uses ``/usr/bin/time -v`` when present, otherwise a wrapper process that reads
+    ``getrusage(RUSAGE_CHILDREN)`` after its only child (the stage) exits.
+
+    Raises
+    ------
+    RuntimeError
+        If the stage process fails; the message carries its standard error.
+    """
+    inner = [sys.executable, str(Path(__file__).resolve()), "--stage", stage]
+    inner += ["--parquet", parquet, "--cutoff", cutoff]
+    if os.path.exists(TIME_BIN):
+        cmd = [TIME_BIN, "-v", *inner]
+    else:
+        cmd = [sys.executable, "-c", _RUSAGE_WRAPPER, *inner]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"stage {stage!r} failed with exit code {proc.returncode}; expected a "
+            f"{_RESULT_TAG.strip()} line. Its stderr ends with:\n{proc.stderr[-3000:]}"
+        )
+    data = json.loads(lines[-1][len(_RESULT_TAG) :])
+    peak_mb = _parse_peak_kb(proc.stderr) / 1024.0
+    return StageResult(stage=stage, peak_rss_mb=peak_mb, **data)
+
+
+def _best(stage: str, parquet: str, cutoff: str, repeat: int) -> StageResult:
+    """Best (lowest wall) of ``repeat`` runs; the machine may be shared, so min is robust."""
+    runs = [measure_stage(stage, parquet, cutoff) for _ in range(max(repeat, 1))]
+    best = min(runs, key=lambda r: r.wall_s)
+    best.runs = [round(r.wall_s, 2) for r in runs]
+    best.peak_rss_mb = max(r.peak_rss_mb for r in runs)
+    return best
+
+
+def _subset(parquet: Path, n_rows: int, target: int) -> tuple[Path, int]:
+    """Customer-sampled subset of about ``target`` rows (whole histories, cached)."""
+    import duckdb
+
+    k = max(math.ceil(n_rows / target), 1)
+    out = parquet.with_name(f"{parquet.stem}_subset{k}.parquet")
+    if not out.exists():
+        tmp = out.with_suffix(".tmp.parquet")
+        con = duckdb.connect()
+        try:
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet('{parquet}') WHERE hash(customer_id) % {k} = 0) "
+                f"TO '{tmp}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        tmp.replace(out)
+    return out, _parquet_rows(str(out))
+
+
+def _lifetimes(parquet: Path, n_rows: int, cutoff: str, budget: float, repeat: int) -> StageResult:
+    if n_rows <= LIFETIMES_SUBSET * 1.5:
+        return _best("lifetimes", str(parquet), cutoff, repeat)
+    sub_path, sub_rows = _subset(parquet, n_rows, LIFETIMES_SUBSET)
+    sub = _best("lifetimes", str(sub_path), cutoff, repeat)
+    factor = n_rows / sub_rows
+    estimate = sub.wall_s * factor
+    if estimate <= budget:
+        return _best("lifetimes", str(parquet), cutoff, 1)
+    sub.note = (
+        f"extrapolated x{factor:.2f} from {sub_rows:,} tx ({sub.wall_s:.1f} s); "
+        "RSS is the subset's"
+    )
+    sub.wall_s, sub.cpu_s, sub.rows_in = estimate, sub.cpu_s * factor, n_rows
+    return sub
+
+
+def _last_day(parquet: Path) -> str:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        row = con.execute(f"SELECT MAX(CAST(\"date\" AS DATE)) FROM read_parquet('{parquet}')").fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return str(row[0])
+
+
+def _table(results: list[StageResult]) -> str:
+    by = {r.stage: r for r in results}
+    bare = by["duckdb_rfm"].wall_s
+    life = by["lifetimes"].wall_s if "lifetimes" in by else math.nan
+    head = (
+        f"{'stage':<20} {'rows in':>11} {'customers':>10} {'wall s':>8} {'cpu s':>8} "
+        f"{'load s':>7} {'peak MB':>8} {'x bare':>7} {'vs lifetimes':>13}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        star = "*" if r.note else ""
+        lines.append(
+            f"{r.stage:<20} {r.rows_in:>11,} {r.rows_out:>10,} {r.wall_s:>7.2f}{star:1} "
+            f"{r.cpu_s:>8.2f} {r.load_s:>7.2f} {r.peak_rss_mb:>8.0f} {r.wall_s / bare:>6.2f}x "
+            f"{life / r.wall_s:>12.1f}x"
+        )
+    for r in results:
+        if r.note:
+            lines.append(f"* {r.stage}: {r.note}")
+    return "\n".join(lines)
+
+
+def _verdicts(results: list[StageResult]) -> list[str]:
+    by = {r.stage: r for r in results}
+    bare, life = by["duckdb_rfm"].wall_s, by["lifetimes"].wall_s
+    out = []
+    for name in ("churnguard_parquet", "churnguard_pandas"):
+        r = by[name]
+        checks = [
+            (r.wall_s <= 2.0 * bare, f"{r.wall_s / bare:.2f}x bare (target <= 2x)"),
+            (life / r.wall_s >= 8.0, f"{life / r.wall_s:.1f}x faster than lifetimes (target >= 8x)"),
+            (r.peak_rss_mb < 3072, f"{r.peak_rss_mb:.0f} MB peak (target < 3072 MB)"),
+        ]
+        marks = "; ".join(("ok " if ok else "MISS ") + text for ok, text in checks)
+        out.append(f"{name}: {marks}")
+    return out
+
+
+def run_benchmark(
+    customers: int,
+    transactions: int,
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    cutoff: str | None = None,
+    repeat: int = 1,
+    lifetimes_budget: float = 600.0,
+    stages: tuple[str, ...] = STAGES,
+) -> list[StageResult]:
+    """Generate (or reuse) the log, then time every stage in its own subprocess.
+
+    Returns
+    -------
+    list of StageResult
+        In the order of ``stages``.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from synthetic import write_transactions
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"tx_{customers}c_{transactions}t_s{seed}.parquet"
+    t0 = time.perf_counter()
+    existed = path.exists()
+    write_transactions(path, customers, transactions, seed)
+    n_rows = _parquet_rows(str(path))
+    verb = "reused" if existed else f"generated in {time.perf_counter() - t0:.1f} s"
+    print(f"log: {path} ({n_rows:,} transactions, {customers:,} customers; {verb})", flush=True)
+    cut = cutoff or _last_day(path)
+    rss_tool = TIME_BIN + " -v" if os.path.exists(TIME_BIN) else "getrusage(RUSAGE_CHILDREN)"
+    if not os.path.exists(TIME_BIN):
+        print("note: /usr/bin/time missing (apt-get install time); peak RSS via getrusage(RUSAGE_CHILDREN)")
+    print(f"cutoff {cut}; peak RSS via {rss_tool}; cores {os.cpu_count()}", flush=True)
+    results = []
+    for stage in stages:
+        if stage == "lifetimes":
+            res = _lifetimes(path, n_rows, cut, lifetimes_budget, repeat)
+        else:
+            res = _best(stage, str(path), cut, repeat)
+        print(f"  {stage}: {res.wall_s:.2f} s, {res.peak_rss_mb:.0f} MB {res.note}", flush=True)
+        results.append(res)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--transactions", type=int, default=10_000_000)
+    parser.add_argument("--quick", action="store_true", help="100k customers, 1M transactions")
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/churnguard-bench"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cutoff", default=None, help="ISO date; default: last day in the log")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per stage; the fastest is kept")
+    parser.add_argument("--lifetimes-budget", type=float, default=600.0, help="seconds (see docstring)")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of stages")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--parquet", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.stage:  # child process: run one stage and report on stdout
+        data = run_stage(args.stage, args.parquet, args.cutoff)
+        print(_RESULT_TAG + json.dumps(data), flush=True)
+        return
+    if args.quick:
+        args.customers, args.transactions = 100_000, 1_000_000
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or "duckdb_rfm" not in stages:
+        parser.error(f"--stages must include duckdb_rfm and only name {STAGES}; got {stages}.")
+    results = run_benchmark(
+        args.customers,
+        args.transactions,
+        args.data_dir,
+        seed=args.seed,
+        cutoff=args.cutoff,
+        repeat=args.repeat,
+        lifetimes_budget=args.lifetimes_budget,
+        stages=stages,
+    )
+    print()
+    print(_table(results))
+    if {"lifetimes", "churnguard_parquet", "churnguard_pandas"} <= set(stages):
+        print()
+        print("\n".join(_verdicts(results)))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+"""Bounded-memory scoring of a large Parquet transaction log on one machine.
+
+:func:`score_parquet_partitioned` produces the same retention list as
+:func:`churnguard.pipeline.score_transactions` without ever holding the whole
+log, or every scored column of every customer, in memory:
+
+1. **Split.** One DuckDB pass reads only the mapped columns (customer id cast to
+   text, as the in-memory reader does) plus each row's position in the file, and
+   writes them to ``partitions`` Parquet files by ``hash(customer_id) % partitions``:
+   every customer's transactions land in exactly one partition.
+2. **Score.** Partition by partition: the rows are cleaned with
+   :func:`~churnguard.data.clean_transactions` (unusable rows go to the quarantine
+   file with their row number in the source, exactly as in memory), then
+   :meth:`ChurnGuardModel.score` computes features, value and churn. Each
+   partition's scored customers are written to a Parquet file in a temporary
+   folder next to ``out``.
+3. **Whole-base columns.** Tiers (20/60/20), RFM quintiles, the look-alike
+   growth score, the budgeted contact list and priorities depend on every
+   customer. They are computed by the same public function as in memory,
+   :func:`~churnguard.scoring.retention.build_retention_list`, on a *slim* frame
+   of the ~14 numeric columns it needs (no features, no reason text): about 170
+   bytes per customer instead of several kilobytes.
+4. **Reasons.** They are the expensive part (TreeSHAP), so, as in memory, only
+   the ``reasons_limit`` customers with the highest value at risk across the
+   whole base get them; they are read back from the partition files.
+5. **Write.** DuckDB joins the slim list with the reasons and writes it sorted
+   by priority (an out-of-core sort) to a temporary file renamed onto ``out``:
+   a killed run leaves no partial file, and a re-run writes the same rows.
+
+Partition count rule (when ``partitions`` is not given): a partition's peak
+memory is about :data:`BYTES_PER_ROW` bytes per transaction row (raw frame,
+cleaning copies, DuckDB aggregation, features), and it may use half of
+``max_memory_gb`` (the other half is for DuckDB's sort and the slim frame), so
+``partitions = ceil(rows * BYTES_PER_ROW / (max_memory_gb / 2))``, at least 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from churnguard.data import ColumnMap, clean_transactions
+from churnguard.data.io import atomic_path, read_columns, table_format
+from churnguard.data.transactions import _resolve_columns
+from churnguard.exceptions import InputDataError
+from churnguard.features.engine import to_date
+from churnguard.scoring.model import ChurnGuardModel
+from churnguard.scoring.retention import build_retention_list, retention_summary
+
+__all__ = [
+    "BYTES_PER_ROW",
+    "DEFAULT_MAX_MEMORY_GB",
+    "BatchScoreResult",
+    "PartitionStats",
+    "choose_partitions",
+    "score_parquet_partitioned",
+]
+
+log = logging.getLogger(__name__)
+
+#: Peak bytes per transaction row while one partition is cleaned and scored (measured).
+BYTES_PER_ROW = 1_000
+#: Memory budget used to choose the partition count when none is given.
+DEFAULT_MAX_MEMORY_GB = 2.0
+
+# Columns of the scored frame that build_retention_list needs for the whole-base
+# columns or copies into the list; everything else (features, reasons) stays on disk.
+_SLIM = [
+    "customer_id", "frequency", "recency", "T", "monetary_value", "total_spend",
+    "days_since_last", "p_alive", "expected_purchases", "expected_spend", "predicted_clv",
+    "churn_probability", "value_at_risk",
+]
+_OPTIONAL_SLIM = ["margin_total"]
+# Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
+_WS = " \t\n\r\x0b\x0c"
+_TEMPORAL = ("DATE", "TIMESTAMP")
+
+
+@dataclass
+class PartitionStats:
+    """What one partition did; passed to the ``progress`` callback."""
+
+    index: int
+    total: int
+    rows: int
+    customers: int
+    quarantined: int
+    seconds: float
+
+
+@dataclass
+class BatchScoreResult:
+    """Where a partitioned scoring run wrote its list, and its headline figures.
+
+    Unlike :class:`churnguard.pipeline.ScoreResult` the list itself is not held in
+    memory: ``top`` has its first rows, ``out`` all of them.
+    """
+
+    out: Path
+    summary: dict[str, Any]
+    top: pd.DataFrame
+    customers: int
+    partitions: int
+    quarantined: int = 0
+    quarantine_file: Path | None = None
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    partition_stats: list[PartitionStats] = field(default_factory=list)
+
+
+def choose_partitions(rows: int, max_memory_gb: float | None = None) -> int:
+    """Number of partitions that keeps one partition within half of ``max_memory_gb``.
+
+    Parameters
+    ----------
+    rows : int
+        Transaction rows in the log.
+    max_memory_gb : float, optional
+        Memory budget of the whole run; default :data:`DEFAULT_MAX_MEMORY_GB`.
+    """
+    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
+    if not budget > 0:
+        raise ValueError(f"max_memory_gb must be a positive number of GB; got {max_memory_gb!r}.")
+    per_partition = max(budget * 1e9 / 2 / BYTES_PER_ROW, 10_000)
+    return max(1, math.ceil(int(rows) / per_partition))
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _s(text: str | os.PathLike[str]) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+@contextmanager
+def _reporter(total: int, progress: Callable[[PartitionStats], None] | None) -> Iterator[Callable[[PartitionStats], None]]:
+    """Yield a per-partition report function: callback, rich bar on a TTY, else log lines."""
+    bar: Any = None
+    task: Any = None
+    if progress is None and sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        bar = Progress("scoring partitions", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       transient=True)
+        task = bar.add_task("score", total=total)
+        bar.start()
+
+    def report(stats: PartitionStats) -> None:
+        line = (f"partition {stats.index + 1}/{stats.total}: {stats.customers:,} customers, "
+                f"{stats.seconds:.1f} s")
+        if progress is not None:
+            progress(stats)
+        if bar is not None:
+            bar.advance(task)
+            log.debug(line)
+        else:
+            log.info(line)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _connect(workdir: Path, max_memory_gb: float | None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
+    con.execute(f"SET memory_limit = '{max(budget / 2, 0.25):.2f}GB'")
+    con.execute(f"SET temp_directory = {_s(workdir / 'spill')}")
+    return con
+
+
+def _source_columns(path: Path, columns: ColumnMap | None) -> tuple[ColumnMap, dict[str, str]]:
+    cmap = columns or ColumnMap()
+    if table_format(path) != "parquet":
+        raise InputDataError(
+            f"partitioned scoring reads Parquet; '{path}' is not a .parquet file. Convert it "
+            "(e.g. duckdb -c \"COPY (FROM 'log.csv') TO 'log.parquet'\") or score it in memory "
+            "with churnguard.pipeline.score_transactions."
+        )
+    resolved = _resolve_columns(read_columns(path), cmap, f"'{path}'")
+    return cmap, resolved
+
+
+def _split(con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str], n: int, dest: Path) -> None:
+    """Write the mapped columns to ``dest/part=<i>/`` by a stable hash of the stripped id."""
+    cid = f"CAST({_q(resolved['customer_id'])} AS VARCHAR)"
+    select = [f"{cid} AS customer_id"]
+    select += [f"{_q(src)} AS {_q(canon)}" for canon, src in resolved.items() if canon != "customer_id"]
+    select.append("file_row_number AS source_row")
+    select.append(f"CAST(hash(trim(COALESCE({cid}, ''), {_s(_WS)})) % {int(n)} AS BIGINT) AS part")
+    con.execute(
+        f"COPY (SELECT {', '.join(select)} FROM read_parquet({_s(path)}, file_row_number = true)) "
+        f"TO {_s(dest)} (FORMAT parquet, PARTITION_BY (part))"
+    )
+
+
+def _default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap) -> tuple[Any, bool]:
+    """Last usable date of the log, and whether it was parsed from text (then only an estimate)."""
+    glob = _s(split / "*" / "*.parquet")
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()}
+    date_type = str(types["date"]).upper()
+    ok_id = f"customer_id IS NOT NULL AND trim(customer_id, {_s(_WS)}) <> ''"
+    amount = "amount" if str(types["amount"]).upper() in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER") \
+        else "TRY_CAST(amount AS DOUBLE)"
+    ok_amount = f"{amount} IS NOT NULL AND isfinite(CAST({amount} AS DOUBLE))"
+    if date_type.startswith(_TEMPORAL):
+        day, estimated = "CAST(date AS TIMESTAMP)", False
+    elif cmap.date_format:
+        day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
+    else:
+        day, estimated = "TRY_CAST(trim(CAST(date AS VARCHAR)) AS TIMESTAMP)", True
+    row = con.execute(f"SELECT max({day}) FROM read_parquet({glob}) WHERE {ok_id} AND {ok_amount}").fetchone()
+    if row is None or row[0] is None:
+        raise InputDataError(
+            "no usable transaction date found in the log; pass as_of (--as-of YYYY-MM-DD) and "
+            "check --date-col / --date-format."
+        )
+    return to_date(row[0]), estimated
+
+
+def _score_partitions(
+    con: duckdb.DuckDBPyConnection, model: ChurnGuardModel, split: Path, work: Path, n: int,
+    cmap: ColumnMap, resolved: dict[str, str], as_of: Any, report: Callable[[PartitionStats], None],
+) -> tuple[list[PartitionStats], int, Any]:
+    canon = ColumnMap(date_format=cmap.date_format,
+                      optional={c: c for c in resolved if c not in ("customer_id", "date", "amount")})
+    day_after = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    stats, quarantined, last_date = [], 0, None
+    for i in range(n):
+        start = time.perf_counter()
+        folder = split / f"part={i}"
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        n_rows = n_customers = n_bad = 0
+        if files:
+            raw = con.execute(
+                f"SELECT * FROM read_parquet({_s(folder / '*.parquet')}, hive_partitioning = false) "
+                "ORDER BY source_row"
+            ).df()
+            raw.index = pd.Index(raw.pop("source_row").to_numpy(), name=None)
+            n_rows = len(raw)
+            loaded = clean_transactions(raw, canon, source=f"partition {i + 1}/{n}")
+            del raw
+            n_bad = loaded.n_quarantined
+            if n_bad:
+                loaded.quarantine.to_parquet(work / f"quarantine_{i:05d}.parquet", index=False)
+            tx = loaded.transactions
+            top = tx["date"].max()
+            last_date = top if last_date is None or top > last_date else last_date
+            if ((tx["date"] < day_after) & (tx["amount"] >= 0)).any():
+                scored = model.score(tx, as_of, reasons_limit=0)
+                n_customers = len(scored)
+                scored.to_parquet(work / f"scored_{i:05d}.parquet", index=False)
+                del scored
+            del tx, loaded
+        quarantined += n_bad
+        s = PartitionStats(i, n, n_rows, n_customers, n_bad, time.perf_counter() - start)
+        stats.append(s)
+        report(s)
+    return stats, quarantined, last_date
+
+
+def _explain_top(
+    con: duckdb.DuckDBPyConnection, model: ChurnGuardModel, work: Path, total: int,
+    reasons_limit: int | None,
+) -> Path | None:
+    """Reasons of the whole base's top ``reasons_limit`` by value at risk, as in memory."""
+    from churnguard.churn.reasons import explain
+
+    if reasons_limit is not None and int(reasons_limit) <= 0:
+        return None
+    scored = _s(work / "scored_*.parquet")
+    if reasons_limit is None or int(reasons_limit) >= total:
+        where = "TRUE"
+    else:
+        # Series.nlargest(keep="first") on a frame sorted by customer_id: NaN never
+        # selected, ties at the boundary go to the smaller id.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE top_ids AS SELECT customer_id FROM read_parquet({scored}) "
+            f"WHERE NOT isnan(value_at_risk) ORDER BY value_at_risk DESC, customer_id "
+            f"LIMIT {int(reasons_limit)}"
+        )
+        where = "customer_id IN (SELECT customer_id FROM top_ids)"
+    out = work / "reasons"
+    out.mkdir()
+    for part in sorted(work.glob("scored_*.parquet")):
+        frame = con.execute(f"SELECT * FROM read_parquet({_s(part)}) WHERE {where}").df()
+        if frame.empty:
+            continue
+        contrib = model.classifier_.contributions(frame[model.feature_names_])
+        frame["reasons"] = explain(contrib, frame).to_numpy()
+        frame[["customer_id", "reasons"]].to_parquet(out / part.name, index=False)
+    return out if any(out.iterdir()) else None
+
+
+def _write_list(
+    con: duckdb.DuckDBPyConnection, slim_path: Path, columns: list[str], reasons: Path | None,
+    note: str, out: Path,
+) -> None:
+    fmt = table_format(out, role="output")
+    select = []
+    for col in columns:
+        if col == "reasons":
+            expr = f"COALESCE(r.reasons, {_s(note)})" if reasons is not None else _s(note)
+            select.append(f"{expr} AS reasons")
+        elif fmt == "csv" and col in ("growth_candidate", "contact"):
+            # pandas writes booleans as True/False; keep the CSV identical to the in-memory one.
+            select.append(f"CASE WHEN s.{col} THEN 'True' ELSE 'False' END AS {col}")
+        else:
+            select.append(f"s.{_q(col)}")
+    join = ""
+    if reasons is not None:
+        join = f"LEFT JOIN read_parquet({_s(reasons / '*.parquet')}) r USING (customer_id)"
+    options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    with atomic_path(out) as tmp:
+        con.execute(
+            f"COPY (SELECT {', '.join(select)} FROM read_parquet({_s(slim_path)}) s {join} "
+            f"ORDER BY s.priority) TO {_s(tmp)} ({options})"
+        )
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> Path | None:
+    from churnguard.pipeline import quarantine_path
+
+    if not any(work.glob("quarantine_*.parquet")):
+        return None
+    path = quarantine_path(out)
+    with atomic_path(path) as tmp:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet({_s(work / 'quarantine_*.parquet')}, "
+            f"union_by_name = true) ORDER BY source_row) TO {_s(tmp)} (FORMAT csv, HEADER true)"
+        )
+    return path
+
+
+def _head(path: Path, n: int) -> pd.DataFrame:
+    if table_format(path) == "csv":
+        return pd.read_csv(path, nrows=max(int(n), 1), dtype={"customer_id": str}).head(int(n))
+    import pyarrow.parquet as pq
+
+    batches = pq.ParquetFile(path).iter_batches(batch_size=max(int(n), 1))
+    first = next(batches, None)
+    return pd.DataFrame() if first is None else first.to_pandas().head(int(n))
+
+
+def score_parquet_partitioned(
+    path: str | os.PathLike[str],
+    model: str | os.PathLike[str] | ChurnGuardModel,
+    out: str | os.PathLike[str],
+    *,
+    as_of: Any = None,
+    partitions: int | None = None,
+    max_memory_gb: float | None = None,
+    columns: ColumnMap | None = None,
+    playbook: str | os.PathLike[str] | None = None,
+    segment_rules: str | os.PathLike[str] | None = None,
+    capacity: int | None = None,
+    budget: float | None = None,
+    reasons_limit: int | None = 25_000,
+    progress: Callable[[PartitionStats], None] | None = None,
+    top: int = 20,
+) -> BatchScoreResult:
+    """Score a large Parquet log partition by partition and write the retention list.
+
+    Same list as :func:`churnguard.pipeline.score_transactions` (same rows, values,
+    priority order and reasons) with memory bounded by the partition size plus
+    a slim per-customer frame.
+
+    Parameters
+    ----------
+    path : path
+        Parquet transaction log.
+    model : path, URI or ChurnGuardModel
+        Model directory, ``models:/`` / ``runs:/`` URI, or a fitted model.
+    out : path
+        Retention list to write (``.csv`` or ``.parquet``), atomically; unusable
+        rows go to ``<out>.quarantine.csv``.
+    as_of : date-like, optional
+        Scoring date; default the last usable date in the log.
+    partitions : int, optional
+        Number of customer partitions; default from ``max_memory_gb`` and the
+        log's row count (see the module docstring).
+    max_memory_gb : float, optional
+        Memory budget; also caps DuckDB's memory at half of it.
+    columns : ColumnMap, optional
+        The log's column names.
+    playbook, segment_rules, capacity, budget
+        As in :func:`churnguard.scoring.retention.build_retention_list`.
+    reasons_limit : int, optional
+        Reasons for the top customers by value at risk (see :meth:`ChurnGuardModel.score`).
+    progress : callable, optional
+        Called with a :class:`PartitionStats` after each partition; without it a
+        rich progress bar is shown on a terminal and log lines are written otherwise.
+    top : int
+        Rows of the finished list returned in :attr:`BatchScoreResult.top`.
+
+    Returns
+    -------
+    BatchScoreResult
+    """
+    from churnguard.pipeline import resolve_model
+
+    start = time.perf_counter()
+    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int)
+                                   or partitions < 1):
+        raise ValueError(f"partitions must be a whole number >= 1; got {partitions!r}.")
+    src, target = Path(path), Path(out)
+    table_format(target, role="output")
+    cmap, resolved = _source_columns(src, columns)
+    fitted = resolve_model(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".parts", dir=target.parent))
+    stages: dict[str, float] = {}
+    con = _connect(work, max_memory_gb)
+    try:
+        t = time.perf_counter()
+        row = con.execute(f"SELECT count(*) FROM read_parquet({_s(src)})").fetchone()
+        rows = int(row[0]) if row else 0
+        if rows == 0:
+            raise InputDataError(f"'{src}' has no rows; expected at least one transaction.")
+        n = partitions or choose_partitions(rows, max_memory_gb)
+        log.info("scoring %s: %s rows in %d partition(s)", src, f"{rows:,}", n)
+        split = work / "split"
+        _split(con, src, resolved, n, split)
+        estimated = False
+        if as_of is None:
+            as_of_date, estimated = _default_as_of(con, split, cmap)
+        else:
+            as_of_date = to_date(as_of)
+        stages["split"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        with _reporter(n, progress) as report:
+            stats, quarantined, last = _score_partitions(
+                con, fitted, split, work, n, cmap, resolved, as_of_date, report
+            )
+        shutil.rmtree(split, ignore_errors=True)
+        if estimated and last is not None and to_date(last) != as_of_date:
+            raise InputDataError(
+                f"the last date of the cleaned log is {to_date(last)}, but DuckDB read the text "
+                f"dates as ending on {as_of_date}; pass as_of (--as-of YYYY-MM-DD) explicitly."
+            )
+        if not any(work.glob("scored_*.parquet")):
+            raise InputDataError(
+                f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
+            )
+        stages["score"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scored_glob = _s(work / "scored_*.parquet")
+        available = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()}
+        cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in available]
+        note_row = con.execute(f"SELECT reasons FROM read_parquet({scored_glob}) LIMIT 1").fetchone()
+        note = str(note_row[0]) if note_row else ""
+        slim = con.execute(
+            f"SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) ORDER BY customer_id"
+        ).df()
+        slim["reasons"] = ""
+        retention = build_retention_list(slim, playbook=playbook, segment_rules=segment_rules,
+                                         capacity=capacity, budget=budget)
+        del slim
+        summary = retention_summary(retention)
+        summary.update(
+            as_of=as_of_date.isoformat(),
+            horizon_days=int(fitted.horizon_days),
+            model_trained_to=fitted.training_end_.isoformat(),
+            value_model=fitted.purchase_model_.model_name,
+            rows_quarantined=quarantined,
+            partitions=n,
+        )
+        list_columns = list(retention.columns)
+        customers = len(retention)
+        slim_path = work / "slim.parquet"
+        retention.drop(columns="reasons").to_parquet(slim_path, index=False)
+        del retention
+        stages["whole_base"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        reasons = _explain_top(con, fitted, work, customers, reasons_limit)
+        stages["reasons"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        _write_list(con, slim_path, list_columns, reasons, note, target)
+        qfile = _write_quarantine(con, work, target)
+        head = _head(target, top)
+        stages["write"] = time.perf_counter() - t
+    finally:
+        con.close()
+        shutil.rmtree(work, ignore_errors=True)
+    if qfile is not None:
+        log.warning("%d unusable rows set aside in %s", quarantined, qfile)
+    return BatchScoreResult(target, summary, head, customers, n, quarantined, qfile,
+                            time.perf_counter() - start, stages, stats)

@@ -1,0 +1,118 @@
+"""Loading logs: formats, column mapping, identifiers, quarantine and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnguard.data import ColumnMap, clean_transactions, load_transactions, write_table
+from churnguard.data.io import atomic_path, read_columns
+from churnguard.exceptions import InputDataError
+
+
+def _raw() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "client": ["00042", "00042", "7", None, "00042"],
+            "when": ["2024-01-01", "2024-01-05", "not a date", "2024-01-02", "2024-02-01"],
+            "value": ["10.5", "abc", "3", "4", "0"],
+        }
+    )
+
+
+def test_ids_keep_leading_zeros_from_csv(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,date,amount\n00042,2024-01-01,1\n42,2024-01-02,2\n")
+    tx = load_transactions(path).transactions
+    assert sorted(tx["customer_id"]) == ["00042", "42"]
+
+
+def test_numeric_ids_in_parquet_become_text(tmp_path: Path) -> None:
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"customer_id": [1, 2], "date": pd.to_datetime(["2024-01-01"] * 2), "amount": [1.0, 2.0]}).to_parquet(path)
+    tx = load_transactions(path).transactions
+    assert tx["customer_id"].tolist() == ["1", "2"]
+    assert tx["date"].dtype == "datetime64[ns]"
+
+
+def test_bad_rows_are_quarantined_with_reasons_not_dropped() -> None:
+    raw = _raw()
+    loaded = clean_transactions(raw, ColumnMap(customer="client", date="when", amount="value"))
+    assert len(loaded.transactions) + len(loaded.quarantine) == len(raw)
+    reasons = dict(zip(loaded.quarantine["source_row"], loaded.quarantine["reason"], strict=True))
+    assert reasons == {1: "non-numeric amount", 2: "unparsable date", 3: "missing customer id"}
+    assert loaded.transactions["customer_id"].tolist() == ["00042", "00042"]
+    assert loaded.transactions["amount"].tolist() == [10.5, 0.0]
+
+
+def test_caller_frame_is_not_mutated() -> None:
+    raw = _raw()
+    before = raw.copy()
+    clean_transactions(raw, ColumnMap(customer="client", date="when", amount="value"))
+    pd.testing.assert_frame_equal(raw, before)
+
+
+def test_missing_column_error_names_columns_and_flag() -> None:
+    with pytest.raises(InputDataError) as err:
+        clean_transactions(_raw(), ColumnMap(customer="client", date="when"))
+    msg = str(err.value)
+    assert "'amount' not found" in msg and "['client', 'when', 'value']" in msg and "--amount-col" in msg
+
+
+def test_all_dates_unparsable_is_an_error_with_fix() -> None:
+    raw = pd.DataFrame({"customer_id": ["a"], "date": ["31/31/2024"], "amount": [1]})
+    with pytest.raises(InputDataError, match="--date-format"):
+        clean_transactions(raw)
+
+
+def test_date_format_option() -> None:
+    raw = pd.DataFrame({"customer_id": ["a"], "date": ["19970101"], "amount": [1]})
+    tx = clean_transactions(raw, ColumnMap(date_format="%Y%m%d")).transactions
+    assert tx["date"].iloc[0] == pd.Timestamp("1997-01-01")
+
+
+def test_all_amounts_non_numeric_is_an_error() -> None:
+    raw = pd.DataFrame({"customer_id": ["a"], "date": ["2024-01-01"], "amount": ["x"]})
+    with pytest.raises(InputDataError, match="numeric"):
+        clean_transactions(raw)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InputDataError, match="empty"):
+        load_transactions(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("customer_id,date,amount\n")
+    with pytest.raises(InputDataError, match="no rows"):
+        load_transactions(header)
+    with pytest.raises(InputDataError, match="does not exist"):
+        load_transactions(tmp_path / "nope.csv")
+    with pytest.raises(InputDataError, match="extension"):
+        load_transactions(tmp_path / "log.xlsx")
+
+
+def test_optional_columns_are_picked_up_by_name() -> None:
+    raw = pd.DataFrame(
+        {"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1], "quantity": [2], "sku": ["p1"]}
+    )
+    tx = clean_transactions(raw, ColumnMap(optional={"product": "sku"})).transactions
+    assert {"quantity", "product"} <= set(tx.columns)
+
+
+def test_type_error_for_non_frame() -> None:
+    with pytest.raises(TypeError, match="DataFrame"):
+        clean_transactions([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_write_table_is_atomic(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    write_table(pd.DataFrame({"a": [1]}), out)
+    assert read_columns(out) == ["a"]
+    with pytest.raises(RuntimeError), atomic_path(out) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("killed")
+    assert read_columns(out) == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

@@ -1,0 +1,184 @@
+"""The CLI contract: train then score on CDNOW, the retention list, and bad input.
+
+One model is trained per session on the 2,357-customer CDNOW sample (converted to
+CSV with ISO dates) through the real ``churnguard train`` command, logging to a
+throw-away SQLite MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnguard.cli import app
+from churnguard.data import write_cdnow
+from churnguard.scoring.retention import CONTRACT_COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="session")
+def cdnow_csv(workdir: Path) -> Path:
+    return write_cdnow(workdir / "cdnow.csv", sample=True)
+
+
+@pytest.fixture(scope="session")
+def trained(workdir: Path, cdnow_csv: Path) -> Path:
+    model_dir = workdir / "model"
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    result = runner.invoke(
+        app,
+        ["train", "--transactions", str(cdnow_csv), "--horizon-days", "90",
+         "--model-dir", str(model_dir), "--value-model", "bgnbd", "--max-snapshots", "6"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "ROC-AUC" in result.output and "MLflow run" in result.output
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def scored(workdir: Path, cdnow_csv: Path, trained: Path) -> pd.DataFrame:
+    out = workdir / "list.csv"
+    result = runner.invoke(
+        app, ["score", "--transactions", str(cdnow_csv), "--model", str(trained), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(out, dtype={"customer_id": str})
+
+
+@pytest.mark.slow
+def test_model_dir_metadata(trained: Path) -> None:
+    meta = json.loads((trained / "metadata.json").read_text())
+    assert meta["horizon_days"] == 90
+    assert meta["training_data_end"] == "1998-06-30"
+    assert meta["value_model"]["purchase_model"] == "BG/NBD"
+    assert set(meta["value_model"]["purchase_params"]) == {"r", "alpha", "a", "b"}
+    assert set(meta["value_model"]["spend_params"]) == {"p", "q", "v"}
+    assert meta["value_model"]["time_unit"] == "W"
+    assert "days_since_last" in meta["feature_names"] and meta["churnguard_version"]
+    for key in ("roc_auc", "pr_auc", "brier", "top_decile_lift"):
+        assert 0 <= meta["metrics"][key] < 100
+
+
+@pytest.mark.slow
+def test_retention_list_contract(scored: pd.DataFrame, cdnow_sample_tx: pd.DataFrame) -> None:
+    assert list(scored.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert scored["customer_id"].is_unique
+    assert set(scored["customer_id"]) == set(cdnow_sample_tx["customer_id"])
+    assert scored["customer_id"].str.len().eq(5).all()  # 00001 stays 00001
+    assert scored["priority"].tolist() == list(range(1, len(scored) + 1))
+    assert scored["value_at_risk"].is_monotonic_decreasing
+    np.testing.assert_allclose(
+        scored["value_at_risk"], scored["churn_probability"] * scored["predicted_clv"], rtol=1e-9
+    )
+    assert scored["churn_probability"].between(0, 1).all() and scored["p_alive"].between(0, 1).all()
+    assert set(scored["value_tier"]) == {"vip", "stable", "low"}
+    assert scored["value_tier"].value_counts(normalize=True)["vip"] == pytest.approx(0.2, abs=0.01)
+    assert scored["segment"].notna().all() and scored["action"].notna().all()
+    assert scored["reasons"].str.contains("risk:").all()
+
+
+@pytest.mark.slow
+def test_score_as_of_uses_only_the_past(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+    """Scoring as of a date from the full log equals scoring a log cut at that date."""
+    full = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    cut = workdir / "cut.csv"
+    full[full["date"] <= "1997-03-31"].to_csv(cut, index=False)
+    outs = []
+    for src, name in ((cdnow_csv, "asof_full.csv"), (cut, "asof_cut.csv")):
+        result = runner.invoke(
+            app, ["score", "-t", str(src), "-m", str(trained), "--as-of", "1997-03-31", "-o", str(workdir / name)]
+        )
+        assert result.exit_code == 0, result.output
+        outs.append(pd.read_csv(workdir / name, dtype={"customer_id": str}))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+    first_buy = full.groupby("customer_id")["date"].min()
+    assert set(outs[0]["customer_id"]) == set(first_buy[first_buy <= "1997-03-31"].index)
+
+
+@pytest.mark.slow
+def test_parquet_in_and_out_and_column_flags(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+    raw = pd.read_csv(cdnow_csv, dtype={"customer_id": str}).rename(
+        columns={"customer_id": "client", "date": "day", "amount": "revenue"}
+    )
+    src = workdir / "renamed.parquet"
+    raw.to_parquet(src)
+    out = workdir / "list.parquet"
+    result = runner.invoke(
+        app,
+        ["score", "-t", str(src), "-m", str(trained), "-o", str(out), "--customer-col", "client",
+         "--date-col", "day", "--amount-col", "revenue"],
+    )
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["customer_id"].str.len().eq(5).all()
+
+
+@pytest.mark.slow
+def test_bad_rows_go_to_quarantine_file(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+    raw = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    bad = pd.DataFrame(
+        {"customer_id": [None, "00001", "00002"], "date": ["1997-05-01", "someday", "1997-05-01"],
+         "quantity": [1, 1, 1], "amount": [1.0, 2.0, "lots"]}
+    )
+    src = workdir / "dirty.csv"
+    pd.concat([raw, bad], ignore_index=True).to_csv(src, index=False)
+    out = workdir / "dirty_list.csv"
+    result = runner.invoke(app, ["score", "-t", str(src), "-m", str(trained), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 unusable rows" in result.output
+    q = pd.read_csv(workdir / "dirty_list.quarantine.csv")
+    assert sorted(q["reason"]) == ["missing customer id", "non-numeric amount", "unparsable date"]
+
+
+def _fails(args: list[str], *needles: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+@pytest.mark.slow
+def test_bad_input_is_one_paragraph_and_exit_2(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+    out = str(workdir / "x.csv")
+    _fails(["score", "-t", str(workdir / "missing.csv"), "-m", str(trained), "-o", out], "does not exist")
+    _fails(["score", "-t", str(cdnow_csv), "-m", str(trained), "-o", out, "--amount-col", "value"],
+           "'value' not found", "--amount-col")
+    dates = workdir / "dates.csv"
+    dates.write_text("customer_id,date,amount\n1,yesterday,3\n2,tomorrow,4\n")
+    _fails(["score", "-t", str(dates), "-m", str(trained), "-o", out], "could be parsed", "--date-format")
+    amounts = workdir / "amounts.csv"
+    amounts.write_text("customer_id,date,amount\n1,2024-01-01,three\n")
+    _fails(["score", "-t", str(amounts), "-m", str(trained), "-o", out], "numeric")
+    empty = workdir / "empty.csv"
+    empty.write_text("")
+    _fails(["score", "-t", str(empty), "-m", str(trained), "-o", out], "empty")
+    _fails(["score", "-t", str(cdnow_csv), "-m", str(workdir), "-o", out], "not a churnguard model")
+    _fails(["score", "-t", str(cdnow_csv), "-m", str(workdir / "nomodel"), "-o", out], "does not exist")
+    short = workdir / "short.csv"
+    short.write_text("customer_id,date,amount\n1,2024-01-01,3\n1,2024-01-05,4\n")
+    _fails(["train", "-t", str(short), "--model-dir", str(workdir / "m2"), "--no-mlflow"], "horizon")
+
+
+@pytest.mark.slow
+def test_console_script_has_no_traceback(workdir: Path) -> None:
+    """The installed entry point, in a real process, exits 2 with one paragraph."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "churnguard.cli", "score", "-t", str(workdir / "none.csv"), "-m", "x", "-o", "y.csv"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
