@@ -7,7 +7,8 @@ revenue concentration. Everything is vectorised and seeded.
 
 Usage::
 
-    python benchmarks/synthetic.py --customers 1000000 --transactions 10000000 --out /tmp/tx_1m.parquet
+    python benchmarks/synthetic.py --customers 1000000 --transactions 10000000 \
+        --out /tmp/tx_1m.parquet
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ __all__ = ["generate_transactions", "write_transactions"]
 
 
 def generate_transactions(
-    n_customers: int, n_transactions: int, *, years: float = 2.0, seed: int = 0, start: str = "2023-01-01"
+    n_customers: int,
+    n_transactions: int,
+    *,
+    years: float = 2.0,
+    seed: int = 0,
+    start: str = "2023-01-01",
 ) -> pd.DataFrame:
     """Generate about ``n_transactions`` transactions of ``n_customers`` customers.
 
@@ -67,7 +73,9 @@ def generate_transactions(
     return frame.sort_values("date", kind="stable").reset_index(drop=True)
 
 
-def write_transactions(path: str | Path, n_customers: int, n_transactions: int, seed: int = 0) -> Path:
+def write_transactions(
+    path: str | Path, n_customers: int, n_transactions: int, seed: int = 0
+) -> Path:
     """Generate a log and write it as Parquet (cached: an existing file is reused)."""
     out = Path(path)
     if out.exists():
@@ -81,7 +89,9 @@ def write_transactions(path: str | Path, n_customers: int, n_transactions: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--transactions", type=int, default=10_000_000)
     parser.add_argument("--seed", type=int, default=0)

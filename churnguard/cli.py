@@ -27,18 +27,31 @@ app = typer.Typer(
 )
 log = logging.getLogger("churnguard")
 
-TransactionsOpt = Annotated[Path, typer.Option("--transactions", "-t", help="Transaction log (.csv or .parquet).")]
+TransactionsOpt = Annotated[
+    Path, typer.Option("--transactions", "-t", help="Transaction log (.csv or .parquet).")
+]
 CustomerCol = Annotated[str, typer.Option("--customer-col", help="Column with the customer id.")]
 DateCol = Annotated[str, typer.Option("--date-col", help="Column with the transaction date.")]
 AmountCol = Annotated[str, typer.Option("--amount-col", help="Column with the amount.")]
 DateFormat = Annotated[
-    str | None, typer.Option("--date-format", help="strftime format of the dates, e.g. %Y%m%d (default: inferred).")
+    str | None,
+    typer.Option(
+        "--date-format", help="strftime format of the dates, e.g. %Y%m%d (default: inferred)."
+    ),
 ]
 MarginCol = Annotated[str | None, typer.Option("--margin-col", help="Optional margin column.")]
-CostCol = Annotated[str | None, typer.Option("--cost-col", help="Optional cost column (margin = amount - cost).")]
-QuantityCol = Annotated[str | None, typer.Option("--quantity-col", help="Optional quantity column.")]
-ProductCol = Annotated[str | None, typer.Option("--product-col", help="Optional product/category column.")]
-ChannelCol = Annotated[str | None, typer.Option("--channel-col", help="Optional sales channel column.")]
+CostCol = Annotated[
+    str | None, typer.Option("--cost-col", help="Optional cost column (margin = amount - cost).")
+]
+QuantityCol = Annotated[
+    str | None, typer.Option("--quantity-col", help="Optional quantity column.")
+]
+ProductCol = Annotated[
+    str | None, typer.Option("--product-col", help="Optional product/category column.")
+]
+ChannelCol = Annotated[
+    str | None, typer.Option("--channel-col", help="Optional sales channel column.")
+]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -105,17 +118,34 @@ def _console() -> Any:
 def _print_table(frame: Any, title: str, n: int = 10) -> None:
     from rich.table import Table
 
-    cols = ["priority", "customer_id", "churn_probability", "predicted_clv", "value_at_risk",
-            "value_tier", "segment", "action", "reasons"]
+    cols = [
+        "priority",
+        "customer_id",
+        "churn_probability",
+        "predicted_clv",
+        "value_at_risk",
+        "value_tier",
+        "segment",
+        "action",
+        "reasons",
+    ]
     table = Table(title=title, show_lines=False)
     for col in cols:
-        table.add_column(col, overflow="fold", max_width=48 if col in ("reasons", "action") else None)
+        table.add_column(
+            col, overflow="fold", max_width=48 if col in ("reasons", "action") else None
+        )
     for row in frame.head(n).itertuples(index=False):
         d = row._asdict()
         table.add_row(
-            str(d["priority"]), str(d["customer_id"]), f"{d['churn_probability']:.2f}",
-            f"{d['predicted_clv']:,.0f}", f"{d['value_at_risk']:,.0f}", d["value_tier"],
-            d["segment"], d["action"], d["reasons"],
+            str(d["priority"]),
+            str(d["customer_id"]),
+            f"{d['churn_probability']:.2f}",
+            f"{d['predicted_clv']:,.0f}",
+            f"{d['value_at_risk']:,.0f}",
+            d["value_tier"],
+            d["segment"],
+            d["action"],
+            d["reasons"],
         )
     _console().print(table)
 
@@ -124,7 +154,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     conc = summary.get("concentration", {})
     lines = [
         f"as of {summary.get('as_of')}: {summary['customers']:,} customers, "
-        f"customer equity {summary['customer_equity']:,.0f}, value at risk {summary['value_at_risk']:,.0f}",
+        f"customer equity {summary['customer_equity']:,.0f}, "
+        f"value at risk {summary['value_at_risk']:,.0f}",
     ]
     if conc:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in conc.items() if k.startswith("top_share_"))
@@ -162,30 +193,58 @@ def train(
     quantity_col: QuantityCol = None,
     product_col: ProductCol = None,
     channel_col: ChannelCol = None,
-    horizon_days: Annotated[int, typer.Option(help="Churned = no purchase within this many days.")] = 90,
-    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path("models/churnguard"),
+    horizon_days: Annotated[
+        int, typer.Option(help="Churned = no purchase within this many days.")
+    ] = 90,
+    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path(
+        "models/churnguard"
+    ),
     value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
     max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 12,
     snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 28,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
-    register_name: Annotated[str, typer.Option(help="MLflow registered model name.")] = "churnguard",
-    alias: Annotated[str | None, typer.Option(help="MLflow alias for the new version, e.g. champion.")] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")
+    ] = True,
+    register_name: Annotated[
+        str, typer.Option(help="MLflow registered model name.")
+    ] = "churnguard",
+    alias: Annotated[
+        str | None, typer.Option(help="MLflow alias for the new version, e.g. champion.")
+    ] = None,
 ) -> None:
     """Train on every transaction of a log and save the model."""
     from churnguard.pipeline import train_model
 
-    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
-                    quantity=quantity_col, product=product_col, channel=channel_col)
+    cols = _columns(
+        customer_col,
+        date_col,
+        amount_col,
+        date_format,
+        margin=margin_col,
+        cost=cost_col,
+        quantity=quantity_col,
+        product=product_col,
+        channel=channel_col,
+    )
     result = _run(
-        train_model, transactions, model_dir, columns=cols, horizon_days=horizon_days,
-        track=mlflow, register_as=register_name, alias=alias, value_model=value_model,
-        max_snapshots=max_snapshots, snapshot_step_days=snapshot_step_days,
+        train_model,
+        transactions,
+        model_dir,
+        columns=cols,
+        horizon_days=horizon_days,
+        track=mlflow,
+        register_as=register_name,
+        alias=alias,
+        value_model=value_model,
+        max_snapshots=max_snapshots,
+        snapshot_step_days=snapshot_step_days,
     )
     m = result.metrics
     typer.echo(
         f"model saved to {result.model_dir} ({result.seconds:.0f} s); out-of-time validation: "
         f"ROC-AUC {m['roc_auc']:.3f} (best baseline {m['best_baseline_roc_auc']:.3f}), "
-        f"PR-AUC {m['pr_auc']:.3f}, Brier {m['brier']:.3f}, top-decile lift {m['top_decile_lift']:.2f}, "
+        f"PR-AUC {m['pr_auc']:.3f}, Brier {m['brier']:.3f}, "
+        f"top-decile lift {m['top_decile_lift']:.2f}, "
         f"ECE {m['ece']:.3f}"
     )
     if result.tracking:
@@ -200,9 +259,18 @@ def train(
 @app.command()
 def score(
     transactions: TransactionsOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model directory or MLflow URI (models:/churnguard@champion).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Retention list to write (.csv or .parquet).")],
-    as_of: Annotated[str | None, typer.Option(help="Scoring date YYYY-MM-DD (default: last date in the log).")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Model directory or MLflow URI (models:/churnguard@champion)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Retention list to write (.csv or .parquet).")
+    ],
+    as_of: Annotated[
+        str | None, typer.Option(help="Scoring date YYYY-MM-DD (default: last date in the log).")
+    ] = None,
     customer_col: CustomerCol = "customer_id",
     date_col: DateCol = "date",
     amount_col: AmountCol = "amount",
@@ -212,21 +280,44 @@ def score(
     quantity_col: QuantityCol = None,
     product_col: ProductCol = None,
     channel_col: ChannelCol = None,
-    playbook: Annotated[Path | None, typer.Option(help="Playbook TOML (actions, costs, save rates).")] = None,
+    playbook: Annotated[
+        Path | None, typer.Option(help="Playbook TOML (actions, costs, save rates).")
+    ] = None,
     segments: Annotated[Path | None, typer.Option(help="RFM segment rules TOML.")] = None,
-    capacity: Annotated[int | None, typer.Option(help="Contact at most this many customers.")] = None,
-    budget: Annotated[float | None, typer.Option(help="Spend at most this much on contacts.")] = None,
+    capacity: Annotated[
+        int | None, typer.Option(help="Contact at most this many customers.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Spend at most this much on contacts.")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the list to print.")] = 10,
 ) -> None:
     """Score customers as of a date and write the prioritised retention list."""
     from churnguard.pipeline import score_transactions
 
-    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
-                    quantity=quantity_col, product=product_col, channel=channel_col)
+    cols = _columns(
+        customer_col,
+        date_col,
+        amount_col,
+        date_format,
+        margin=margin_col,
+        cost=cost_col,
+        quantity=quantity_col,
+        product=product_col,
+        channel=channel_col,
+    )
     result = _run(
-        score_transactions, transactions, model, out=out, as_of=as_of, columns=cols,
-        playbook=playbook, segment_rules=segments, capacity=capacity, budget=budget,
+        score_transactions,
+        transactions,
+        model,
+        out=out,
+        as_of=as_of,
+        columns=cols,
+        playbook=playbook,
+        segment_rules=segments,
+        capacity=capacity,
+        budget=budget,
     )
     _print_table(result.retention, f"retention list (top {top} of {len(result.retention):,})", top)
     _print_summary(result.summary)
@@ -247,8 +338,12 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 def features(
     transactions: TransactionsOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Feature table to write (.csv or .parquet).")],
-    as_of: Annotated[str | None, typer.Option(help="Cutoff date YYYY-MM-DD (default: last date).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Feature table to write (.csv or .parquet).")
+    ],
+    as_of: Annotated[
+        str | None, typer.Option(help="Cutoff date YYYY-MM-DD (default: last date).")
+    ] = None,
     time_unit: Annotated[str, typer.Option(help="Unit of recency and T: D or W.")] = "D",
     customer_col: CustomerCol = "customer_id",
     date_col: DateCol = "date",
@@ -265,8 +360,17 @@ def features(
     from churnguard.features import FeatureBuilder
     from churnguard.pipeline import _write_quarantine
 
-    cols = _columns(customer_col, date_col, amount_col, date_format, margin=margin_col, cost=cost_col,
-                    quantity=quantity_col, product=product_col, channel=channel_col)
+    cols = _columns(
+        customer_col,
+        date_col,
+        amount_col,
+        date_format,
+        margin=margin_col,
+        cost=cost_col,
+        quantity=quantity_col,
+        product=product_col,
+        channel=channel_col,
+    )
 
     def job() -> tuple[Any, Any]:
         loaded = load_transactions(transactions, cols)
@@ -282,10 +386,18 @@ def features(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for the demo's data, list and report.")] = Path("churnguard-demo"),
-    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path("models/churnguard"),
-    sample: Annotated[bool, typer.Option(help="Use the 2,357-customer CDNOW sample (faster).")] = False,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")] = True,
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the demo's data, list and report.")
+    ] = Path("churnguard-demo"),
+    model_dir: Annotated[Path, typer.Option(help="Where the model bundle is written.")] = Path(
+        "models/churnguard"
+    ),
+    sample: Annotated[
+        bool, typer.Option(help="Use the 2,357-customer CDNOW sample (faster).")
+    ] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")
+    ] = True,
 ) -> None:
     """Train and score on the CDNOW log shipped with lifetimes, end to end."""
     from churnguard.data import write_cdnow
@@ -293,10 +405,15 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = _run(write_cdnow, workdir / "cdnow_transactions.csv", sample=sample)
     typer.echo(f"CDNOW transaction log written to {log_path}")
-    train(transactions=log_path, model_dir=model_dir, horizon_days=90, mlflow=mlflow, alias="champion")
+    train(
+        transactions=log_path, model_dir=model_dir, horizon_days=90, mlflow=mlflow, alias="champion"
+    )
     score(
-        transactions=log_path, model=str(model_dir), out=workdir / "retention_list.csv",
-        report=workdir / "report.html", capacity=500,
+        transactions=log_path,
+        model=str(model_dir),
+        out=workdir / "retention_list.csv",
+        report=workdir / "report.html",
+        capacity=500,
     )
 
 

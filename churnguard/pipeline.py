@@ -68,7 +68,10 @@ def quarantine_path(output: str | os.PathLike[str]) -> Path:
     return out / "quarantine.csv"
 
 
-def _load(transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions, columns: ColumnMap | None) -> LoadedTransactions:
+def _load(
+    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    columns: ColumnMap | None,
+) -> LoadedTransactions:
     if isinstance(transactions, LoadedTransactions):
         return transactions
     if isinstance(transactions, pd.DataFrame):
@@ -123,18 +126,34 @@ def train_model(
     loaded = _load(transactions, columns)
     log.info("loaded %s", loaded.summary())
     model = ChurnGuardModel(horizon_days=horizon_days, **model_params).fit(loaded.transactions)
-    extra = {"columns": (columns or ColumnMap()).to_dict(), "source": loaded.source,
-             "rows_used": len(loaded.transactions), "rows_quarantined": loaded.n_quarantined}
+    extra = {
+        "columns": (columns or ColumnMap()).to_dict(),
+        "source": loaded.source,
+        "rows_used": len(loaded.transactions),
+        "rows_quarantined": loaded.n_quarantined,
+    }
     path = save_model(model, model_dir, extra=extra)
     qfile = _write_quarantine(loaded, path)
     tracking: dict[str, str] = {}
     if track:
         from churnguard.tracking import log_training_run
 
-        tracking = log_training_run(model, path, register_as=register_as, alias=alias,
-                                    tags={"churnguard.source": loaded.source})
-    return TrainResult(model, path, dict(model.metrics_), tracking, loaded.n_quarantined, qfile,
-                       time.perf_counter() - start)
+        tracking = log_training_run(
+            model,
+            path,
+            register_as=register_as,
+            alias=alias,
+            tags={"churnguard.source": loaded.source},
+        )
+    return TrainResult(
+        model,
+        path,
+        dict(model.metrics_),
+        tracking,
+        loaded.n_quarantined,
+        qfile,
+        time.perf_counter() - start,
+    )
 
 
 def resolve_model(model: str | os.PathLike[str] | ChurnGuardModel) -> ChurnGuardModel:
@@ -201,4 +220,6 @@ def score_transactions(
     if out is not None:
         out_path = write_table(retention, out)
         qfile = _write_quarantine(loaded, out_path)
-    return ScoreResult(retention, summary, out_path, loaded.n_quarantined, qfile, time.perf_counter() - start)
+    return ScoreResult(
+        retention, summary, out_path, loaded.n_quarantined, qfile, time.perf_counter() - start
+    )

@@ -27,7 +27,9 @@ def default_tracking_uri(root: str | os.PathLike[str] = "mlruns") -> str:
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
-def setup_tracking(experiment: str = DEFAULT_EXPERIMENT, root: str | os.PathLike[str] = "mlruns") -> str:
+def setup_tracking(
+    experiment: str = DEFAULT_EXPERIMENT, root: str | os.PathLike[str] = "mlruns"
+) -> str:
     """Point MLflow at the right store and experiment; return the tracking URI.
 
     With no ``MLFLOW_TRACKING_URI`` the experiment is created with its artifacts
@@ -100,10 +102,7 @@ def log_training_run(
                         mlflow.log_metric(f"{name}.{metric}", float(value))
         mlflow.log_artifacts(str(model_dir), artifact_path="model_dir")
         info["run_id"] = run.info.run_id
-        try:
-            from churnguard.scoring.pyfunc import log_pyfunc_model
-        except ImportError:  # pragma: no cover - pyfunc module is part of the package
-            log_pyfunc_model = None
-        if log_pyfunc_model is not None:
-            info.update(log_pyfunc_model(model_dir, register_as=register_as, alias=alias))
+        from churnguard.scoring.pyfunc import log_pyfunc_model
+
+        info.update(log_pyfunc_model(model_dir, register_as=register_as, alias=alias))
     return info

@@ -40,8 +40,19 @@ def trained(workdir: Path, cdnow_csv: Path) -> Path:
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
     result = runner.invoke(
         app,
-        ["train", "--transactions", str(cdnow_csv), "--horizon-days", "90",
-         "--model-dir", str(model_dir), "--value-model", "bgnbd", "--max-snapshots", "6"],
+        [
+            "train",
+            "--transactions",
+            str(cdnow_csv),
+            "--horizon-days",
+            "90",
+            "--model-dir",
+            str(model_dir),
+            "--value-model",
+            "bgnbd",
+            "--max-snapshots",
+            "6",
+        ],
         env=env,
     )
     assert result.exit_code == 0, result.output
@@ -100,7 +111,18 @@ def test_score_as_of_uses_only_the_past(workdir: Path, cdnow_csv: Path, trained:
     outs = []
     for src, name in ((cdnow_csv, "asof_full.csv"), (cut, "asof_cut.csv")):
         result = runner.invoke(
-            app, ["score", "-t", str(src), "-m", str(trained), "--as-of", "1997-03-31", "-o", str(workdir / name)]
+            app,
+            [
+                "score",
+                "-t",
+                str(src),
+                "-m",
+                str(trained),
+                "--as-of",
+                "1997-03-31",
+                "-o",
+                str(workdir / name),
+            ],
         )
         assert result.exit_code == 0, result.output
         outs.append(pd.read_csv(workdir / name, dtype={"customer_id": str}))
@@ -119,8 +141,21 @@ def test_parquet_in_and_out_and_column_flags(workdir: Path, cdnow_csv: Path, tra
     out = workdir / "list.parquet"
     result = runner.invoke(
         app,
-        ["score", "-t", str(src), "-m", str(trained), "-o", str(out), "--customer-col", "client",
-         "--date-col", "day", "--amount-col", "revenue"],
+        [
+            "score",
+            "-t",
+            str(src),
+            "-m",
+            str(trained),
+            "-o",
+            str(out),
+            "--customer-col",
+            "client",
+            "--date-col",
+            "day",
+            "--amount-col",
+            "revenue",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(out)["customer_id"].str.len().eq(5).all()
@@ -130,8 +165,12 @@ def test_parquet_in_and_out_and_column_flags(workdir: Path, cdnow_csv: Path, tra
 def test_bad_rows_go_to_quarantine_file(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
     raw = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
     bad = pd.DataFrame(
-        {"customer_id": [None, "00001", "00002"], "date": ["1997-05-01", "someday", "1997-05-01"],
-         "quantity": [1, 1, 1], "amount": [1.0, 2.0, "lots"]}
+        {
+            "customer_id": [None, "00001", "00002"],
+            "date": ["1997-05-01", "someday", "1997-05-01"],
+            "quantity": [1, 1, 1],
+            "amount": [1.0, 2.0, "lots"],
+        }
     )
     src = workdir / "dirty.csv"
     pd.concat([raw, bad], ignore_index=True).to_csv(src, index=False)
@@ -152,14 +191,26 @@ def _fails(args: list[str], *needles: str) -> None:
 
 
 @pytest.mark.slow
-def test_bad_input_is_one_paragraph_and_exit_2(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+def test_bad_input_is_one_paragraph_and_exit_2(
+    workdir: Path, cdnow_csv: Path, trained: Path
+) -> None:
     out = str(workdir / "x.csv")
-    _fails(["score", "-t", str(workdir / "missing.csv"), "-m", str(trained), "-o", out], "does not exist")
-    _fails(["score", "-t", str(cdnow_csv), "-m", str(trained), "-o", out, "--amount-col", "value"],
-           "'value' not found", "--amount-col")
+    _fails(
+        ["score", "-t", str(workdir / "missing.csv"), "-m", str(trained), "-o", out],
+        "does not exist",
+    )
+    _fails(
+        ["score", "-t", str(cdnow_csv), "-m", str(trained), "-o", out, "--amount-col", "value"],
+        "'value' not found",
+        "--amount-col",
+    )
     dates = workdir / "dates.csv"
     dates.write_text("customer_id,date,amount\n1,yesterday,3\n2,tomorrow,4\n")
-    _fails(["score", "-t", str(dates), "-m", str(trained), "-o", out], "could be parsed", "--date-format")
+    _fails(
+        ["score", "-t", str(dates), "-m", str(trained), "-o", out],
+        "could be parsed",
+        "--date-format",
+    )
     amounts = workdir / "amounts.csv"
     amounts.write_text("customer_id,date,amount\n1,2024-01-01,three\n")
     _fails(["score", "-t", str(amounts), "-m", str(trained), "-o", out], "numeric")
@@ -167,18 +218,35 @@ def test_bad_input_is_one_paragraph_and_exit_2(workdir: Path, cdnow_csv: Path, t
     empty.write_text("")
     _fails(["score", "-t", str(empty), "-m", str(trained), "-o", out], "empty")
     _fails(["score", "-t", str(cdnow_csv), "-m", str(workdir), "-o", out], "not a churnguard model")
-    _fails(["score", "-t", str(cdnow_csv), "-m", str(workdir / "nomodel"), "-o", out], "does not exist")
+    _fails(
+        ["score", "-t", str(cdnow_csv), "-m", str(workdir / "nomodel"), "-o", out], "does not exist"
+    )
     short = workdir / "short.csv"
     short.write_text("customer_id,date,amount\n1,2024-01-01,3\n1,2024-01-05,4\n")
-    _fails(["train", "-t", str(short), "--model-dir", str(workdir / "m2"), "--no-mlflow"], "horizon")
+    _fails(
+        ["train", "-t", str(short), "--model-dir", str(workdir / "m2"), "--no-mlflow"], "horizon"
+    )
 
 
 @pytest.mark.slow
 def test_console_script_has_no_traceback(workdir: Path) -> None:
     """The installed entry point, in a real process, exits 2 with one paragraph."""
     proc = subprocess.run(
-        [sys.executable, "-m", "churnguard.cli", "score", "-t", str(workdir / "none.csv"), "-m", "x", "-o", "y.csv"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "churnguard.cli",
+            "score",
+            "-t",
+            str(workdir / "none.csv"),
+            "-m",
+            "x",
+            "-o",
+            "y.csv",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr

@@ -123,9 +123,7 @@ class ChurnClassifier(BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def fit(
-        self, X: pd.DataFrame, y: Any, X_cal: pd.DataFrame, y_cal: Any
-    ) -> ChurnClassifier:
+    def fit(self, X: pd.DataFrame, y: Any, X_cal: pd.DataFrame, y_cal: Any) -> ChurnClassifier:
         """Train on ``(X, y)``; early-stop and calibrate on the later ``(X_cal, y_cal)``.
 
         Parameters
@@ -174,7 +172,9 @@ class ChurnClassifier(BaseEstimator):
         raw = self.predict_proba_raw(X_cal)
         self.calibration_scores_ = _cv_calibration_scores(raw, y_cal_arr, self.random_state)
         if self.calibration == "auto":
-            self.calibration_ = min(self.calibration_scores_, key=self.calibration_scores_.__getitem__)
+            self.calibration_ = min(
+                self.calibration_scores_, key=self.calibration_scores_.__getitem__
+            )
         else:
             self.calibration_ = self.calibration
         self.calibrator_ = None
@@ -193,7 +193,8 @@ class ChurnClassifier(BaseEstimator):
 
     def predict_proba_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated LightGBM churn probability."""
-        return np.asarray(self.model_.predict_proba(self._frame(X))[:, 1])
+        proba = np.asarray(self.model_.predict_proba(self._frame(X)))
+        return proba[:, 1]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability, shape ``(n,)``."""
@@ -211,7 +212,9 @@ class ChurnClassifier(BaseEstimator):
             One column per feature plus ``bias``; rows sum to the raw log-odds.
         """
         values = self.model_.predict(self._frame(X), pred_contrib=True)
-        return pd.DataFrame(np.asarray(values), columns=[*self.feature_names_, "bias"], index=X.index)
+        return pd.DataFrame(
+            np.asarray(values), columns=[*self.feature_names_, "bias"], index=X.index
+        )
 
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
@@ -235,7 +238,8 @@ def _labels(y: Any, name: str) -> np.ndarray:
     values = set(np.unique(arr).tolist())
     if not values <= {0, 1} or len(values) < 2:
         raise ValueError(
-            f"{name} must contain both classes 0 (stayed) and 1 (churned); got values {sorted(values)}."
+            f"{name} must contain both classes 0 (stayed) and 1 (churned); "
+            f"got values {sorted(values)}."
         )
     return arr.astype(int)
 

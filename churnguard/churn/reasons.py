@@ -46,7 +46,9 @@ def _ratio_text(col: str, what: str, days: str) -> Callable[[pd.DataFrame], pd.S
         out = out.mask(r >= 1, what + " up " + _num(pct) + f"% vs previous {days} days")
         prev = f.get(f"{'spend' if what == 'spend' else 'purchases'}_prev_{days}d")
         if prev is not None:
-            out = out.mask(r.isna() & (prev == 0), f"no {what} in the {days} days before the last {days}")
+            out = out.mask(
+                r.isna() & (prev == 0), f"no {what} in the {days} days before the last {days}"
+            )
         return out
 
     return text
@@ -68,15 +70,18 @@ def _window(col: str) -> Callable[[pd.DataFrame], pd.Series]:
 
 _TEMPLATES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "days_since_last": _days_since_last,
-    "overdue_ratio": lambda f: _num(f["overdue_ratio"], "{:.1f}") + "x the usual gap since last purchase",
+    "overdue_ratio": lambda f: (
+        _num(f["overdue_ratio"], "{:.1f}") + "x the usual gap since last purchase"
+    ),
     "frequency": lambda f: _num(f["frequency"]) + " repeat purchases so far",
     "n_purchases": lambda f: _num(f["n_purchases"]) + " purchase days so far",
     "recency": lambda f: "last repeat purchase " + _num(f["recency"]) + " after the first",
     "T": lambda f: "customer for " + _num(f["T"]) + " time units",
     "days_since_first": lambda f: "customer for " + _num(f["days_since_first"]) + " days",
     "p_alive": lambda f: "P(alive) " + _num(f["p_alive"] * 100) + "% from purchase pattern",
-    "expected_purchases": lambda f: _num(f["expected_purchases"], "{:.1f}")
-    + " purchases expected over the horizon",
+    "expected_purchases": lambda f: (
+        _num(f["expected_purchases"], "{:.1f}") + " purchases expected over the horizon"
+    ),
     "predicted_clv": lambda f: "predicted value " + _num(f["predicted_clv"], "{:.0f}"),
     "monetary_value": lambda f: "average repeat basket " + _num(f["monetary_value"], "{:.2f}"),
     "avg_purchase_value": lambda f: "average basket " + _num(f["avg_purchase_value"], "{:.2f}"),
@@ -84,7 +89,9 @@ _TEMPLATES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
     "mean_gap_days": lambda f: "usually buys every " + _num(f["mean_gap_days"]) + " days",
     "gap_cv": lambda f: "irregular buyer (gap variation " + _num(f["gap_cv"], "{:.1f}") + ")",
     "return_rate": lambda f: _num(f["return_rate"] * 100) + "% of transactions returned",
-    "purchase_rate_per_year": lambda f: _num(f["purchase_rate_per_year"], "{:.1f}") + " purchases a year",
+    "purchase_rate_per_year": lambda f: (
+        _num(f["purchase_rate_per_year"], "{:.1f}") + " purchases a year"
+    ),
 }
 
 

@@ -17,7 +17,14 @@ import pyarrow.parquet as pq
 
 from churnguard.exceptions import InputDataError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "atomic_path", "read_columns", "read_table", "table_format", "write_table"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "atomic_path",
+    "read_columns",
+    "read_table",
+    "table_format",
+    "write_table",
+]
 
 SUPPORTED_EXTENSIONS = (".csv", ".parquet", ".pq")
 
@@ -41,16 +48,21 @@ def _check_readable(path: Path) -> None:
         parent = path.parent if str(path.parent) else Path(".")
         hint = ""
         if parent.is_dir():
-            near = sorted(p.name for p in parent.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+            near = sorted(
+                p.name for p in parent.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS
+            )
             if near:
                 hint = f" Tables in '{parent}': {near[:10]}."
         raise InputDataError(
-            f"file '{path}' does not exist.{hint} Pass the path of a CSV or Parquet transaction log."
+            f"file '{path}' does not exist.{hint} "
+            "Pass the path of a CSV or Parquet transaction log."
         )
     if path.is_dir():
         raise InputDataError(f"'{path}' is a folder; expected a CSV or Parquet file.")
     if path.stat().st_size == 0:
-        raise InputDataError(f"file '{path}' is empty (0 bytes); expected a table with a header row.")
+        raise InputDataError(
+            f"file '{path}' is empty (0 bytes); expected a table with a header row."
+        )
 
 
 def read_columns(path: str | os.PathLike[str]) -> list[str]:

@@ -20,7 +20,13 @@ import pandas as pd
 from churnguard.data.io import read_columns, read_table
 from churnguard.exceptions import InputDataError
 
-__all__ = ["OPTIONAL_COLUMNS", "ColumnMap", "LoadedTransactions", "clean_transactions", "load_transactions"]
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "ColumnMap",
+    "LoadedTransactions",
+    "clean_transactions",
+    "load_transactions",
+]
 
 #: Optional canonical columns, picked up automatically when the log has them.
 OPTIONAL_COLUMNS = ("margin", "cost", "quantity", "product", "channel")
@@ -199,9 +205,7 @@ def clean_transactions(
             "Expected amounts such as 19.99; pass --amount-col if this is the wrong column."
         )
 
-    out = pd.DataFrame(
-        {"customer_id": ids, "date": dates, "amount": amounts}, index=raw.index
-    )
+    out = pd.DataFrame({"customer_id": ids, "date": dates, "amount": amounts}, index=raw.index)
     for canon in resolved:
         if canon in _OPTIONAL_NUMERIC:
             out[canon] = pd.to_numeric(raw[canon], errors="coerce").astype("float64")

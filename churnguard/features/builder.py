@@ -92,7 +92,9 @@ class FeatureBuilder(BaseEstimator):
         if not self.windows or any(int(w) <= 0 for w in self.windows):
             raise ValueError(f"windows must be positive day counts; got {self.windows!r}.")
         if int(self.trend_window) <= 0:
-            raise ValueError(f"trend_window must be a positive day count; got {self.trend_window!r}.")
+            raise ValueError(
+                f"trend_window must be a positive day count; got {self.trend_window!r}."
+            )
 
     def fit(self, transactions: Any, y: Any = None) -> FeatureBuilder:
         """Learn which optional columns exist in ``transactions``.
@@ -111,9 +113,14 @@ class FeatureBuilder(BaseEstimator):
                 "date": pd.to_datetime(["2000-01-01"]),
                 "amount": [1.0],
             }
-            | {c: ([1.0] if c in ("margin", "cost", "quantity") else ["a"]) for c in self.optional_columns_}
+            | {
+                c: ([1.0] if c in ("margin", "cost", "quantity") else ["a"])
+                for c in self.optional_columns_
+            }
         )
-        self.feature_names_ = [c for c in self._compute(sample, dt.date(2000, 1, 1)).columns if c != "customer_id"]
+        self.feature_names_ = [
+            c for c in self._compute(sample, dt.date(2000, 1, 1)).columns if c != "customer_id"
+        ]
         return self
 
     def transform(self, transactions: Any, cutoff: Any = None) -> pd.DataFrame:
@@ -248,7 +255,9 @@ def _last_date(transactions: Any) -> dt.date:
     con = duckdb.connect()
     try:
         if isinstance(transactions, str):
-            row = con.execute(f"SELECT MAX(CAST(date AS DATE)) FROM read_parquet('{transactions}')").fetchone()
+            row = con.execute(
+                f"SELECT MAX(CAST(date AS DATE)) FROM read_parquet('{transactions}')"
+            ).fetchone()
         else:
             con.register("src", transactions)
             row = con.execute("SELECT MAX(CAST(date AS DATE)) FROM src").fetchone()

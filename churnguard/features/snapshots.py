@@ -130,7 +130,8 @@ def make_snapshots(
         _, end = label_window(c, horizon_days, gap_days)
         if require_observed and end > last:
             raise InsufficientHistoryError(
-                f"the label window of cutoff {c} ends on {end}, after the last transaction ({last}); "
+                f"the label window of cutoff {c} ends on {end}, "
+                f"after the last transaction ({last}); "
                 f"choose cutoffs on or before {last - dt.timedelta(days=horizon_days + gap_days)}."
             )
         feats = fb.transform(transactions, c)
@@ -140,5 +141,7 @@ def make_snapshots(
         feats["churned"] = labels["churned"].to_numpy()
         frames.append(feats)
     if not frames:
-        raise InsufficientHistoryError("no cutoffs were given; expected at least one snapshot date.")
+        raise InsufficientHistoryError(
+            "no cutoffs were given; expected at least one snapshot date."
+        )
     return pd.concat(frames, ignore_index=True)

@@ -135,14 +135,18 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
     except json.JSONDecodeError as exc:
         raise InvalidModelError(f"'{path / METADATA_FILE}' is not valid JSON ({exc}).") from exc
     if "churnguard_version" not in meta:
-        raise InvalidModelError(f"'{path / METADATA_FILE}' is not churnguard metadata (no version).")
+        raise InvalidModelError(
+            f"'{path / METADATA_FILE}' is not churnguard metadata (no version)."
+        )
     try:
         model = joblib.load(path / MODEL_FILE)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+    except Exception as exc:
         raise InvalidModelError(
             f"could not load '{path / MODEL_FILE}' ({type(exc).__name__}: {exc}); it was written by "
             f"churnguard {meta['churnguard_version']}, this is {__version__}. Retrain the model."
         ) from exc
     if not isinstance(model, ChurnGuardModel):
-        raise InvalidModelError(f"'{path / MODEL_FILE}' holds a {type(model).__name__}, not a ChurnGuardModel.")
+        raise InvalidModelError(
+            f"'{path / MODEL_FILE}' holds a {type(model).__name__}, not a ChurnGuardModel."
+        )
     return model

@@ -116,7 +116,9 @@ class ChurnGuardModel(BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _validate(self) -> None:
         if int(self.horizon_days) <= 0:
-            raise ValueError(f"horizon_days must be a positive number of days; got {self.horizon_days}.")
+            raise ValueError(
+                f"horizon_days must be a positive number of days; got {self.horizon_days}."
+            )
         if self.value_model not in ("auto", "bgnbd", "pareto", "mbgnbd"):
             raise ValueError(
                 "value_model must be 'auto', 'bgnbd', 'pareto' or 'mbgnbd'; "
@@ -125,7 +127,9 @@ class ChurnGuardModel(BaseEstimator):
         if self.time_unit not in _DAYS_PER_UNIT:
             raise ValueError(f"time_unit must be 'W' or 'D'; got {self.time_unit!r}.")
         if not 0 <= float(self.discount_rate) < 1:
-            raise ValueError(f"discount_rate is monthly and must be in [0, 1); got {self.discount_rate}.")
+            raise ValueError(
+                f"discount_rate is monthly and must be in [0, 1); got {self.discount_rate}."
+            )
 
     def fit(self, transactions: pd.DataFrame, y: Any = None) -> ChurnGuardModel:
         """Fit every stage on a canonical transaction log.
@@ -137,7 +141,9 @@ class ChurnGuardModel(BaseEstimator):
         """
         self._validate()
         if not isinstance(transactions, pd.DataFrame):
-            raise TypeError(f"transactions must be a pandas DataFrame; got {type(transactions).__name__}.")
+            raise TypeError(
+                f"transactions must be a pandas DataFrame; got {type(transactions).__name__}."
+            )
         tx = transactions
         self.training_start_ = to_date(tx["date"].min())
         self.training_end_ = to_date(tx["date"].max())
@@ -160,7 +166,9 @@ class ChurnGuardModel(BaseEstimator):
         self.value_model_name_, self.purchase_model_, self.spend_model_ = self._fit_first(
             feats_end, ranking
         )
-        log.info("value model: %s, fitted on all data to %s", self.value_model_name_, self.training_end_)
+        log.info(
+            "value model: %s, fitted on all data to %s", self.value_model_name_, self.training_end_
+        )
         self.n_customers_ = len(feats_end)
 
         log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
@@ -168,11 +176,17 @@ class ChurnGuardModel(BaseEstimator):
         self.plan_ = plan
         self.feature_names_ = [c for c in snaps.columns if c not in _NOT_FEATURES]
 
-        log.info("validation fit: train %d snapshots, calibrate %s, evaluate %s",
-                 len(plan.train), plan.calibration, plan.evaluation)
+        log.info(
+            "validation fit: train %d snapshots, calibrate %s, evaluate %s",
+            len(plan.train),
+            plan.calibration,
+            plan.evaluation,
+        )
         report = self._validate_out_of_time(tx, snaps, plan)
         prod = plan.shifted(cutoffs)
-        log.info("production fit: train %d snapshots, calibrate %s", len(prod.train), prod.calibration)
+        log.info(
+            "production fit: train %d snapshots, calibrate %s", len(prod.train), prod.calibration
+        )
         train, cal, _ = split_by_plan(snaps, prod)
         self.classifier_ = self._new_classifier().fit(
             train[self.feature_names_], train["churned"], cal[self.feature_names_], cal["churned"]
@@ -229,7 +243,9 @@ class ChurnGuardModel(BaseEstimator):
             try:
                 pm, sm = self._fit_value_models(feats, kind)
             except ModelFitError as exc:
-                log.warning("%s could not be fitted on the full data (%s); trying the next model", kind, exc)
+                log.warning(
+                    "%s could not be fitted on the full data (%s); trying the next model", kind, exc
+                )
                 errors.append(str(exc))
                 continue
             return kind, pm, sm
@@ -256,7 +272,9 @@ class ChurnGuardModel(BaseEstimator):
             feats = self.builder_.transform(tx, c)
             _, pm, sm = self._fit_first(feats, [self.value_model_name_])
             value = self._value(feats, pm, sm)
-            labels = make_labels(tx, feats["customer_id"], c, int(self.horizon_days), int(self.gap_days))
+            labels = make_labels(
+                tx, feats["customer_id"], c, int(self.horizon_days), int(self.gap_days)
+            )
             frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
             frame.insert(0, "cutoff", pd.Timestamp(c))
             frame["future_purchases"] = labels["future_purchases"].to_numpy()
@@ -279,7 +297,10 @@ class ChurnGuardModel(BaseEstimator):
             return ev
         pm = PurchaseModel(model="bgnbd").fit(self._rfm(ev))
         pred = pm.predict(self._rfm(ev), self._horizon_units())
-        return ev.assign(p_alive=pred["p_alive"].to_numpy(), expected_purchases=pred["expected_purchases"].to_numpy())
+        return ev.assign(
+            p_alive=pred["p_alive"].to_numpy(),
+            expected_purchases=pred["expected_purchases"].to_numpy(),
+        )
 
     # ---------------------------------------------------------------- score
     def features(self, transactions: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
@@ -378,5 +399,3 @@ def evaluation_report(
         raw_ece=raw_report["ece"],
         calibrated_ece=metrics["ece"],
     )
-
-

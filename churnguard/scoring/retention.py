@@ -111,7 +111,11 @@ def build_retention_list(
     if capacity is not None or budget is not None:
         df["contact"] = select_contacts(df, capacity=capacity, budget=budget).to_numpy()
     order = np.lexsort(
-        (df["customer_id"].astype(str).to_numpy(), -df["churn_probability"].to_numpy(), -df["value_at_risk"].to_numpy())
+        (
+            df["customer_id"].astype(str).to_numpy(),
+            -df["churn_probability"].to_numpy(),
+            -df["value_at_risk"].to_numpy(),
+        )
     )
     df = df.iloc[order].reset_index(drop=True)
     df.insert(1, "priority", np.arange(1, len(df) + 1))

@@ -316,4 +316,6 @@ def test_pickle_round_trip_predicts_identically(kind: str) -> None:
     clone = pickle.loads(pickle.dumps(model))
     assert "fitter_" not in model.__getstate__()
     np.testing.assert_array_equal(clone.p_alive(rfm), model.p_alive(rfm))
-    np.testing.assert_array_equal(clone.expected_purchases(rfm, 12), model.expected_purchases(rfm, 12))
+    np.testing.assert_array_equal(
+        clone.expected_purchases(rfm, 12), model.expected_purchases(rfm, 12)
+    )

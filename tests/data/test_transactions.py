@@ -31,7 +31,9 @@ def test_ids_keep_leading_zeros_from_csv(tmp_path: Path) -> None:
 
 def test_numeric_ids_in_parquet_become_text(tmp_path: Path) -> None:
     path = tmp_path / "log.parquet"
-    pd.DataFrame({"customer_id": [1, 2], "date": pd.to_datetime(["2024-01-01"] * 2), "amount": [1.0, 2.0]}).to_parquet(path)
+    pd.DataFrame(
+        {"customer_id": [1, 2], "date": pd.to_datetime(["2024-01-01"] * 2), "amount": [1.0, 2.0]}
+    ).to_parquet(path)
     tx = load_transactions(path).transactions
     assert tx["customer_id"].tolist() == ["1", "2"]
     assert tx["date"].dtype == "datetime64[ns]"
@@ -58,7 +60,11 @@ def test_missing_column_error_names_columns_and_flag() -> None:
     with pytest.raises(InputDataError) as err:
         clean_transactions(_raw(), ColumnMap(customer="client", date="when"))
     msg = str(err.value)
-    assert "'amount' not found" in msg and "['client', 'when', 'value']" in msg and "--amount-col" in msg
+    assert (
+        "'amount' not found" in msg
+        and "['client', 'when', 'value']" in msg
+        and "--amount-col" in msg
+    )
 
 
 def test_all_dates_unparsable_is_an_error_with_fix() -> None:
@@ -96,7 +102,13 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
 
 def test_optional_columns_are_picked_up_by_name() -> None:
     raw = pd.DataFrame(
-        {"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1], "quantity": [2], "sku": ["p1"]}
+        {
+            "customer_id": ["a"],
+            "date": ["2024-01-01"],
+            "amount": [1],
+            "quantity": [2],
+            "sku": ["p1"],
+        }
     )
     tx = clean_transactions(raw, ColumnMap(optional={"product": "sku"})).transactions
     assert {"quantity", "product"} <= set(tx.columns)

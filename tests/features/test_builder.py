@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.features import FeatureBuilder, rfm_summary
 from churnguard.exceptions import InputDataError
+from churnguard.features import FeatureBuilder, rfm_summary
 
 
 def _tx(rows: list[tuple[str, str, float]], **extra: list[object]) -> pd.DataFrame:
@@ -76,7 +76,12 @@ def test_transactions_after_cutoff_change_nothing() -> None:
     future = _tx(
         [
             (str(c), str(pd.Timestamp(CUTOFF) + pd.Timedelta(days=int(d))), float(v))
-            for c, d, v in zip(rng.choice(["a", "b", "z"], 50), rng.integers(1, 400, 50), rng.gamma(2, 10, 50), strict=True)
+            for c, d, v in zip(
+                rng.choice(["a", "b", "z"], 50),
+                rng.integers(1, 400, 50),
+                rng.gamma(2, 10, 50),
+                strict=True,
+            )
         ]
     )
     with_future = pd.concat([LOG, future], ignore_index=True)
@@ -140,13 +145,20 @@ def test_input_frame_not_mutated() -> None:
 
 
 @pytest.mark.parametrize(("unit", "multiplier"), [("D", 1), ("W", 7)])
-def test_identical_to_lifetimes_summary_on_cdnow(cdnow_tx: pd.DataFrame, unit: str, multiplier: int) -> None:
+def test_identical_to_lifetimes_summary_on_cdnow(
+    cdnow_tx: pd.DataFrame, unit: str, multiplier: int
+) -> None:
     from lifetimes.utils import summary_data_from_transaction_data
 
     ours = rfm_summary(cdnow_tx, "1997-09-30", time_unit=unit).set_index("customer_id")
     theirs = summary_data_from_transaction_data(
-        cdnow_tx, "customer_id", "date", "amount",
-        observation_period_end="1997-09-30", freq="D", freq_multiplier=multiplier,
+        cdnow_tx,
+        "customer_id",
+        "date",
+        "amount",
+        observation_period_end="1997-09-30",
+        freq="D",
+        freq_multiplier=multiplier,
     ).loc[ours.index]
     assert len(ours) == len(theirs) == cdnow_tx["customer_id"].nunique()
     for col in ("frequency", "recency", "T", "monetary_value"):

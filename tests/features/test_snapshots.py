@@ -13,18 +13,24 @@ from churnguard.features import label_window, make_labels, make_snapshots, snaps
 LOG = pd.DataFrame(
     {
         "customer_id": ["a", "a", "a", "b", "b"],
-        "date": pd.to_datetime(["2024-01-01", "2024-03-01", "2024-03-20", "2024-01-10", "2024-01-15"]),
+        "date": pd.to_datetime(
+            ["2024-01-01", "2024-03-01", "2024-03-20", "2024-01-10", "2024-01-15"]
+        ),
         "amount": [10.0, 20.0, -5.0, 5.0, 5.0],
     }
 )
 
 
 def test_cutoffs_have_fully_observed_label_windows() -> None:
-    cs = snapshot_cutoffs("2024-01-01", "2024-12-31", horizon_days=90, step_days=30, min_history_days=28)
+    cs = snapshot_cutoffs(
+        "2024-01-01", "2024-12-31", horizon_days=90, step_days=30, min_history_days=28
+    )
     assert cs[-1] == dt.date(2024, 12, 31) - dt.timedelta(days=90)
     assert all(b - a == dt.timedelta(days=30) for a, b in zip(cs, cs[1:], strict=False))
     assert cs[0] >= dt.date(2024, 1, 29)
-    assert snapshot_cutoffs("2024-01-01", "2024-12-31", horizon_days=90, n_snapshots=2)[-1] == cs[-1]
+    assert (
+        snapshot_cutoffs("2024-01-01", "2024-12-31", horizon_days=90, n_snapshots=2)[-1] == cs[-1]
+    )
 
 
 def test_too_short_history_is_explained() -> None:
