@@ -43,7 +43,9 @@ STAGES = ("train", "score-memory", "score-partitioned", "score-partitioned-big",
 def _log_path(data_dir: Path, customers: int) -> Path:
     from synthetic import write_transactions
 
-    return write_transactions(data_dir / f"tx_{customers}.parquet", customers, customers * 10, seed=0)
+    return write_transactions(
+        data_dir / f"tx_{customers}.parquet", customers, customers * 10, seed=0
+    )
 
 
 def _sample(path: Path, n_customers: int, out: Path) -> Path:
@@ -53,7 +55,9 @@ def _sample(path: Path, n_customers: int, out: Path) -> Path:
     if out.exists():
         return out
     con = duckdb.connect()
-    total = con.execute(f"SELECT count(DISTINCT customer_id) FROM read_parquet('{path}')").fetchone()[0]
+    total = con.execute(
+        f"SELECT count(DISTINCT customer_id) FROM read_parquet('{path}')"
+    ).fetchone()[0]  # type: ignore[index]
     keep = max(1, round(total / n_customers))
     tmp = out.with_suffix(".tmp.parquet")
     con.execute(
@@ -77,26 +81,45 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
     if stage == "train":
         from churnguard.pipeline import train_model
 
-        sample = _sample(_log_path(data_dir, args.customers), args.train_customers, data_dir / "train_sample.parquet")
+        sample = _sample(
+            _log_path(data_dir, args.customers),
+            args.train_customers,
+            data_dir / "train_sample.parquet",
+        )
         result = train_model(str(sample), model_dir, track=False, value_model=args.value_model)
-        return {"customers": result.model.n_customers_, "roc_auc": result.metrics.get("roc_auc"),
-                "seconds_inner": time.perf_counter() - start}
+        return {
+            "customers": result.model.n_customers_,
+            "roc_auc": result.metrics.get("roc_auc"),
+            "seconds_inner": time.perf_counter() - start,
+        }
     if stage == "score-memory":
         from churnguard.pipeline import score_transactions
 
-        res = score_transactions(str(_log_path(data_dir, args.customers)), model_dir,
-                                 out=data_dir / "list_memory.parquet")
-        return {"customers": len(res.retention), "seconds_inner": time.perf_counter() - start}
+        mem = score_transactions(
+            str(_log_path(data_dir, args.customers)),
+            model_dir,
+            out=data_dir / "list_memory.parquet",
+        )
+        return {"customers": len(mem.retention), "seconds_inner": time.perf_counter() - start}
     if stage in ("score-partitioned", "score-partitioned-big"):
         from churnguard.scoring.batch import score_parquet_partitioned
 
         n = args.big_customers if stage.endswith("big") else args.customers
         path = _log_path(data_dir, n)
         t0 = time.perf_counter()
-        res = score_parquet_partitioned(path, model_dir, data_dir / f"list_partitioned_{n}.parquet",
-                                        partitions=args.partitions, max_memory_gb=args.max_memory_gb)
-        return {"customers": res.customers, "partitions": res.partitions,
-                "seconds_inner": time.perf_counter() - t0, "stages": res.stages}
+        res = score_parquet_partitioned(
+            path,
+            model_dir,
+            data_dir / f"list_partitioned_{n}.parquet",
+            partitions=args.partitions,
+            max_memory_gb=args.max_memory_gb,
+        )
+        return {
+            "customers": res.customers,
+            "partitions": res.partitions,
+            "seconds_inner": time.perf_counter() - t0,
+            "stages": res.stages,
+        }
     if stage == "spark":
         from pyspark.sql import SparkSession
 
@@ -104,12 +127,19 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
         from churnguard.spark import score_spark
 
         path = _log_path(data_dir, args.customers)
-        spark = (SparkSession.builder.master("local[2]").appName("churnguard-bench")
-                 .config("spark.ui.enabled", "false").config("spark.driver.memory", "6g")
-                 .config("spark.sql.shuffle.partitions", "16").getOrCreate())
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .appName("churnguard-bench")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", "6g")
+            .config("spark.sql.shuffle.partitions", "16")
+            .getOrCreate()
+        )
         t0 = time.perf_counter()
         model = resolve_model(model_dir)
-        scored = score_spark(spark.read.parquet(str(path)), model, as_of=args.as_of or _last_date(path))
+        scored = score_spark(
+            spark.read.parquet(str(path)), model, as_of=args.as_of or _last_date(path)
+        )
         out = data_dir / "list_spark.parquet"
         shutil.rmtree(out, ignore_errors=True)
         scored.write.parquet(str(out))
@@ -122,7 +152,11 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
 def _last_date(path: Path) -> str:
     import duckdb
 
-    return str(duckdb.connect().execute(f"SELECT CAST(max(date) AS DATE) FROM read_parquet('{path}')").fetchone()[0])
+    return str(
+        duckdb.connect()
+        .execute(f"SELECT CAST(max(date) AS DATE) FROM read_parquet('{path}')")
+        .fetchone()[0]  # type: ignore[index]
+    )
 
 
 def _parse_time_v(text: str) -> dict[str, float]:
@@ -141,7 +175,15 @@ def measure(stage: str, argv: list[str], data_dir: Path) -> dict[str, Any]:
     """Run ``stage`` as a subprocess and return wall time, peak RSS and its own figures."""
     result_file = data_dir / f"stage_{stage}.json"
     result_file.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-stage", stage, "--result", str(result_file), *argv]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--run-stage",
+        stage,
+        "--result",
+        str(result_file),
+        *argv,
+    ]
     timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
     stderr_file = data_dir / f"stage_{stage}.log"
     start = time.perf_counter()
@@ -167,12 +209,16 @@ def measure(stage: str, argv: list[str], data_dir: Path) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'stage':<24}{'customers':>11}{'wall s':>9}{'inner s':>9}{'peak RSS GB':>13}{'cust/s':>10}"
+    head = (
+        f"{'stage':<24}{'customers':>11}{'wall s':>9}{'inner s':>9}{'peak RSS GB':>13}"
+        f"{'cust/s':>10}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['stage']:<24}{r.get('customers', 0):>11,}{r['wall_s']:>9.1f}"
-            f"{r.get('seconds_inner', float('nan')):>9.1f}{r.get('peak_rss_gb', float('nan')):>13.2f}"
+            f"{r.get('seconds_inner', float('nan')):>9.1f}"
+            f"{r.get('peak_rss_gb', float('nan')):>13.2f}"
             f"{r.get('customers_per_s', float('nan')):>10,.0f}"
             + (f"  ERROR: {r['error']}" if "error" in r else "")
         )
@@ -180,7 +226,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/churnguard-bench"))
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--big-customers", type=int, default=5_000_000)
@@ -200,8 +248,11 @@ def main() -> None:
         args.result.write_text(json.dumps(figures, default=str))
         return
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    stages = args.stages or [s for s in STAGES if (s != "score-partitioned-big" or args.big)
-                             and (s != "spark" or args.spark)]
+    stages = args.stages or [
+        s
+        for s in STAGES
+        if (s != "score-partitioned-big" or args.big) and (s != "spark" or args.spark)
+    ]
     passthrough = [a for a in sys.argv[1:] if a not in ("--big", "--spark")]
     if "--stages" in passthrough:
         passthrough = passthrough[: passthrough.index("--stages")]

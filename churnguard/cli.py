@@ -385,6 +385,37 @@ def features(
 
 
 @app.command()
+def evaluate(
+    transactions: TransactionsOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model directory or MLflow URI.")],
+    as_of: Annotated[str, typer.Option(help="Scoring date YYYY-MM-DD; outcomes follow it.")],
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Folder for metrics, tables and plots.")
+    ] = None,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+) -> None:
+    """Score as of a date and compare with the actual outcomes that followed."""
+    from churnguard.pipeline import evaluate_model
+
+    cols = _columns(customer_col, date_col, amount_col, date_format)
+    folder = out_dir or Path(f"evaluation-{as_of}")
+    result = _run(
+        evaluate_model, transactions, model, as_of, columns=cols, out_dir=folder, track=mlflow
+    )
+    shown = ["roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "ece", "base_rate", "n"]
+    table = result.comparison[[c for c in shown if c in result.comparison]]
+    _console().print(f"out-of-time evaluation as of {result.as_of}")
+    _console().print(table.round(4).to_string())
+    typer.echo(f"metrics, tables and plots written to {result.out_dir}")
+    if result.tracking:
+        typer.echo(f"MLflow run {result.tracking['run_id']} in {result.tracking['tracking_uri']}")
+
+
+@app.command()
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Folder for the demo's data, list and report.")

@@ -24,10 +24,12 @@ from churnguard.scoring.model import ChurnGuardModel
 from churnguard.scoring.retention import build_retention_list, retention_summary
 
 __all__ = [
+    "EvaluationResult",
     "ScoreResult",
     "TrainResult",
     "quarantine_path",
     "resolve_model",
+    "evaluate_model",
     "score_transactions",
     "train_model",
 ]
@@ -223,3 +225,109 @@ def score_transactions(
     return ScoreResult(
         retention, summary, out_path, loaded.n_quarantined, qfile, time.perf_counter() - start
     )
+
+
+@dataclass
+class EvaluationResult:
+    """Out-of-time metrics of a model and the baselines on one as-of date."""
+
+    comparison: pd.DataFrame
+    metrics: dict[str, float]
+    as_of: str
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    tracking: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate_model(
+    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    model: str | os.PathLike[str] | ChurnGuardModel,
+    as_of: Any,
+    *,
+    columns: ColumnMap | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    track: bool = True,
+) -> EvaluationResult:
+    """Score as of ``as_of`` and compare with what happened in the following horizon.
+
+    The log must extend at least ``horizon_days`` past ``as_of``; the outcomes are
+    read from it. Baselines (recency, BG/NBD expected purchases, BG/NBD 1 - P(alive))
+    are fitted on transactions up to ``as_of`` only.
+
+    Parameters
+    ----------
+    transactions : path, DataFrame or LoadedTransactions
+        A log covering ``as_of`` and the horizon after it.
+    model : path, URI or ChurnGuardModel
+        Ideally trained on data that ends on or before ``as_of``; a warning says when
+        it is not (the evaluation is then partly in-sample).
+    as_of : date-like
+        The scoring date.
+    out_dir : path, optional
+        Where metrics (JSON/CSV), gains and reliability tables and plots are written.
+    track : bool
+        Log the evaluation as an MLflow run.
+    """
+    from churnguard.churn.metrics import gains_table, reliability_table
+    from churnguard.churn.plots import plot_gains, plot_reliability
+    from churnguard.exceptions import InsufficientHistoryError
+    from churnguard.features import label_window, make_labels
+    from churnguard.scoring.model import evaluation_report
+
+    fitted = resolve_model(model)
+    loaded = _load(transactions, columns)
+    tx = loaded.transactions
+    day = to_date(as_of)
+    _, window_end = label_window(day, int(fitted.horizon_days), int(fitted.gap_days))
+    last = to_date(tx["date"].max())
+    if window_end > last:
+        raise InsufficientHistoryError(
+            f"evaluating as of {day} needs outcomes up to {window_end}, "
+            f"but the log ends on {last}; "
+            f"choose an --as-of on or before {last - (window_end - day)}."
+        )
+    if fitted.training_end_ > day:
+        log.warning(
+            "the model was trained on data up to %s, after the as-of date %s: "
+            "this evaluation is partly in-sample",
+            fitted.training_end_,
+            day,
+        )
+    frame = fitted.features(tx, day)
+    labels = make_labels(
+        tx, frame["customer_id"], day, int(fitted.horizon_days), int(fitted.gap_days)
+    )
+    frame["churned"] = labels["churned"].to_numpy()
+    baseline = fitted.bgnbd_baseline_frame(frame)
+    report = evaluation_report(fitted.classifier_, frame, baseline, fitted.feature_names_)
+    metrics = {**report.metrics, "as_of": day.isoformat()}
+    result = EvaluationResult(report.comparison, report.metrics, day.isoformat())
+    if out_dir is not None:
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        ev = report.evaluation
+        y = ev["churned"].to_numpy()
+        report.comparison.to_csv(folder / "metrics.csv")
+        (folder / "metrics.json").write_text(pd.Series(metrics).to_json(indent=2))
+        gains_table(y, ev["churn_probability"]).to_csv(folder / "gains.csv", index=False)
+        reliability_table(y, ev["churn_probability"]).to_csv(
+            folder / "reliability.csv", index=False
+        )
+        scores = {"churnguard": ev["churn_probability"]}
+        scores |= {c.removeprefix("baseline_"): ev[c] for c in ev if c.startswith("baseline_")}
+        result.files = [
+            plot_gains(y, scores, folder / "gains.png"),
+            plot_reliability(
+                y,
+                {"calibrated": ev["churn_probability"], "raw LightGBM": ev["raw_probability"]},
+                folder / "reliability.png",
+            ),
+        ]
+        result.out_dir = folder
+    if track:
+        from churnguard.tracking import log_evaluation_run
+
+        result.tracking = log_evaluation_run(
+            report.comparison, report.metrics, day.isoformat(), result.out_dir
+        )
+    return result

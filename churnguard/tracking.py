@@ -13,7 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_EXPERIMENT", "default_tracking_uri", "log_training_run", "setup_tracking"]
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "default_tracking_uri",
+    "log_evaluation_run",
+    "log_training_run",
+    "setup_tracking",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +112,27 @@ def log_training_run(
 
         info.update(log_pyfunc_model(model_dir, register_as=register_as, alias=alias))
     return info
+
+
+def log_evaluation_run(
+    comparison: Any,
+    metrics: dict[str, float],
+    as_of: str,
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> dict[str, str]:
+    """Log an ``evaluate`` run: model and baseline metrics as of a date, plus its files."""
+    import mlflow
+
+    uri = setup_tracking(experiment)
+    with mlflow.start_run(run_name=f"evaluate-{as_of}") as run:
+        mlflow.set_tags({"churnguard.stage": "evaluate", "churnguard.as_of": as_of})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+        for name, row in comparison.iterrows():
+            for metric, value in row.items():
+                if isinstance(value, float) and value == value:
+                    mlflow.log_metric(f"{name}.{metric}", value)
+        if out_dir is not None:
+            mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+        return {"tracking_uri": uri, "experiment": experiment, "run_id": run.info.run_id}

@@ -250,3 +250,64 @@ def test_console_script_has_no_traceback(workdir: Path) -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_against_outcomes(workdir: Path, cdnow_csv: Path) -> None:
+    """A model trained on data to 1997-09-30 is evaluated on the following 90 days."""
+    full = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    early = workdir / "to_0930.csv"
+    full[full["date"] <= "1997-09-30"].to_csv(early, index=False)
+    model_dir = workdir / "model_0930"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "-t",
+            str(early),
+            "--model-dir",
+            str(model_dir),
+            "--no-mlflow",
+            "--value-model",
+            "bgnbd",
+            "--max-snapshots",
+            "6",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out_dir = workdir / "eval"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "-t",
+            str(cdnow_csv),
+            "-m",
+            str(model_dir),
+            "--as-of",
+            "1997-09-30",
+            "--out-dir",
+            str(out_dir),
+            "--no-mlflow",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out_dir / "metrics.csv", index_col=0)
+    assert list(table.index) == ["churnguard", "recency", "bgnbd_expected", "bgnbd_p_dead"]
+    assert 0.6 < table.loc["churnguard", "roc_auc"] < 1
+    assert table.loc["churnguard", "ece"] < 0.1
+    assert (out_dir / "gains.png").stat().st_size > 1000
+    assert (out_dir / "reliability.png").stat().st_size > 1000
+    _fails(
+        [
+            "evaluate",
+            "-t",
+            str(cdnow_csv),
+            "-m",
+            str(model_dir),
+            "--as-of",
+            "1998-06-01",
+            "--no-mlflow",
+        ],
+        "needs outcomes up to",
+    )

@@ -164,7 +164,8 @@ class ChurnClassifier(BaseEstimator):
         self.model_.fit(
             X,
             y_arr,
-            eval_set=[(X_cal, y_cal_arr)],
+            eval_X=(X_cal,),
+            eval_y=(y_cal_arr,),
             eval_metric="binary_logloss",
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )

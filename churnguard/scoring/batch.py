@@ -79,9 +79,19 @@ DEFAULT_MAX_MEMORY_GB = 2.0
 # Columns of the scored frame that build_retention_list needs for the whole-base
 # columns or copies into the list; everything else (features, reasons) stays on disk.
 _SLIM = [
-    "customer_id", "frequency", "recency", "T", "monetary_value", "total_spend",
-    "days_since_last", "p_alive", "expected_purchases", "expected_spend", "predicted_clv",
-    "churn_probability", "value_at_risk",
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "total_spend",
+    "days_since_last",
+    "p_alive",
+    "expected_purchases",
+    "expected_spend",
+    "predicted_clv",
+    "churn_probability",
+    "value_at_risk",
 ]
 _OPTIONAL_SLIM = ["margin_total"]
 # Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
@@ -147,21 +157,30 @@ def _s(text: str | os.PathLike[str]) -> str:
 
 
 @contextmanager
-def _reporter(total: int, progress: Callable[[PartitionStats], None] | None) -> Iterator[Callable[[PartitionStats], None]]:
+def _reporter(
+    total: int, progress: Callable[[PartitionStats], None] | None
+) -> Iterator[Callable[[PartitionStats], None]]:
     """Yield a per-partition report function: callback, rich bar on a TTY, else log lines."""
     bar: Any = None
     task: Any = None
     if progress is None and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        bar = Progress("scoring partitions", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       transient=True)
+        bar = Progress(
+            "scoring partitions",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
         task = bar.add_task("score", total=total)
         bar.start()
 
     def report(stats: PartitionStats) -> None:
-        line = (f"partition {stats.index + 1}/{stats.total}: {stats.customers:,} customers, "
-                f"{stats.seconds:.1f} s")
+        line = (
+            f"partition {stats.index + 1}/{stats.total}: {stats.customers:,} customers, "
+            f"{stats.seconds:.1f} s"
+        )
         if progress is not None:
             progress(stats)
         if bar is not None:
@@ -197,11 +216,15 @@ def _source_columns(path: Path, columns: ColumnMap | None) -> tuple[ColumnMap, d
     return cmap, resolved
 
 
-def _split(con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str], n: int, dest: Path) -> None:
+def _split(
+    con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str], n: int, dest: Path
+) -> None:
     """Write the mapped columns to ``dest/part=<i>/`` by a stable hash of the stripped id."""
     cid = f"CAST({_q(resolved['customer_id'])} AS VARCHAR)"
     select = [f"{cid} AS customer_id"]
-    select += [f"{_q(src)} AS {_q(canon)}" for canon, src in resolved.items() if canon != "customer_id"]
+    select += [
+        f"{_q(src)} AS {_q(canon)}" for canon, src in resolved.items() if canon != "customer_id"
+    ]
     select.append("file_row_number AS source_row")
     select.append(f"CAST(hash(trim(COALESCE({cid}, ''), {_s(_WS)})) % {int(n)} AS BIGINT) AS part")
     con.execute(
@@ -210,14 +233,22 @@ def _split(con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str],
     )
 
 
-def _default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap) -> tuple[Any, bool]:
+def _default_as_of(
+    con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap
+) -> tuple[Any, bool]:
     """Last usable date of the log, and whether it was parsed from text (then only an estimate)."""
     glob = _s(split / "*" / "*.parquet")
-    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()}
+    types = {
+        r[0]: r[1]
+        for r in con.execute(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()
+    }
     date_type = str(types["date"]).upper()
     ok_id = f"customer_id IS NOT NULL AND trim(customer_id, {_s(_WS)}) <> ''"
-    amount = "amount" if str(types["amount"]).upper() in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER") \
+    amount = (
+        "amount"
+        if str(types["amount"]).upper() in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER")
         else "TRY_CAST(amount AS DOUBLE)"
+    )
     ok_amount = f"{amount} IS NOT NULL AND isfinite(CAST({amount} AS DOUBLE))"
     if date_type.startswith(_TEMPORAL):
         day, estimated = "CAST(date AS TIMESTAMP)", False
@@ -225,7 +256,9 @@ def _default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap)
         day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
     else:
         day, estimated = "TRY_CAST(trim(CAST(date AS VARCHAR)) AS TIMESTAMP)", True
-    row = con.execute(f"SELECT max({day}) FROM read_parquet({glob}) WHERE {ok_id} AND {ok_amount}").fetchone()
+    row = con.execute(
+        f"SELECT max({day}) FROM read_parquet({glob}) WHERE {ok_id} AND {ok_amount}"
+    ).fetchone()
     if row is None or row[0] is None:
         raise InputDataError(
             "no usable transaction date found in the log; pass as_of (--as-of YYYY-MM-DD) and "
@@ -235,11 +268,20 @@ def _default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap)
 
 
 def _score_partitions(
-    con: duckdb.DuckDBPyConnection, model: ChurnGuardModel, split: Path, work: Path, n: int,
-    cmap: ColumnMap, resolved: dict[str, str], as_of: Any, report: Callable[[PartitionStats], None],
+    con: duckdb.DuckDBPyConnection,
+    model: ChurnGuardModel,
+    split: Path,
+    work: Path,
+    n: int,
+    cmap: ColumnMap,
+    resolved: dict[str, str],
+    as_of: Any,
+    report: Callable[[PartitionStats], None],
 ) -> tuple[list[PartitionStats], int, Any]:
-    canon = ColumnMap(date_format=cmap.date_format,
-                      optional={c: c for c in resolved if c not in ("customer_id", "date", "amount")})
+    canon = ColumnMap(
+        date_format=cmap.date_format,
+        optional={c: c for c in resolved if c not in ("customer_id", "date", "amount")},
+    )
     day_after = pd.Timestamp(as_of) + pd.Timedelta(days=1)
     stats, quarantined, last_date = [], 0, None
     for i in range(n):
@@ -249,8 +291,8 @@ def _score_partitions(
         n_rows = n_customers = n_bad = 0
         if files:
             raw = con.execute(
-                f"SELECT * FROM read_parquet({_s(folder / '*.parquet')}, hive_partitioning = false) "
-                "ORDER BY source_row"
+                f"SELECT * FROM read_parquet({_s(folder / '*.parquet')}, "
+                "hive_partitioning = false) ORDER BY source_row"
             ).df()
             raw.index = pd.Index(raw.pop("source_row").to_numpy(), name=None)
             n_rows = len(raw)
@@ -276,7 +318,10 @@ def _score_partitions(
 
 
 def _explain_top(
-    con: duckdb.DuckDBPyConnection, model: ChurnGuardModel, work: Path, total: int,
+    con: duckdb.DuckDBPyConnection,
+    model: ChurnGuardModel,
+    work: Path,
+    total: int,
     reasons_limit: int | None,
 ) -> Path | None:
     """Reasons of the whole base's top ``reasons_limit`` by value at risk, as in memory."""
@@ -291,9 +336,9 @@ def _explain_top(
         # Series.nlargest(keep="first") on a frame sorted by customer_id: NaN never
         # selected, ties at the boundary go to the smaller id.
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE top_ids AS SELECT customer_id FROM read_parquet({scored}) "
-            f"WHERE NOT isnan(value_at_risk) ORDER BY value_at_risk DESC, customer_id "
-            f"LIMIT {int(reasons_limit)}"
+            "CREATE OR REPLACE TEMP TABLE top_ids AS SELECT customer_id "
+            f"FROM read_parquet({scored}) WHERE NOT isnan(value_at_risk) "
+            f"ORDER BY value_at_risk DESC, customer_id LIMIT {int(reasons_limit)}"
         )
         where = "customer_id IN (SELECT customer_id FROM top_ids)"
     out = work / "reasons"
@@ -309,8 +354,12 @@ def _explain_top(
 
 
 def _write_list(
-    con: duckdb.DuckDBPyConnection, slim_path: Path, columns: list[str], reasons: Path | None,
-    note: str, out: Path,
+    con: duckdb.DuckDBPyConnection,
+    slim_path: Path,
+    columns: list[str],
+    reasons: Path | None,
+    note: str,
+    out: Path,
 ) -> None:
     fmt = table_format(out, role="output")
     select = []
@@ -416,8 +465,9 @@ def score_parquet_partitioned(
     from churnguard.pipeline import resolve_model
 
     start = time.perf_counter()
-    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int)
-                                   or partitions < 1):
+    if partitions is not None and (
+        isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1
+    ):
         raise ValueError(f"partitions must be a whole number >= 1; got {partitions!r}.")
     src, target = Path(path), Path(out)
     table_format(target, role="output")
@@ -463,16 +513,23 @@ def score_parquet_partitioned(
 
         t = time.perf_counter()
         scored_glob = _s(work / "scored_*.parquet")
-        available = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()}
+        available = {
+            r[0]
+            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
+        }
         cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in available]
-        note_row = con.execute(f"SELECT reasons FROM read_parquet({scored_glob}) LIMIT 1").fetchone()
+        note_row = con.execute(
+            f"SELECT reasons FROM read_parquet({scored_glob}) LIMIT 1"
+        ).fetchone()
         note = str(note_row[0]) if note_row else ""
         slim = con.execute(
-            f"SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) ORDER BY customer_id"
+            f"SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
+            "ORDER BY customer_id"
         ).df()
         slim["reasons"] = ""
-        retention = build_retention_list(slim, playbook=playbook, segment_rules=segment_rules,
-                                         capacity=capacity, budget=budget)
+        retention = build_retention_list(
+            slim, playbook=playbook, segment_rules=segment_rules, capacity=capacity, budget=budget
+        )
         del slim
         summary = retention_summary(retention)
         summary.update(
@@ -495,8 +552,9 @@ def score_parquet_partitioned(
         stages["reasons"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        _write_list(con, slim_path, list_columns, reasons, note, target)
+        # Quarantine first: the list appearing is the sign that the whole run succeeded.
         qfile = _write_quarantine(con, work, target)
+        _write_list(con, slim_path, list_columns, reasons, note, target)
         head = _head(target, top)
         stages["write"] = time.perf_counter() - t
     finally:
@@ -504,5 +562,15 @@ def score_parquet_partitioned(
         shutil.rmtree(work, ignore_errors=True)
     if qfile is not None:
         log.warning("%d unusable rows set aside in %s", quarantined, qfile)
-    return BatchScoreResult(target, summary, head, customers, n, quarantined, qfile,
-                            time.perf_counter() - start, stages, stats)
+    return BatchScoreResult(
+        target,
+        summary,
+        head,
+        customers,
+        n,
+        quarantined,
+        qfile,
+        time.perf_counter() - start,
+        stages,
+        stats,
+    )

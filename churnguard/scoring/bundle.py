@@ -25,12 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import pandas as pd
 
 from churnguard import __version__
 from churnguard.exceptions import InvalidModelError
 from churnguard.scoring.model import ChurnGuardModel
 
-__all__ = ["MODEL_FILE", "METADATA_FILE", "load_model", "model_metadata", "save_model"]
+__all__ = [
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "load_model",
+    "model_metadata",
+    "save_model",
+    "write_diagnostics",
+]
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -78,6 +86,69 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
     }
 
 
+def write_diagnostics(model: ChurnGuardModel, folder: str | os.PathLike[str]) -> list[Path]:
+    """Save the training diagnostics of ``model`` as PNG files in ``folder``.
+
+    Classifier: reliability (raw vs calibrated), gains/lift against the baselines and
+    global importance, on the out-of-time evaluation snapshot. Value model: P(alive)
+    by frequency x recency and, when a calibration/holdout comparison was run,
+    calibration-vs-holdout purchases and cumulative tracking of expected vs actual
+    repeat purchases.
+    """
+    from churnguard.churn.plots import plot_gains, plot_importance, plot_reliability
+    from churnguard.clv import (
+        plot_calibration_holdout,
+        plot_cumulative_tracking,
+        plot_p_alive_matrix,
+    )
+
+    out = Path(folder)
+    report = model.report_
+    paths: list[Path] = []
+    if report is None:
+        return paths
+    ev = report.evaluation
+    if not ev.empty:
+        y = ev["churned"].to_numpy()
+        paths.append(
+            plot_reliability(
+                y,
+                {"calibrated": ev["churn_probability"], "raw LightGBM": ev["raw_probability"]},
+                out / "reliability.png",
+            )
+        )
+        scores = {"churnguard": ev["churn_probability"]}
+        scores |= {
+            c.removeprefix("baseline_"): ev[c] for c in ev.columns if c.startswith("baseline_")
+        }
+        paths.append(plot_gains(y, scores, out / "gains.png"))
+    if not report.feature_importance.empty:
+        paths.append(plot_importance(report.feature_importance, out / "importance.png"))
+    paths.append(plot_p_alive_matrix(model.purchase_model_, out / "p_alive_matrix.png"))
+    diag = report.value_diagnostics
+    if diag.get("model") is not None:
+        paths.append(
+            plot_calibration_holdout(
+                diag["calibration_rfm"],
+                diag["holdout_purchases"],
+                diag["model"],
+                out / "calibration_holdout.png",
+                holdout_length=diag["holdout_length"],
+            )
+        )
+        paths.append(
+            plot_cumulative_tracking(
+                diag["transactions"],
+                diag["model"],
+                pd.Timestamp(diag["calibration_end"]),
+                out / "cumulative_tracking.png",
+                end=pd.Timestamp(model.training_end_),
+                time_unit=model.time_unit,
+            )
+        )
+    return paths
+
+
 def save_model(
     model: ChurnGuardModel, model_dir: str | os.PathLike[str], extra: dict[str, Any] | None = None
 ) -> Path:
@@ -96,6 +167,7 @@ def save_model(
             report.value_model_comparison.to_csv(tmp / "value_models.csv", index=False)
             report.feature_importance.to_csv(tmp / "feature_importance.csv", index=False)
             report.evaluation.to_parquet(tmp / "evaluation.parquet", index=False)
+            write_diagnostics(model, tmp / "plots")
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -142,7 +214,8 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
         model = joblib.load(path / MODEL_FILE)
     except Exception as exc:
         raise InvalidModelError(
-            f"could not load '{path / MODEL_FILE}' ({type(exc).__name__}: {exc}); it was written by "
+            f"could not load '{path / MODEL_FILE}' ({type(exc).__name__}: {exc}); "
+            "it was written by "
             f"churnguard {meta['churnguard_version']}, this is {__version__}. Retrain the model."
         ) from exc
     if not isinstance(model, ChurnGuardModel):

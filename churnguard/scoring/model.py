@@ -54,6 +54,8 @@ class TrainingReport:
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
     raw_ece: float = float("nan")
     calibrated_ece: float = float("nan")
+    #: What the value-model diagnostics need (calibration RFM, holdout, fitted models).
+    value_diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 class ChurnGuardModel(BaseEstimator):
@@ -193,6 +195,7 @@ class ChurnGuardModel(BaseEstimator):
         )
         self.production_plan_ = prod
         report.value_model_comparison = comparison
+        report.value_diagnostics = self.__dict__.pop("_diagnostics", {})
         self.report_: TrainingReport | None = report
         self.metrics_ = report.metrics
         return self
@@ -228,10 +231,21 @@ class ChurnGuardModel(BaseEstimator):
         cal = self.builder_.transform(tx, cal_end)
         future = count_purchase_days(tx, cal_end, self.training_end_).set_index("customer_id")
         actual = future["purchases"].reindex(cal["customer_id"]).fillna(0).to_numpy()
-        result = compare_models(self._rfm(cal), actual, holdout / _DAYS_PER_UNIT[self.time_unit])
+        holdout_units = holdout / _DAYS_PER_UNIT[self.time_unit]
+        # RMSE, not MAE: the models predict conditional *means*, which minimise squared
+        # error; MAE rewards predicting the median (zero for most customers).
+        result = compare_models(self._rfm(cal), actual, holdout_units, criterion="rmse")
         table = result.table.assign(calibration_end=cal_end.isoformat(), holdout_days=holdout)
         ranked = table.sort_values(_criterion_column(table), kind="stable")["model"].tolist()
         best = str(result.best)
+        self._diagnostics = {
+            "calibration_rfm": self._rfm(cal),
+            "holdout_purchases": actual,
+            "holdout_length": holdout_units,
+            "calibration_end": cal_end,
+            "model": result.models.get(best),
+            "transactions": tx,
+        }
         return [best, *[m for m in ranked if m != best]], table
 
     def _fit_first(
@@ -292,7 +306,15 @@ class ChurnGuardModel(BaseEstimator):
         return evaluation_report(clf, ev, self._bgnbd_baseline(tx, ev), self.feature_names_)
 
     def _bgnbd_baseline(self, tx: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
-        """BG/NBD outputs at the evaluation cutoff (refitted if another model was chosen)."""
+        return self.bgnbd_baseline_frame(ev)
+
+    def bgnbd_baseline_frame(self, ev: pd.DataFrame) -> pd.DataFrame:
+        """``ev`` with BG/NBD ``p_alive`` and ``expected_purchases`` for the baselines.
+
+        When the chosen purchase model is not BG/NBD, a BG/NBD is fitted on ``ev``'s
+        own RFM columns (data up to its cutoff only), so the baselines are what a user
+        of plain BG/NBD would have had on that date.
+        """
         if self.value_model_name_ == "bgnbd":
             return ev
         pm = PurchaseModel(model="bgnbd").fit(self._rfm(ev))
@@ -358,7 +380,7 @@ class ChurnGuardModel(BaseEstimator):
 
 
 def _criterion_column(table: pd.DataFrame) -> str:
-    return "mae_per_customer" if "mae_per_customer" in table else str(table.columns[-1])
+    return "rmse_per_customer" if "rmse_per_customer" in table else str(table.columns[-1])
 
 
 def evaluation_report(

@@ -23,6 +23,7 @@ import importlib.metadata
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,8 @@ class ChurnGuardPyfunc(PythonModel):  # type: ignore[misc,valid-type]
 
         if not isinstance(model_input, pd.DataFrame):
             raise TypeError(
-                f"model_input must be a pandas DataFrame of transactions; got {type(model_input).__name__}."
+                "model_input must be a pandas DataFrame of transactions; "
+                f"got {type(model_input).__name__}."
             )
         as_of = (params or {}).get("as_of") or None
         return score_transactions(model_input, self.model_, as_of=as_of).retention
@@ -137,8 +139,18 @@ def _pip_requirements() -> list[str]:
         requires = []
     names = [re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
     pinned = []
-    for name in names or ["pandas", "numpy", "scipy", "scikit-learn", "lightgbm", "lifetimes",
-                          "mlflow", "joblib", "pyarrow", "duckdb"]:
+    for name in names or [
+        "pandas",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "lightgbm",
+        "lifetimes",
+        "mlflow",
+        "joblib",
+        "pyarrow",
+        "duckdb",
+    ]:
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -147,16 +159,26 @@ def _pip_requirements() -> list[str]:
 
 
 def _signature(model: ChurnGuardModel, example: pd.DataFrame) -> Any:
-    from mlflow.models import infer_signature
+    """Input: the log's columns, of any type (the model cleans raw values itself, so an
+    integer quantity or a text date must not be rejected by MLflow's schema check);
+    output and params inferred from scoring the example."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from churnguard.pipeline import score_transactions
 
     try:
         output: pd.DataFrame | None = score_transactions(example, model).retention
-    except Exception as exc:  # noqa: BLE001 - the signature is documentation; never fail a run on it
+    except Exception as exc:
         log.warning("could not score the input example (%s); logging an input-only signature", exc)
         output = None
-    return infer_signature(example, output, params={"as_of": ""})
+    with warnings.catch_warnings():
+        # The list's integer columns never hold missing values; MLflow's hint does not apply.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        inferred = infer_signature(example, output, params={"as_of": ""})  # type: ignore[arg-type]
+    required = ("customer_id", "date", "amount")
+    inputs = Schema([ColSpec(AnyType(), str(c), required=c in required) for c in example.columns])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
 def log_pyfunc_model(
@@ -198,12 +220,14 @@ def log_pyfunc_model(
     from churnguard.scoring.bundle import load_model
 
     if alias is not None and register_as is None:
-        raise ValueError(f"alias={alias!r} needs a registered model; pass register_as='churnguard'.")
+        raise ValueError(
+            f"alias={alias!r} needs a registered model; pass register_as='churnguard'."
+        )
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError(
-            "log_pyfunc_model() must run inside an MLflow run; wrap it in `with mlflow.start_run():` "
-            "or use churnguard.tracking.log_training_run."
+            "log_pyfunc_model() must run inside an MLflow run; wrap it in "
+            "`with mlflow.start_run():` or use churnguard.tracking.log_training_run."
         )
     path = Path(model_dir)
     model = load_model(path)
@@ -267,7 +291,9 @@ def load_churnguard_model(uri: str) -> ChurnGuardModel:
     import mlflow
 
     if not isinstance(uri, str):
-        raise TypeError(f"uri must be a string such as 'models:/churnguard@champion'; got {type(uri).__name__}.")
+        raise TypeError(
+            f"uri must be a string such as 'models:/churnguard@champion'; got {type(uri).__name__}."
+        )
     tracking = _tracking_uri()
     if not _URI.match(uri):
         raise InvalidModelError(
@@ -278,7 +304,7 @@ def load_churnguard_model(uri: str) -> ChurnGuardModel:
     try:
         pyfunc = mlflow.pyfunc.load_model(uri)
         model = pyfunc.unwrap_python_model().model_
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "not there"
+    except Exception as exc:
         model = _load_raw_model_dir(uri)
         if model is None:
             raise InvalidModelError(
@@ -288,7 +314,9 @@ def load_churnguard_model(uri: str) -> ChurnGuardModel:
     from churnguard.scoring.model import ChurnGuardModel
 
     if not isinstance(model, ChurnGuardModel):
-        raise InvalidModelError(f"'{uri}' holds a {type(model).__name__}, not a churnguard model. " + _FIX)
+        raise InvalidModelError(
+            f"'{uri}' holds a {type(model).__name__}, not a churnguard model. " + _FIX
+        )
     return model
 
 
@@ -303,7 +331,7 @@ def _load_raw_model_dir(uri: str) -> ChurnGuardModel | None:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
         return load_model(local)
-    except Exception:  # noqa: BLE001 - the caller reports the original error
+    except Exception:
         return None
 
 

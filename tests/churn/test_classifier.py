@@ -1,0 +1,78 @@
+"""The calibrated LightGBM classifier on simulated churn with a known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.churn import ChurnClassifier, expected_calibration_error
+
+
+def _simulate(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    days = rng.gamma(2.0, 40.0, n)
+    freq = rng.poisson(3.0, n).astype(float)
+    noise = rng.normal(size=n)
+    logit = -1.0 + 0.025 * days - 0.4 * freq
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"days_since_last": days, "frequency": freq, "noise": noise}), y
+
+
+FAST = {"n_estimators": 200}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    return {"train": _simulate(8000, 1), "cal": _simulate(4000, 2), "test": _simulate(8000, 3)}
+
+
+def test_calibration_beats_raw_probabilities_on_held_out_data(data: dict) -> None:
+    """Re-weighted classes distort raw probabilities; the calibrator must undo it."""
+    (X, y), (Xc, yc), (Xt, yt) = data["train"], data["cal"], data["test"]
+    clf = ChurnClassifier(FAST, class_weight="balanced", calibration="isotonic").fit(X, y, Xc, yc)
+    raw = expected_calibration_error(yt, clf.predict_proba_raw(Xt))
+    calibrated = expected_calibration_error(yt, clf.predict_proba(Xt))
+    assert calibrated < raw / 2
+    assert calibrated < 0.03
+
+
+def test_auto_calibration_picks_a_method_and_records_scores(data: dict) -> None:
+    (X, y), (Xc, yc) = data["train"], data["cal"]
+    clf = ChurnClassifier(FAST).fit(X, y, Xc, yc)
+    assert clf.calibration_ in {"isotonic", "sigmoid", "none"}
+    assert set(clf.calibration_scores_) == {"none", "isotonic", "sigmoid"}
+    assert clf.calibration_ == min(clf.calibration_scores_, key=clf.calibration_scores_.__getitem__)
+
+
+def test_deterministic_and_monotone_in_recency(data: dict) -> None:
+    (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
+    a = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).predict_proba(Xt)
+    b = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).predict_proba(Xt)
+    np.testing.assert_array_equal(a, b)
+    clf = ChurnClassifier(FAST, calibration="none").fit(X, y, Xc, yc)
+    grid = pd.DataFrame(
+        {"days_since_last": np.linspace(0, 400, 50), "frequency": 2.0, "noise": 0.0}
+    )
+    assert np.all(np.diff(clf.predict_proba(grid)) >= 0)
+
+
+def test_contributions_sum_to_raw_log_odds(data: dict) -> None:
+    (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
+    clf = ChurnClassifier(FAST, calibration="none").fit(X, y, Xc, yc)
+    contrib = clf.contributions(Xt.head(200))
+    p = clf.predict_proba_raw(Xt.head(200))
+    np.testing.assert_allclose(contrib.sum(axis=1), np.log(p / (1 - p)), atol=1e-6)
+    assert clf.feature_importance()["feature"].iloc[0] in {"days_since_last", "frequency"}
+
+
+def test_input_errors(data: dict) -> None:
+    (X, y), (Xc, yc) = data["train"], data["cal"]
+    with pytest.raises(ValueError, match="same columns"):
+        ChurnClassifier().fit(X, y, Xc[["frequency", "days_since_last", "noise"]], yc)
+    with pytest.raises(ValueError, match="both classes"):
+        ChurnClassifier().fit(X, np.zeros(len(X)), Xc, yc)
+    with pytest.raises(ValueError, match="calibration"):
+        ChurnClassifier(calibration="magic").fit(X, y, Xc, yc)
+    with pytest.raises(TypeError, match="DataFrame"):
+        ChurnClassifier().fit(X.to_numpy(), y, Xc, yc)  # type: ignore[arg-type]
