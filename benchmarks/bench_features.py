@@ -75,6 +75,10 @@ class StageResult:
         Seconds spent reading the Parquet file into pandas (0 when not applicable).
     note : str
         ``extrapolated`` and how, or empty.
+    load : float
+        1-minute load average when the stage started (the machine may be shared).
+    runs : list of float
+        Wall seconds of every run (the best is reported).
     """
 
     stage: str
@@ -85,6 +89,7 @@ class StageResult:
     peak_rss_mb: float = math.nan
     load_s: float = 0.0
     note: str = ""
+    load: float = math.nan
     runs: list[float] = field(default_factory=list)
 
 
@@ -125,21 +130,20 @@ def run_stage(stage: str, parquet: str, cutoff: str) -> dict[str, Any]:
         frame = pd.read_parquet(parquet)
         load_s = time.perf_counter() - t0
     rows_in = len(frame) if frame is not None else _parquet_rows(parquet)
+    # Imports stay outside the timed section: they are paid once per process.
+    import duckdb  # noqa: F401
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    from churnguard.features import FeatureBuilder
 
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     if stage == "duckdb_rfm":
         out = _bare_rfm(parquet, cutoff)
     elif stage == "churnguard_parquet":
-        from churnguard.features import FeatureBuilder
-
         out = FeatureBuilder().fit(parquet).transform(parquet, cutoff)
     elif stage == "churnguard_pandas":
-        from churnguard.features import FeatureBuilder
-
         out = FeatureBuilder().fit(frame).transform(frame, cutoff)
     elif stage == "lifetimes":
-        from lifetimes.utils import summary_data_from_transaction_data
-
         out = summary_data_from_transaction_data(
             frame,
             "customer_id",
@@ -200,6 +204,7 @@ def measure_stage(stage: str, parquet: str, cutoff: str) -> StageResult:
         cmd = [TIME_BIN, "-v", *inner]
     else:
         cmd = [sys.executable, "-c", _RUSAGE_WRAPPER, *inner]
+    load = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_TAG)]
     if proc.returncode != 0 or not lines:
@@ -209,7 +214,7 @@ def measure_stage(stage: str, parquet: str, cutoff: str) -> StageResult:
         )
     data = json.loads(lines[-1][len(_RESULT_TAG) :])
     peak_mb = _parse_peak_kb(proc.stderr) / 1024.0
-    return StageResult(stage=stage, peak_rss_mb=peak_mb, **data)
+    return StageResult(stage=stage, peak_rss_mb=peak_mb, load=load, **data)
 
 
 def _best(stage: str, parquet: str, cutoff: str, repeat: int) -> StageResult:
@@ -276,7 +281,7 @@ def _table(results: list[StageResult]) -> str:
     life = by["lifetimes"].wall_s if "lifetimes" in by else math.nan
     head = (
         f"{'stage':<20} {'rows in':>11} {'customers':>10} {'wall s':>8} {'cpu s':>8} "
-        f"{'load s':>7} {'peak MB':>8} {'x bare':>7} {'vs lifetimes':>13}"
+        f"{'load s':>7} {'peak MB':>8} {'x bare':>7} {'vs lifetimes':>13} {'loadavg':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -284,7 +289,7 @@ def _table(results: list[StageResult]) -> str:
         lines.append(
             f"{r.stage:<20} {r.rows_in:>11,} {r.rows_out:>10,} {r.wall_s:>7.2f}{star:1} "
             f"{r.cpu_s:>8.2f} {r.load_s:>7.2f} {r.peak_rss_mb:>8.0f} {r.wall_s / bare:>6.2f}x "
-            f"{life / r.wall_s:>12.1f}x"
+            f"{life / r.wall_s:>12.1f}x {r.load:>8.1f}"
         )
     for r in results:
         if r.note:

@@ -119,33 +119,35 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
             "partitions": res.partitions,
             "seconds_inner": time.perf_counter() - t0,
             "stages": res.stages,
+            "peak_rss_by_stage": res.peak_rss_gb,
         }
     if stage == "spark":
         from pyspark.sql import SparkSession
 
+        from churnguard.data import write_table
         from churnguard.pipeline import resolve_model
-        from churnguard.spark import score_spark
+        from churnguard.spark import retention_list_spark, score_spark
 
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         path = _log_path(data_dir, args.customers)
         spark = (
             SparkSession.builder.master("local[2]")
             .appName("churnguard-bench")
             .config("spark.ui.enabled", "false")
-            .config("spark.driver.memory", "6g")
+            .config("spark.driver.memory", "4g")
+            .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", "16")
             .getOrCreate()
         )
         t0 = time.perf_counter()
         model = resolve_model(model_dir)
-        scored = score_spark(
+        scores = score_spark(
             spark.read.parquet(str(path)), model, as_of=args.as_of or _last_date(path)
         )
-        out = data_dir / "list_spark.parquet"
-        shutil.rmtree(out, ignore_errors=True)
-        scored.write.parquet(str(out))
-        n = spark.read.parquet(str(out)).count()
+        retention = retention_list_spark(scores)
+        write_table(retention, data_dir / "list_spark.parquet")
         spark.stop()
-        return {"customers": n, "seconds_inner": time.perf_counter() - t0}
+        return {"customers": len(retention), "seconds_inner": time.perf_counter() - t0}
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}.")
 
 

@@ -416,6 +416,34 @@ def evaluate(
 
 
 @app.command()
+def report(
+    scores: Annotated[Path, typer.Option("--scores", "-s", help="Retention list from 'score'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "report.html"
+    ),
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(help="Optional table of customer_id, churned (1/0) to add lift/calibration."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Rows of the contact list shown.")] = 25,
+) -> None:
+    """Write a self-contained HTML report (plots and contact list) from a retention list."""
+    from churnguard.data import read_table
+    from churnguard.scoring.report import build_report
+
+    def job() -> Path:
+        frame = read_table(scores, string_columns=("customer_id",))
+        labels = None
+        if outcomes is not None:
+            table = read_table(outcomes, string_columns=("customer_id",))
+            labels = table.set_index("customer_id")["churned"]
+        return build_report(frame, out, outcomes=labels, top_n=top)
+
+    path = _run(job)
+    typer.echo(f"report written to {path}")
+
+
+@app.command()
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Folder for the demo's data, list and report.")

@@ -92,6 +92,14 @@ class ChurnClassifier(BaseEstimator):
         Re-weighting distorts probabilities (calibration then has to undo it), so
         the default keeps the natural weights and relies on log loss + calibration;
         ``balanced`` is available for very rare churn.
+    offset : str, optional
+        Name of a feature holding a structural model's expected purchases over the
+        horizon (e.g. ``expected_purchases`` from BG/NBD). When given, the trees
+        start from that model's log-odds of *no purchase*, ``logit(exp(-E[X]))``
+        (Poisson approximation), and learn corrections on top of it. A structural
+        model extrapolates in customer age and calendar time where trees cannot
+        (they only know the ages seen in training snapshots), so this keeps the
+        classifier at least as good as the baseline out of time.
     random_state : int
         Seed; training is deterministic for a given seed and data.
 
@@ -114,6 +122,7 @@ class ChurnClassifier(BaseEstimator):
         calibration: str = "auto",
         early_stopping_rounds: int = 50,
         class_weight: str | None = None,
+        offset: str | None = None,
         random_state: int = 0,
     ) -> None:
         self.lgbm_params = lgbm_params
@@ -121,6 +130,7 @@ class ChurnClassifier(BaseEstimator):
         self.calibration = calibration
         self.early_stopping_rounds = early_stopping_rounds
         self.class_weight = class_weight
+        self.offset = offset
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y: Any, X_cal: pd.DataFrame, y_cal: Any) -> ChurnClassifier:
@@ -161,6 +171,13 @@ class ChurnClassifier(BaseEstimator):
             n_jobs=-1,
             verbose=-1,
         )
+        if self.offset is not None and self.offset not in self.feature_names_:
+            raise ValueError(
+                f"offset column {self.offset!r} is not among the features {self.feature_names_}."
+            )
+        extra: dict[str, Any] = {}
+        if self.offset is not None:
+            extra = {"init_score": self._offset(X), "eval_init_score": [self._offset(X_cal)]}
         self.model_.fit(
             X,
             y_arr,
@@ -168,7 +185,9 @@ class ChurnClassifier(BaseEstimator):
             eval_y=(y_cal_arr,),
             eval_metric="binary_logloss",
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            **extra,
         )
+        self.offset_mean_ = float(np.mean(self._offset(X))) if self.offset is not None else 0.0
         self.best_iteration_ = int(self.model_.best_iteration_ or params["n_estimators"])
         raw = self.predict_proba_raw(X_cal)
         self.calibration_scores_ = _cv_calibration_scores(raw, y_cal_arr, self.random_state)
@@ -192,10 +211,22 @@ class ChurnClassifier(BaseEstimator):
             raise ValueError(f"X lacks the features {missing} the classifier was trained on.")
         return X[self.feature_names_]
 
+    def _offset(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of no purchase implied by the offset column (0 without offset)."""
+        if self.offset is None:
+            return np.zeros(len(X))
+        expected = np.clip(X[self.offset].to_numpy(dtype=float), 0.0, None)
+        return _logit(np.exp(-expected))
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw (uncalibrated) log-odds of churn, offset included."""
+        frame = self._frame(X)
+        raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
+        return raw + self._offset(frame)
+
     def predict_proba_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated LightGBM churn probability."""
-        proba = np.asarray(self.model_.predict_proba(self._frame(X)))
-        return proba[:, 1]
+        """Uncalibrated churn probability."""
+        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability, shape ``(n,)``."""
@@ -212,10 +243,16 @@ class ChurnClassifier(BaseEstimator):
         DataFrame
             One column per feature plus ``bias``; rows sum to the raw log-odds.
         """
-        values = self.model_.predict(self._frame(X), pred_contrib=True)
-        return pd.DataFrame(
-            np.asarray(values), columns=[*self.feature_names_, "bias"], index=X.index
-        )
+        frame = self._frame(X)
+        values = np.asarray(self.model_.predict(frame, pred_contrib=True), dtype=float)
+        out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
+        if self.offset is not None:
+            # The structural model's log-odds count as its input feature's contribution,
+            # centred on the training mean (which goes to the bias).
+            off = self._offset(frame)
+            out[self.offset] += off - self.offset_mean_
+            out["bias"] += self.offset_mean_
+        return out
 
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""

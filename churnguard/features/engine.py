@@ -24,8 +24,10 @@ sums), and sums of columns with NULLs skip the NULLs (NULL when nothing is left)
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -36,6 +38,17 @@ import pyarrow.compute as pc
 __all__ = ["aggregate_customers", "count_purchase_days", "to_date"]
 
 _EPOCH = dt.date(1970, 1, 1)
+#: Rows per block of the NumPy stage (whole customers; see _aggregate_sorted).
+_BLOCK_ROWS = 1 << 18
+_THREADS = max(1, min(os.cpu_count() or 1, 8))
+
+
+class _Spec(NamedTuple):
+    """What the per-customer reductions need besides the rows."""
+
+    cutoff_day: int
+    windows: tuple[int, ...]
+    trend_window: int
 
 
 def to_date(value: Any) -> dt.date:
@@ -77,11 +90,9 @@ def _floats(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _days(column: pa.ChunkedArray) -> np.ndarray:
-    """DATE column as int64 days since the epoch (no NULLs: the cutoff filter drops them)."""
+    """DATE column as int32 days since the epoch (no NULLs: the cutoff filter drops them)."""
     chunks = [chunk.view(pa.int32()) for chunk in column.chunks]
-    if not chunks:
-        return np.empty(0, dtype=np.int64)
-    return pa.chunked_array(chunks, type=pa.int32()).to_numpy().astype(np.int64)
+    return np.asarray(pa.chunked_array(chunks, type=pa.int32()).to_numpy(), dtype=np.int32)
 
 
 def _new_customer(ids: pa.ChunkedArray) -> np.ndarray:
@@ -115,54 +126,82 @@ def _occasion_features(
     windows: Sequence[int],
     trend_window: int,
 ) -> dict[str, Any]:
-    """Per-customer occasion features from purchase rows sorted by customer and day."""
-    new_occ = bnew.copy()
-    new_occ[1:] |= bday[1:] != bday[:-1]
-    occ_start = np.flatnonzero(new_occ)
-    occ_day = bday[occ_start]
-    occ_gross = np.add.reduceat(bgross, occ_start)
-    occ_first = bnew[occ_start]
-    first = np.flatnonzero(occ_first)
-    n_occ = np.diff(np.append(first, len(occ_day)))
-    last = first + n_occ - 1
+    """Per-customer occasion features from purchase rows sorted by customer and day.
 
-    # Gaps between consecutive occasions; a customer's first occasion has no gap (0
-    # here, which neither the max nor the sum of squares of a real gap (>= 1) sees).
-    gaps = np.zeros(len(occ_day), dtype=np.int64)
-    gaps[1:] = occ_day[1:] - occ_day[:-1]
-    gaps[occ_first] = 0
+    Works on rows, never materialising occasions: a row opens an occasion when its
+    day differs from the row before (or it starts a customer), and same-day rows add
+    a zero step, which changes neither the largest gap nor the sum of squared gaps.
+    """
+    n = len(bday)
+    first = np.flatnonzero(bnew)
+    lengths = np.diff(np.append(first, n))
+    last = first + lengths - 1
+    step = np.zeros(n, dtype=np.int64)
+    np.subtract(bday[1:], bday[:-1], out=step[1:])
+    step[first] = 0
+    new_occ = step != 0
+    new_occ[first] = True
+    n_occ = np.add.reduceat(new_occ, first, dtype=np.int64)
+
     n_gaps = n_occ - 1
     has_gap = n_gaps > 0
-    gap_max = pd.array(np.maximum.reduceat(gaps, first), dtype="Int64")
-    gap_max[~has_gap] = pd.NA
-    # Population std from exact integer moments: sum of gaps telescopes to last - first.
-    s1 = occ_day[last] - occ_day[first]
-    s2 = np.add.reduceat(gaps * gaps, first)
-    num = n_gaps * s2 - s1 * s1
+    # Population std from exact integer moments: the sum of gaps telescopes to last - first.
+    s1 = (bday[last] - bday[first]).astype(np.int64)
+    s2 = np.add.reduceat(step * step, first)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gap_std = np.where(has_gap, np.sqrt(num.astype(np.float64)) / n_gaps, np.nan)
+        gap_std = np.where(has_gap, np.sqrt((n_gaps * s2 - s1 * s1).astype(np.float64)) / n_gaps, np.nan)
+    in_first = bday == np.repeat(bday[first], lengths)
 
     out: dict[str, Any] = {
-        "n_purchases": n_occ.astype(np.int64),
-        "first_age": cutoff_day - occ_day[first],
-        "last_age": cutoff_day - occ_day[last],
-        "first_gross": occ_gross[first],
+        "n_purchases": n_occ,
+        "first_age": (cutoff_day - bday[first]).astype(np.int64),
+        "last_age": (cutoff_day - bday[last]).astype(np.int64),
+        "first_gross": np.add.reduceat(np.where(in_first, bgross, 0.0), first),
         "gap_std": gap_std,
-        "gap_max": gap_max if not has_gap.all() else gap_max.astype(np.int64),
+        "gap_max": np.maximum.reduceat(step, first),
+        "has_gap": has_gap,
     }
+    out.update(_window_features(bday, bgross, new_occ, bnew, cutoff_day, windows, trend_window))
+    return out
 
-    def window(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        # Every occasion is on or before the cutoff: trailing windows need one bound.
-        inside = occ_day > lo if hi >= cutoff_day else (occ_day > lo) & (occ_day <= hi)
-        count = np.add.reduceat(inside, first, dtype=np.int64)
-        spend = np.add.reduceat(np.where(inside, occ_gross, 0.0), first)
-        return count, spend
 
-    for w in windows:
-        out[f"purchases_{w}d"], out[f"spend_{w}d"] = window(cutoff_day - int(w), cutoff_day)
+def _window_features(
+    bday: np.ndarray,
+    bgross: np.ndarray,
+    new_occ: np.ndarray,
+    bnew: np.ndarray,
+    cutoff_day: int,
+    windows: Sequence[int],
+    trend_window: int,
+) -> dict[str, np.ndarray]:
+    """Occasion counts and spend per trailing window and for the previous trend window.
+
+    One pass for all windows: each row falls in one band between consecutive window
+    edges (by its age, days before the cutoff); two ``bincount`` calls sum the bands
+    per customer and a window is a run of bands.
+    """
     tw = int(trend_window)
-    prev = window(cutoff_day - 2 * tw, cutoff_day - tw)
-    out[f"purchases_prev_{tw}d"], out[f"spend_prev_{tw}d"] = prev
+    edges = np.array(sorted({int(w) for w in windows} | {tw, 2 * tw}), dtype=np.int64)
+    n_bands = len(edges) + 1
+    # key = customer * n_bands + band, the band being the number of edges <= age.
+    age = cutoff_day - bday
+    key = np.cumsum(bnew, dtype=np.int64) - 1
+    key *= n_bands
+    for edge in edges:
+        key += age >= edge
+    n_cust = int(bnew.sum())
+    size = n_cust * n_bands
+    counts = np.bincount(key, weights=new_occ, minlength=size).reshape(n_cust, n_bands)
+    spend = np.bincount(key, weights=bgross, minlength=size).reshape(n_cust, n_bands)
+    at = {int(e): i for i, e in enumerate(edges)}
+    out: dict[str, np.ndarray] = {}
+    for w in windows:
+        k = at[int(w)] + 1
+        out[f"purchases_{w}d"] = counts[:, :k].sum(axis=1).astype(np.int64)
+        out[f"spend_{w}d"] = spend[:, :k].sum(axis=1)
+    lo, hi = at[tw] + 1, at[2 * tw] + 1
+    out[f"purchases_prev_{tw}d"] = counts[:, lo:hi].sum(axis=1).astype(np.int64)
+    out[f"spend_prev_{tw}d"] = spend[:, lo:hi].sum(axis=1)
     return out
 
 
@@ -173,32 +212,21 @@ def _empty_frame(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=dtypes[c]) for c in columns})
 
 
-def _aggregate_sorted(
-    rows: pa.Table,
-    cutoff: dt.date,
-    windows: Sequence[int],
-    trend_window: int,
-) -> pd.DataFrame | None:
-    """Per-customer aggregates from rows sorted by ``customer_id`` then ``day`` (None: no buyer)."""
-    if rows.num_rows == 0:
-        return None
-    cutoff_day = (cutoff - _EPOCH).days
-    ids = rows.column("customer_id")
+def _block(rows: pa.Table, new_cust: np.ndarray, offset: int, spec: _Spec) -> dict[str, Any] | None:
+    """Aggregates of the customers of one block of whole customers (None: no buyer in it)."""
     day = _days(rows.column("day"))
     amount, amount_valid = _floats(rows.column("amount"))
-    new_cust = _new_customer(ids)
     starts = np.flatnonzero(new_cust)
-
     with np.errstate(invalid="ignore"):
-        # SQL orders NaN above every number: a NaN amount is a purchase, never a return.
-        buy = (amount >= 0) | np.isnan(amount)
         ret = amount < 0
+    # SQL orders NaN above every number: a NaN amount is a purchase, never a return;
+    # a NULL amount (NaN here too, told apart by the validity mask) is neither.
+    buy = ~ret
     if amount_valid is not None:
         buy &= amount_valid
-    all_buy = bool(buy.all())
 
     totals: dict[str, Any] = {}
-    if all_buy:
+    if buy.all():
         totals["n_transactions"] = np.diff(np.append(starts, len(day))).astype(np.float64)
         totals["n_returns"] = np.zeros(len(starts))
         totals["returned_amount"] = np.zeros(len(starts))
@@ -208,12 +236,13 @@ def _aggregate_sorted(
     else:
         totals["n_transactions"] = np.add.reduceat(buy, starts, dtype=np.int64).astype(np.float64)
         totals["n_returns"] = np.add.reduceat(ret, starts, dtype=np.int64).astype(np.float64)
-        returned = np.add.reduceat(np.where(ret, amount, 0.0), starts)
-        totals["returned_amount"] = 0.0 - returned
+        totals["returned_amount"] = 0.0 - np.add.reduceat(np.where(ret, amount, 0.0), starts)
         totals["gross_spend"] = np.add.reduceat(np.where(buy, amount, 0.0), starts)
-        seg = np.cumsum(new_cust) - 1
         sel = np.flatnonzero(buy)
-        bseg, bday, bgross = seg[sel], day[sel], amount[sel]
+        if len(sel) == 0:
+            return None
+        bseg = (np.cumsum(new_cust) - 1)[sel]
+        bday, bgross = day[sel], amount[sel]
         bnew = np.ones(len(sel), dtype=bool)
         bnew[1:] = bseg[1:] != bseg[:-1]
         keep = bseg[bnew]
@@ -221,18 +250,80 @@ def _aggregate_sorted(
         if col in rows.column_names:
             values, valid = _floats(rows.column(col))
             totals[f"{col}_total"] = _segment_sum(values, starts, valid)
-    if len(keep) == 0:
-        return None
 
-    occ = _occasion_features(bday, bgross, bnew, cutoff_day, windows, trend_window)
-    frame: dict[str, Any] = {"customer_id": ids.take(pa.array(starts[keep])).to_pandas()}
-    frame["n_purchases"] = occ.pop("n_purchases")
-    for name in ("n_transactions", "n_returns", "returned_amount", "gross_spend"):
-        frame[name] = totals.pop(name)[keep]
-    frame.update(occ)
-    for name, values in totals.items():
-        frame[name] = values[keep]
-    return pd.DataFrame(frame)
+    out: dict[str, Any] = {"row": starts[keep] + offset}
+    out.update({name: values[keep] for name, values in totals.items()})
+    out.update(_occasion_features(bday, bgross, bnew, spec.cutoff_day, spec.windows, spec.trend_window))
+    return out
+
+
+def _block_bounds(starts: np.ndarray, n_rows: int, size: int) -> list[tuple[int, int]]:
+    """Row ranges of about ``size`` rows that never split a customer."""
+    at = np.searchsorted(starts, np.arange(size, n_rows, size))
+    cuts = starts[at[at < len(starts)]]
+    edges = np.unique(np.concatenate([[0], cuts, [n_rows]]))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _take(ids: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """``ids[rows]`` (sorted row numbers) as an object array, chunk by chunk.
+
+    Taking across a many-chunk array would first concatenate it, and pandas-style
+    string deduplication is slow; neither is needed here.
+    """
+    bounds = np.cumsum([0] + [len(chunk) for chunk in ids.chunks])
+    cut = np.searchsorted(rows, bounds)
+    parts = [
+        chunk.take(pa.array(rows[cut[i] : cut[i + 1]] - bounds[i])).to_numpy(zero_copy_only=False)
+        for i, chunk in enumerate(ids.chunks)
+        if cut[i + 1] > cut[i]
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+
+def _aggregate_sorted(rows: pa.Table, spec: _Spec) -> pd.DataFrame | None:
+    """Per-customer aggregates from rows sorted by ``customer_id`` then ``day`` (None: no buyer).
+
+    The rows are cut into blocks of whole customers: block-sized temporaries stay in
+    cache and are recycled by the allocator instead of being faulted in afresh for
+    every full-length array, and blocks run on several threads (NumPy releases the GIL).
+    """
+    if rows.num_rows == 0:
+        return None
+    ids = rows.column("customer_id")
+    new_cust = _new_customer(ids)
+    starts = np.flatnonzero(new_cust)
+    bounds = _block_bounds(starts, rows.num_rows, _BLOCK_ROWS)
+
+    def run(bound: tuple[int, int]) -> dict[str, Any] | None:
+        a, b = bound
+        return _block(rows.slice(a, b - a), new_cust[a:b], a, spec)
+
+    if len(bounds) > 1 and _THREADS > 1:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            parts = [p for p in pool.map(run, bounds) if p is not None]
+    else:
+        parts = [p for p in map(run, bounds) if p is not None]
+    if not parts:
+        return None
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    has_gap = merged.pop("has_gap")
+    gap_max = merged.pop("gap_max")
+    if not has_gap.all():
+        gap_max = pd.array(gap_max, dtype="Int64")
+        gap_max[~has_gap] = pd.NA
+    frame: dict[str, Any] = {"customer_id": _take(ids, merged.pop("row"))}
+    for name in ("n_purchases", "n_transactions", "n_returns", "returned_amount", "gross_spend"):
+        frame[name] = merged.pop(name)
+    for name in ("first_age", "last_age", "first_gross", "gap_std"):
+        frame[name] = merged.pop(name)
+    frame["gap_max"] = gap_max
+    totals = [name for name in ("margin_total", "quantity_total") if name in merged]
+    frame.update({name: values for name, values in merged.items() if name not in totals})
+    frame.update({name: merged[name] for name in totals})
+    # copy=False keeps one block per column: consolidating would copy every column.
+    return pd.DataFrame(frame, copy=False)
 
 
 def aggregate_customers(
@@ -305,7 +396,8 @@ def aggregate_customers(
     finally:
         con.close()
 
-    out = _aggregate_sorted(rows, cutoff, windows, trend_window)
+    spec = _Spec((cutoff - _EPOCH).days, tuple(windows), int(trend_window))
+    out = _aggregate_sorted(rows, spec)
     if out is None:
         names = _column_names(windows, trend_window, rows.column_names)
         names += [] if extra is None else [col for col in extra.columns if col != "customer_id"]

@@ -13,8 +13,11 @@ which is what ``churnguard score --model models:/...`` uses.
 
 The logged environment pins churnguard's dependencies, not churnguard itself
 (it is installed from source, not from a package index): the scoring side needs
-``pip install churnguard``, and ``mlflow.pyfunc.spark_udf`` is used with
-``env_manager="local"`` (see :mod:`churnguard.spark`).
+``pip install churnguard``. On Spark, see :mod:`churnguard.spark` (the pyfunc maps
+a log to a customer list, so it is not a row-wise ``spark_udf``).
+
+This module imports MLflow (slow) at import time because the wrapper subclasses
+``PythonModel``; the pipeline and tracking modules import it only when needed.
 """
 
 from __future__ import annotations
@@ -34,10 +37,7 @@ from churnguard.exceptions import InvalidModelError
 if TYPE_CHECKING:
     from churnguard.scoring.model import ChurnGuardModel
 
-try:  # mlflow is a core dependency, but importing it here keeps `import churnguard` light
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is in the package's dependencies
-    PythonModel = object  # type: ignore[misc,assignment]
+from mlflow.pyfunc import PythonModel
 
 __all__ = ["ChurnGuardPyfunc", "input_example", "load_churnguard_model", "log_pyfunc_model"]
 
@@ -53,7 +53,7 @@ _FIX = (
 )
 
 
-class ChurnGuardPyfunc(PythonModel):  # type: ignore[misc,valid-type]
+class ChurnGuardPyfunc(PythonModel):  # type: ignore[misc]
     """MLflow ``pyfunc`` wrapper: transactions in, retention list out.
 
     The fitted model is not pickled into the pyfunc: it travels as the

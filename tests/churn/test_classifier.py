@@ -76,3 +76,23 @@ def test_input_errors(data: dict) -> None:
         ChurnClassifier(calibration="magic").fit(X, y, Xc, yc)
     with pytest.raises(TypeError, match="DataFrame"):
         ChurnClassifier().fit(X.to_numpy(), y, Xc, yc)  # type: ignore[arg-type]
+
+
+def test_offset_starts_from_the_structural_model(data: dict) -> None:
+    """With an offset, predictions are the baseline's log-odds plus the trees' corrections."""
+    (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
+
+    def with_expected(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(expected_purchases=np.exp(-0.01 * frame["days_since_last"]))
+
+    clf = ChurnClassifier(FAST, calibration="none", offset="expected_purchases").fit(
+        with_expected(X), y, with_expected(Xc), yc
+    )
+    Xt2 = with_expected(Xt).head(300)
+    contrib = clf.contributions(Xt2)
+    np.testing.assert_allclose(contrib.sum(axis=1), clf.decision_function(Xt2), atol=1e-6)
+    p0 = np.exp(-Xt2["expected_purchases"].to_numpy())
+    trees = np.asarray(clf.model_.predict(Xt2, raw_score=True))
+    np.testing.assert_allclose(clf.decision_function(Xt2), np.log(p0 / (1 - p0)) + trees, atol=1e-6)
+    with pytest.raises(ValueError, match="offset column"):
+        ChurnClassifier(FAST, offset="nope").fit(X, y, Xc, yc)

@@ -60,8 +60,8 @@ def fitted(log_frame: pd.DataFrame) -> ChurnGuardModel:
     return ChurnGuardModel(
         horizon_days=90,
         value_model="bgnbd",
-        max_snapshots=4,
-        classifier_params={"lgbm_params": {"n_estimators": 40}},
+        max_snapshots=3,
+        classifier_params={"lgbm_params": {"n_estimators": 20}},
     ).fit(tx)
 
 
