@@ -155,7 +155,13 @@ def run_stage(stage: str, parquet: str, cutoff: str) -> dict[str, Any]:
     else:
         raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
-    return {"rows_in": rows_in, "rows_out": len(out), "wall_s": wall, "cpu_s": cpu, "load_s": load_s}
+    return {
+        "rows_in": rows_in,
+        "rows_out": len(out),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "load_s": load_s,
+    }
 
 
 def _bare_rfm(parquet: str, cutoff: str) -> Any:
@@ -256,8 +262,7 @@ def _lifetimes(parquet: Path, n_rows: int, cutoff: str, budget: float, repeat: i
     if estimate <= budget:
         return _best("lifetimes", str(parquet), cutoff, 1)
     sub.note = (
-        f"extrapolated x{factor:.2f} from {sub_rows:,} tx ({sub.wall_s:.1f} s); "
-        "RSS is the subset's"
+        f"extrapolated x{factor:.2f} from {sub_rows:,} tx ({sub.wall_s:.1f} s); RSS is the subset's"
     )
     sub.wall_s, sub.cpu_s, sub.rows_in = estimate, sub.cpu_s * factor, n_rows
     return sub
@@ -268,7 +273,9 @@ def _last_day(parquet: Path) -> str:
 
     con = duckdb.connect()
     try:
-        row = con.execute(f"SELECT MAX(CAST(\"date\" AS DATE)) FROM read_parquet('{parquet}')").fetchone()
+        row = con.execute(
+            f"SELECT MAX(CAST(\"date\" AS DATE)) FROM read_parquet('{parquet}')"
+        ).fetchone()
     finally:
         con.close()
     assert row is not None
@@ -305,7 +312,10 @@ def _verdicts(results: list[StageResult]) -> list[str]:
         r = by[name]
         checks = [
             (r.wall_s <= 2.0 * bare, f"{r.wall_s / bare:.2f}x bare (target <= 2x)"),
-            (life / r.wall_s >= 8.0, f"{life / r.wall_s:.1f}x faster than lifetimes (target >= 8x)"),
+            (
+                life / r.wall_s >= 8.0,
+                f"{life / r.wall_s:.1f}x faster than lifetimes (target >= 8x)",
+            ),
             (r.peak_rss_mb < 3072, f"{r.peak_rss_mb:.0f} MB peak (target < 3072 MB)"),
         ]
         marks = "; ".join(("ok " if ok else "MISS ") + text for ok, text in checks)
@@ -345,7 +355,9 @@ def run_benchmark(
     cut = cutoff or _last_day(path)
     rss_tool = TIME_BIN + " -v" if os.path.exists(TIME_BIN) else "getrusage(RUSAGE_CHILDREN)"
     if not os.path.exists(TIME_BIN):
-        print("note: /usr/bin/time missing (apt-get install time); peak RSS via getrusage(RUSAGE_CHILDREN)")
+        print(
+            "note: /usr/bin/time missing (apt-get install time): using getrusage(RUSAGE_CHILDREN)"
+        )
     print(f"cutoff {cut}; peak RSS via {rss_tool}; cores {os.cpu_count()}", flush=True)
     results = []
     for stage in stages:
@@ -360,7 +372,9 @@ def run_benchmark(
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--transactions", type=int, default=10_000_000)
     parser.add_argument("--quick", action="store_true", help="100k customers, 1M transactions")
@@ -368,8 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cutoff", default=None, help="ISO date; default: last day in the log")
     parser.add_argument("--repeat", type=int, default=1, help="runs per stage; the fastest is kept")
-    parser.add_argument("--lifetimes-budget", type=float, default=600.0, help="seconds (see docstring)")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of stages")
+    parser.add_argument(
+        "--lifetimes-budget", type=float, default=600.0, help="seconds (see docstring)"
+    )
+    parser.add_argument(
+        "--stages", default=",".join(STAGES), help="comma-separated subset of stages"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--parquet", help=argparse.SUPPRESS)

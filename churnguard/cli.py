@@ -443,6 +443,31 @@ def report(
     typer.echo(f"report written to {path}")
 
 
+@app.command("init-config")
+def init_config(
+    out_dir: Annotated[Path, typer.Option(help="Folder to write the editable files to.")] = Path(
+        "churnguard-config"
+    ),
+) -> None:
+    """Copy the default playbook and segment rules into a folder to edit."""
+    from importlib import resources
+
+    def job() -> list[Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in ("playbook.toml", "segments.toml"):
+            target = out_dir / name
+            if target.exists():
+                raise FileExistsError(f"{target} already exists; remove it or choose --out-dir.")
+            text = resources.files("churnguard.config").joinpath(name).read_text()
+            target.write_text(text)
+            written.append(target)
+        return written
+
+    for path in _run(job):
+        typer.echo(f"wrote {path}")
+
+
 @app.command()
 def demo(
     workdir: Annotated[

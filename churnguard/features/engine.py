@@ -14,7 +14,8 @@ replaces three string-keyed passes of the earlier pure-SQL plan (a hash group-by
 customer-day with ~as many groups as rows, a window sort for the gaps between
 occasions, and a final group-by) with a single parallel sort, several times faster
 for the same results. Distinct counts of the optional ``product``/``channel``
-columns stay in SQL (a second, small query) because they need hashing anyway.
+columns stay in SQL (a second query, only when those columns exist): they need
+hashing anyway.
 
 Semantics follow SQL exactly: a NULL amount is neither a purchase nor a return, NaN
 compares above every number (so it counts as a purchase and propagates through
@@ -149,7 +150,9 @@ def _occasion_features(
     s1 = (bday[last] - bday[first]).astype(np.int64)
     s2 = np.add.reduceat(step * step, first)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gap_std = np.where(has_gap, np.sqrt((n_gaps * s2 - s1 * s1).astype(np.float64)) / n_gaps, np.nan)
+        gap_std = np.where(
+            has_gap, np.sqrt((n_gaps * s2 - s1 * s1).astype(np.float64)) / n_gaps, np.nan
+        )
     in_first = bday == np.repeat(bday[first], lengths)
 
     out: dict[str, Any] = {
@@ -206,7 +209,15 @@ def _window_features(
 
 
 def _empty_frame(columns: list[str]) -> pd.DataFrame:
-    ints = ("n_purchases", "first_age", "last_age", "gap_max", "purchases_", "n_products", "n_channels")
+    ints = (
+        "n_purchases",
+        "first_age",
+        "last_age",
+        "gap_max",
+        "purchases_",
+        "n_products",
+        "n_channels",
+    )
     dtypes = {c: ("int64" if c.startswith(ints) else "float64") for c in columns}
     dtypes["customer_id"] = "object"
     return pd.DataFrame({c: pd.Series([], dtype=dtypes[c]) for c in columns})
@@ -253,7 +264,9 @@ def _block(rows: pa.Table, new_cust: np.ndarray, offset: int, spec: _Spec) -> di
 
     out: dict[str, Any] = {"row": starts[keep] + offset}
     out.update({name: values[keep] for name, values in totals.items()})
-    out.update(_occasion_features(bday, bgross, bnew, spec.cutoff_day, spec.windows, spec.trend_window))
+    out.update(
+        _occasion_features(bday, bgross, bnew, spec.cutoff_day, spec.windows, spec.trend_window)
+    )
     return out
 
 
@@ -309,8 +322,8 @@ def _aggregate_sorted(rows: pa.Table, spec: _Spec) -> pd.DataFrame | None:
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     has_gap = merged.pop("has_gap")
-    gap_max = merged.pop("gap_max")
-    if not has_gap.all():
+    gap_max: Any = merged.pop("gap_max")
+    if not has_gap.all():  # SQL MAX of no gap is NULL: a nullable integer column, as DuckDB gives
         gap_max = pd.array(gap_max, dtype="Int64")
         gap_max[~has_gap] = pd.NA
     frame: dict[str, Any] = {"customer_id": _take(ids, merged.pop("row"))}
@@ -376,9 +389,8 @@ def aggregate_customers(
     if "product" in opt:
         r = int(recent_window)
         distinct.append("COUNT(DISTINCT product) FILTER (WHERE amount >= 0) AS n_products")
-        distinct.append(
-            f"COUNT(DISTINCT product) FILTER (WHERE amount >= 0 AND day > {c} - {r}) AS n_products_{r}d"
-        )
+        recent = f"amount >= 0 AND day > {c} - {r}"
+        distinct.append(f"COUNT(DISTINCT product) FILTER (WHERE {recent}) AS n_products_{r}d")
     if "channel" in opt:
         distinct.append("COUNT(DISTINCT channel) AS n_channels")
 
@@ -388,9 +400,10 @@ def aggregate_customers(
         extra = None
         if distinct:
             cols = [col for col in ("product", "channel") if col in opt]
-            sub = f'SELECT customer_id, CAST("date" AS DATE) AS day, amount, {", ".join(cols)} FROM src'
+            day = 'CAST("date" AS DATE)'
+            sub = f"SELECT customer_id, {day} AS day, amount, {', '.join(cols)} FROM src"
             extra = con.execute(
-                f'WITH tx AS ({sub} WHERE CAST("date" AS DATE) <= {c}) '
+                f"WITH tx AS ({sub} WHERE {day} <= {c}) "
                 f"SELECT customer_id, {', '.join(distinct)} FROM tx GROUP BY customer_id"
             ).df()
     finally:
@@ -427,9 +440,7 @@ def _join_distinct(out: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     return joined
 
 
-def count_purchase_days(
-    source: Any, start: dt.date, end: dt.date
-) -> pd.DataFrame:
+def count_purchase_days(source: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Count purchase occasions per customer on days in ``(start, end]``.
 
     Returns
@@ -437,10 +448,11 @@ def count_purchase_days(
     DataFrame
         ``customer_id`` and ``purchases`` for customers with at least one occasion.
     """
+    day = 'CAST("date" AS DATE)'
     query = f"""
-    SELECT customer_id, COUNT(DISTINCT CAST("date" AS DATE)) AS purchases
+    SELECT customer_id, COUNT(DISTINCT {day}) AS purchases
     FROM src
-    WHERE amount >= 0 AND CAST("date" AS DATE) > {_lit(start)} AND CAST("date" AS DATE) <= {_lit(end)}
+    WHERE amount >= 0 AND {day} > {_lit(start)} AND {day} <= {_lit(end)}
     GROUP BY customer_id
     """
     con = _connect(source)

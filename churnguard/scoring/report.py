@@ -6,6 +6,8 @@ JavaScript and no external URL. It answers the questions of the retention
 meeting: how concentrated is the value (Pareto, 20/60/20 tiers), where is the
 value at risk (tier x risk), how good is the model when outcomes are known
 (lift, gains, calibration), and who to call first (the contact list).
+This module builds the page; the figures are drawn by
+:mod:`churnguard.scoring.report_figures`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,25 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from churnguard.churn.metrics import compare_scores, gains_table, reliability_table
+from churnguard.churn.metrics import compare_scores
 from churnguard.data.io import atomic_path
 from churnguard.exceptions import InputDataError
+from churnguard.scoring.report_figures import (
+    MAX_SEGMENTS,
+    STYLE,
+    calibration_figure,
+    clv_figure,
+    format_compact,
+    format_pct,
+    gains_figure,
+    pareto_figure,
+    segment_figure,
+    tier_risk_figure,
+    top_share,
+)
 
 __all__ = ["REQUIRED_COLUMNS", "RISK_BAND_THRESHOLDS", "build_report"]
 
@@ -41,22 +54,11 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(
 #: ``risk_band`` derived when absent: low below 0.3, medium below 0.6, high from 0.6 on.
 RISK_BAND_THRESHOLDS: tuple[float, float] = (0.3, 0.6)
 
-_TIERS, _BANDS = ("vip", "stable", "low"), ("high", "medium", "low")
-_TIER_COLOURS = {"vip": "#1f3b73", "stable": "#4f86c6", "low": "#b8c4d6"}
-_INK, _MUTED, _ACCENT, _ORANGE, _ALERT = "#1d2733", "#6b7785", "#2f6fb5", "#e08a1e", "#c0392b"
 _CONTACT_COLUMNS = tuple(
     "priority customer_id value_tier risk_band segment churn_probability p_alive "
     "predicted_clv value_at_risk expected_net_benefit action reasons".split()
 )
 _NUMERIC = {"priority", "churn_probability", "p_alive", "predicted_clv", "value_at_risk"}
-_MAX_SEGMENTS = 20
-_STYLE: dict[Any, Any] = {
-    "font.size": 10, "axes.titlesize": 11.5, "axes.titleweight": "bold",
-    "axes.titlelocation": "left", "axes.edgecolor": "#9aa5b1", "axes.labelcolor": _INK,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.color": "#e3e8ee", "xtick.color": _INK, "ytick.color": _INK, "text.color": _INK,
-    "legend.frameon": False,
-}  # fmt: skip
 _CSS = """
 body{margin:0;background:#f4f6f9;color:#1d2733;font:14px/1.5 "Segoe UI",Helvetica,Arial,
 sans-serif}main{max-width:1120px;margin:0 auto;padding:24px 28px 48px}
@@ -79,24 +81,6 @@ footer{color:#6b7785;font-size:12px}
 # --------------------------------------------------------------------------- formatting
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _compact(x: float) -> str:
-    if not np.isfinite(x):
-        return "n/a"
-    for floor, size, suffix in ((1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
-        if abs(x) >= floor:
-            return f"{x / size:,.1f}{suffix}"
-    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.3g}"
-
-
-def _pct(x: float, digits: int = 0) -> str:
-    return f"{x:.{digits}%}" if np.isfinite(x) else "n/a"
-
-
-def _mpl_text(text: Any) -> str:
-    # A "$" in a segment name would switch matplotlib into mathtext.
-    return str(text).replace("$", r"\$")
 
 
 def _cell(value: Any) -> str:
@@ -141,19 +125,6 @@ def _table(frame: pd.DataFrame, table_id: str, numeric: set[str]) -> str:
         f'<div class="wrap"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
-
-
-def _axes(ax: Axes, title: str, xlabel: str, ylabel: str, pct: str = "") -> None:
-    """Title and labels; ``pct`` names the axes ("x", "y", "xy") shown as 0-100 %."""
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if "x" in pct:
-        ax.set_xlim(0, 1)
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    if "y" in pct:
-        ax.set_ylim(0, 1.02)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -236,187 +207,32 @@ def _align_outcomes(outcomes: Any, frame: pd.DataFrame) -> pd.Series:
     return known
 
 
-# --------------------------------------------------------------------------- figures
-def _cumulative_share(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Share of customers (highest value first) and share of total value they hold."""
-    v = np.sort(pd.to_numeric(values, errors="coerce").fillna(0.0).to_numpy(float))[::-1]
-    total = v.sum()
-    x = np.arange(v.size + 1) / v.size
-    y = np.r_[0.0, np.cumsum(v) / total] if total > 0 else np.full(v.size + 1, np.nan)
-    return x, y
-
-
-def _top_share(values: pd.Series, fraction: float = 0.2) -> float:
-    return float(np.interp(fraction, *_cumulative_share(values)))
-
-
-def _pareto_figure(frame: pd.DataFrame) -> Figure:
-    ax = (fig := Figure(figsize=(9.5, 4.4))).add_subplot()
-    curves = [("predicted_clv", "Predicted CLV", _ACCENT)]
-    if "historical_revenue" in frame:
-        curves.append(("historical_revenue", "Historical revenue", _ORANGE))
-    grid, shares = np.linspace(0, 1, 501), []
-    for col, label, colour in curves:
-        x, y = _cumulative_share(frame[col])
-        shares.append(float(np.interp(0.2, x, y)))
-        ax.plot(grid, np.interp(grid, x, y), color=colour, lw=2.2, label=label)
-        ax.plot([0.2], [shares[-1]], "o", color=colour, ms=7)
-    # Labels go below concentrated (high) curves and above flat ones, never across them.
-    low = min(shares) if np.isfinite(shares).all() else 0.0
-    for k, i in enumerate(np.argsort(shares)[::-1]):
-        xy = (0.23, low - 0.12 - 0.08 * k) if low >= 0.45 else (0.02, 0.95 - 0.08 * k)
-        text = f"Top 20% hold {_pct(shares[i])} of {curves[i][1][0].lower()}{curves[i][1][1:]}"
-        ax.text(*xy, text, color=curves[i][2], fontweight="bold", va="center",
-                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # fmt: skip
-    ax.plot([0, 1], [0, 1], ls="--", color="#9aa5b1", lw=1, label="Equal shares")
-    ax.axvline(0.2, color=_MUTED, lw=1, ls=":")
-    _axes(ax, "Cumulative share of value", "Share of customers (most valuable first)", "", "xy")
-    ax.legend(loc="lower right")
-    return fig
-
-
-def _order(present: pd.Series, known: tuple[str, ...]) -> list[str]:
-    seen = set(present.unique())
-    return [k for k in known if k in seen] + sorted(seen - set(known))
-
-
-def _tier_risk_figure(frame: pd.DataFrame) -> Figure:
-    tiers, bands = _order(frame["value_tier"], _TIERS), _order(frame["risk_band"], _BANDS)
-    keys = [frame["value_tier"], frame["risk_band"]]
-    cells = frame.groupby(keys)["value_at_risk"].agg(["sum", "size"])
-    var = cells["sum"].unstack().reindex(index=tiers, columns=bands).fillna(0.0).to_numpy()
-    count = cells["size"].unstack().reindex(index=tiers, columns=bands).fillna(0).to_numpy()
-    ax = (fig := Figure(figsize=(8.6, 1.5 + 0.9 * len(tiers)))).add_subplot()
-    vmax = max(float(var.max()), 1e-12)
-    im = ax.imshow(var, cmap="OrRd", vmin=0, vmax=vmax, aspect="auto")
-    for (i, j), v in np.ndenumerate(var):  # a handful of cells, not customers
-        label = f"{_compact(v)}\n{int(count[i, j]):,} customers"
-        colour = "white" if v > 0.55 * vmax else _INK
-        ax.text(j, i, label, ha="center", va="center", fontsize=10, color=colour)
-    ax.set_xticks(range(len(bands)), [f"{_mpl_text(b)} risk" for b in bands])
-    ax.set_yticks(range(len(tiers)), [_mpl_text(t) for t in tiers])
-    _axes(ax, "Value at risk by value tier and churn risk", "Churn risk band", "Value tier")
-    ax.grid(False)
-    ax.tick_params(length=0)
-    ax.spines[:].set_visible(False)
-    fig.colorbar(im, ax=ax, label="Value at risk", format=FuncFormatter(lambda v, _: _compact(v)))
-    return fig
-
-
-def _clv_figure(frame: pd.DataFrame) -> Figure:
-    ax = (fig := Figure(figsize=(9.5, 4.0))).add_subplot()
-    clv = frame["predicted_clv"]
-    positive = clv > 0
-    if positive.any():
-        lo, hi = float(clv[positive].min()), float(clv[positive].max())
-        lo, hi = (lo, hi * 1.0001) if hi > lo else (lo / 1.5, lo * 1.5)
-        bins = np.geomspace(lo, hi, 40).tolist()
-        tiers = _order(frame.loc[positive, "value_tier"], _TIERS)
-        data = [clv[positive & (frame["value_tier"] == t)].to_numpy() for t in tiers]
-        colours = [_TIER_COLOURS.get(t, "#8e7cc3") for t in tiers]
-        ax.hist(data, bins=bins, stacked=True, color=colours, label=[_mpl_text(t) for t in tiers],
-                edgecolor="white", linewidth=0.4)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # headroom for the median label
-        money = FuncFormatter(lambda v, _: _compact(v))
-        ax.xaxis.set_major_formatter(money)
-        # Label minor ticks only when the data spans less than a decade (else they crowd).
-        ax.xaxis.set_minor_formatter(money if hi < 10 * lo else NullFormatter())
-        median = float(clv[positive].median())
-        ax.axvline(median, color=_INK, ls="--", lw=1)
-        ax.annotate(f" median {_compact(median)}", (median, 0.97), va="top",
-                    xycoords=("data", "axes fraction"))  # fmt: skip
-        ax.legend(title="Value tier", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.text(0.5, 0.5, "No customer has a positive predicted CLV", transform=ax.transAxes)
-    _axes(ax, "Customers by predicted CLV", "Predicted CLV (log scale)", "Customers")
-    return fig
-
-
-def _segment_figure(frame: pd.DataFrame) -> Figure:
-    sizes = frame["segment"].value_counts()
-    sub = frame[frame["segment"].isin(sizes.index[:_MAX_SEGMENTS])]
-    medians = sub.groupby("segment")["churn_probability"].median().sort_values()
-    groups = [sub.loc[sub["segment"] == s, "churn_probability"].to_numpy() for s in medians.index]
-    ax = (fig := Figure(figsize=(9.5, 1.4 + 0.42 * len(groups)))).add_subplot()
-    box = ax.boxplot(groups, orientation="horizontal", showfliers=False, showmeans=True,
-                     patch_artist=True, widths=0.6, medianprops={"color": _ALERT, "lw": 1.8},
-                     meanprops={"marker": "D", "markerfacecolor": _INK,
-                                "markeredgecolor": "white", "markersize": 5})  # fmt: skip
-    for patch in box["boxes"]:
-        patch.set(facecolor="#d6e4f5", edgecolor=_ACCENT)
-    labels = [f"{_mpl_text(s)} (n={sizes[s]:,})" for s in medians.index]
-    ax.set_yticks(range(1, len(groups) + 1), labels)
-    xlabel = "Churn probability (box: middle 50%, red line: median, diamond: mean)"
-    _axes(ax, "Churn probability by segment", xlabel, "", "x")
-    ax.grid(axis="y", visible=False)
-    return fig
-
-
-def _gains_figure(y: pd.Series, frame: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(10.5, 4.2))
-    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.25})
-    x = np.linspace(0, 1, 101)
-    ax1.plot(x, np.minimum(x / float(y.mean()), 1.0), color="#7fb77e", ls="-.", label="Perfect")
-    ranked = [("Model: churn probability", frame["churn_probability"], _ACCENT),
-              ("Baseline: 1 − P(alive)", 1.0 - frame["p_alive"], _ORANGE)]  # fmt: skip
-    for label, score, colour in ranked:
-        g = gains_table(y, score, n_bins=100)
-        curve = np.r_[0, g["fraction_of_churners_captured"]]
-        ax1.plot(np.r_[0, g["fraction_contacted"]], curve, color=colour, lw=2, label=label)
-    ax1.plot([0, 1], [0, 1], ls="--", color="#9aa5b1", lw=1, label="Random")
-    _axes(ax1, "Cumulative gains", "Share of customers contacted", "Share of churners", "xy")
-    ax1.legend(loc="lower right")
-    deciles = gains_table(y, frame["churn_probability"], n_bins=10)
-    bars = ax2.bar(deciles["bin"], deciles["bin_lift"], color=_ACCENT, width=0.7)
-    ax2.bar_label(bars, fmt="%.1f", fontsize=9, padding=2)
-    ax2.axhline(1.0, color=_MUTED, ls="--", lw=1)
-    ax2.set_xticks(deciles["bin"])
-    _axes(ax2, "Lift by decile", "Decile of churn probability (1 = riskiest)", "Lift")
-    ax2.grid(axis="x", visible=False)
-    return fig
-
-
-def _calibration_figure(y: pd.Series, p: pd.Series) -> Figure:
-    fig = Figure(figsize=(10.5, 4.2))
-    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.25})
-    table = reliability_table(y, p, n_bins=10, strategy="quantile")
-    ax1.plot([0, 1], [0, 1], ls="--", color="#9aa5b1", lw=1, label="Perfect calibration")
-    ax1.plot(table["mean_predicted"], table["observed_rate"], "-o", color=_ACCENT, lw=2,
-             label="Model (10 equal-count bins)")  # fmt: skip
-    _axes(ax1, "Reliability", "Mean predicted churn probability", "Observed churn rate", "xy")
-    ax1.legend(loc="upper left")
-    bins = np.linspace(0, 1, 21).tolist()
-    ax2.hist([p[y == 0], p[y == 1]], bins=bins, stacked=True, color=["#9cc3a5", _ALERT],
-             label=["Retained", "Churned"], edgecolor="white")  # fmt: skip
-    _axes(ax2, "Predictions by actual outcome", "Predicted churn probability", "Customers", "x")
-    ax2.legend(loc="upper right")
-    return fig
-
-
 # --------------------------------------------------------------------------- sections
 def _kpis(frame: pd.DataFrame) -> str:
     equity, at_risk = float(frame["predicted_clv"].sum()), float(frame["value_at_risk"].sum())
     high = int((frame["risk_band"] == "high").sum())
     cards = [
         ("Customers", f"{len(frame):,}"),
-        ("Customer equity (sum of predicted CLV)", _compact(equity)),
-        ("Total value at risk", _compact(at_risk)),
-        ("Value at risk as share of equity", _pct(at_risk / equity if equity > 0 else np.nan, 1)),
-        ("Share of CLV held by the top 20%", _pct(_top_share(frame["predicted_clv"]))),
+        ("Customer equity (sum of predicted CLV)", format_compact(equity)),
+        ("Total value at risk", format_compact(at_risk)),
+        (
+            "Value at risk as share of equity",
+            format_pct(at_risk / equity if equity > 0 else np.nan, 1),
+        ),
+        ("Share of CLV held by the top 20%", format_pct(top_share(frame["predicted_clv"]))),
     ]
     if "historical_revenue" in frame:
-        cards.append(("Share of revenue held by the top 20%", _pct(_top_share(frame[
+        cards.append(("Share of revenue held by the top 20%", format_pct(top_share(frame[
             "historical_revenue"]))))  # fmt: skip
-    cards.append(("High-risk customers", f"{high:,} ({_pct(high / len(frame))})"))
+    cards.append(("High-risk customers", f"{high:,} ({format_pct(high / len(frame))})"))
     contacted = frame["contact"] if "contact" in frame else pd.Series(True, frame.index)
     if "contact" in frame:
         cards.append(("Customers to contact", f"{int(contacted.sum()):,}"))
         covered = float(frame.loc[contacted, "value_at_risk"].sum())
-        cards.append(("Value at risk covered by contacts", _compact(covered)))
+        cards.append(("Value at risk covered by contacts", format_compact(covered)))
     if "expected_net_benefit" in frame:
         net = pd.to_numeric(frame.loc[contacted, "expected_net_benefit"], errors="coerce").sum()
-        cards.append(("Expected net benefit of contacts", _compact(float(net))))
+        cards.append(("Expected net benefit of contacts", format_compact(float(net))))
     if "growth_candidate" in frame:
         cards.append(("Growth candidates", f"{int(frame['growth_candidate'].sum()):,}"))
     body = "".join(
@@ -439,7 +255,7 @@ def _evaluation(frame: pd.DataFrame, outcomes: pd.Series) -> str:
     y, sub = outcomes[known].astype(int), frame[known]
     note = (
         f"Evaluated on {int(known.sum()):,} of {len(frame):,} customers with a known outcome "
-        f"(1 = churned); observed churn rate {_pct(float(y.mean()), 1)}."
+        f"(1 = churned); observed churn rate {format_pct(float(y.mean()), 1)}."
     )
     if y.nunique() < 2:
         note += " All of them have the same outcome, so ranking metrics are undefined."
@@ -460,9 +276,9 @@ def _evaluation(frame: pd.DataFrame, outcomes: pd.Series) -> str:
         "over the base rate.</p>"
     )
     alt = "Cumulative gains curve and lift by decile of churn probability"
-    body += _png(_gains_figure(y, sub), "plot-gains", alt)
+    body += _png(gains_figure(y, sub), "plot-gains", alt)
     alt = "Reliability diagram: observed churn rate against predicted churn probability"
-    body += _png(_calibration_figure(y, sub["churn_probability"]), "plot-calibration", alt)
+    body += _png(calibration_figure(y, sub["churn_probability"]), "plot-calibration", alt)
     return _section("section-model-evaluation", "Model evaluation", body, note)
 
 
@@ -482,19 +298,19 @@ def _contact_list(frame: pd.DataFrame, top_n: int) -> str:
 
 def _plots(frame: pd.DataFrame) -> str:
     non_positive = int((frame["predicted_clv"] <= 0).sum())
-    hidden = max(frame["segment"].nunique() - _MAX_SEGMENTS, 0)
+    hidden = max(frame["segment"].nunique() - MAX_SEGMENTS, 0)
     specs = [
-        ("pareto", "Value concentration", _pareto_figure,
+        ("pareto", "Value concentration", pareto_figure,
          "Pareto curve: cumulative share of value against share of customers, top 20% marked",
          "Customers sorted from most to least valuable; the dotted line marks the top 20%."),
-        ("tier-risk", "Where the value at risk sits", _tier_risk_figure,
+        ("tier-risk", "Where the value at risk sits", tier_risk_figure,
          "Heatmap of value at risk by value tier and churn risk band, with customer counts",
          "Each cell: total value at risk (churn probability × predicted CLV) and customers."),
-        ("clv-distribution", "Predicted customer lifetime value", _clv_figure,
+        ("clv-distribution", "Predicted customer lifetime value", clv_figure,
          "Histogram of predicted CLV on a log scale, stacked by value tier",
          f"{non_positive:,} customer(s) with a CLV of zero or less are not on the log scale."
          if non_positive else ""),
-        ("segment-churn", "Churn risk by segment", _segment_figure,
+        ("segment-churn", "Churn risk by segment", segment_figure,
          "Box plot of churn probability for each customer segment",
          f"The {hidden} smallest segment(s) are not shown." if hidden else ""),
     ]  # fmt: skip
@@ -556,7 +372,7 @@ def build_report(
         raise TypeError(f"summary must be a mapping of label to value; received {type(summary)}.")
     frame = _prepare(scores)
     labels = None if outcomes is None else _align_outcomes(outcomes, frame)
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         body = "".join(
             [
                 _summary(summary) if summary else "",

@@ -1,0 +1,1 @@
+"""Default, user-editable configuration files (TOML)."""
