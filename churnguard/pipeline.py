@@ -314,7 +314,11 @@ def evaluate_model(
             folder / "reliability.csv", index=False
         )
         scores = {"churnguard": ev["churn_probability"]}
-        scores |= {c.removeprefix("baseline_"): ev[c] for c in ev if c.startswith("baseline_")}
+        scores |= {
+            str(c).removeprefix("baseline_"): ev[c]
+            for c in ev.columns
+            if str(c).startswith("baseline_")
+        }
         result.files = [
             plot_gains(y, scores, folder / "gains.png"),
             plot_reliability(
