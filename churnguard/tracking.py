@@ -43,11 +43,13 @@ def setup_tracking(
     """
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    team_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = team_uri or default_tracking_uri(root)
+    # MLflow 3 exports the URI to MLFLOW_TRACKING_URI itself, so read the env var first.
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         artifact_location = None
-        if uri.startswith("sqlite:") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        if not team_uri:
             artifact_location = (Path(root).resolve() / "artifacts").as_uri()
         mlflow.create_experiment(experiment, artifact_location=artifact_location)
     mlflow.set_experiment(experiment)

@@ -18,3 +18,12 @@ def cdnow_tx() -> pd.DataFrame:
 def cdnow_sample_tx() -> pd.DataFrame:
     """The 1/10th CDNOW sample (2,357 customers), canonical columns."""
     return clean_transactions(load_cdnow(sample=True)).transactions
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3 exports the tracking URI to the environment; keep it from leaking across tests."""
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", ""))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
