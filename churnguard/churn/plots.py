@@ -1,7 +1,8 @@
 """Diagnostic plots of the classifier: reliability, gains/lift, feature importance.
 
-Each function draws one figure with matplotlib's Agg backend, saves it as PNG and
-returns the path, so training and ``evaluate`` can log them to MLflow.
+Each function draws one figure, saves it as PNG and returns the path, so training
+and ``evaluate`` can log them to MLflow. Figures are built without pyplot, so
+importing this module never changes the backend of a notebook or application.
 """
 
 from __future__ import annotations
@@ -11,24 +12,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from churnguard.churn.metrics import gains_table, reliability_table
 
 __all__ = ["plot_gains", "plot_importance", "plot_reliability"]
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 
@@ -43,7 +40,8 @@ def plot_reliability(
     probabilities : mapping of str to array-like
         Named probability vectors (e.g. raw and calibrated).
     """
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for name, p in probabilities.items():
         table = reliability_table(y_true, p, n_bins=n_bins)
@@ -56,7 +54,8 @@ def plot_reliability(
 
 def plot_gains(y_true: Any, scores: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Cumulative gains and lift of each named score (higher = more likely to churn)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig = Figure(figsize=(10, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
     for name, s in scores.items():
         g = gains_table(y_true, s, n_bins=20)
@@ -74,7 +73,8 @@ def plot_gains(y_true: Any, scores: Mapping[str, Any], path: str | os.PathLike[s
 def plot_importance(importance: pd.DataFrame, path: str | os.PathLike[str], top: int = 20) -> Path:
     """Horizontal bar chart of the ``top`` features by total gain."""
     data = importance.nlargest(top, "gain").iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(data) + 1.2))
+    fig = Figure(figsize=(7, 0.3 * len(data) + 1.2))
+    ax = fig.subplots()
     ax.barh(data["feature"], data["gain"] / data["gain"].sum(), color="#3b6ea8")
     ax.set(xlabel="share of total gain (top features)", title="Global feature importance")
     return _save(fig, path)

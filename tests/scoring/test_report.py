@@ -15,7 +15,14 @@ import pytest
 from PIL import Image
 
 from churnguard.exceptions import InputDataError
+from churnguard.scoring import report_figures
 from churnguard.scoring.report import REQUIRED_COLUMNS, build_report
+from churnguard.scoring.report_figures import (
+    cumulative_share,
+    format_compact,
+    format_pct,
+    top_share,
+)
 
 PLOTS = ("plot-pareto", "plot-tier-risk", "plot-clv-distribution", "plot-segment-churn")
 EVALUATION_PLOTS = ("plot-gains", "plot-calibration")
@@ -219,6 +226,48 @@ def test_single_class_outcomes_skip_evaluation_plots(tmp_path: Path) -> None:
     page = build_report(scores, tmp_path / "r.html", outcomes=outcomes).read_text("utf-8")
     assert 'id="section-model-evaluation"' in page and 'id="plot-gains"' not in page
     assert "Evaluated on 2 of 3 customers" in page
+
+
+# --------------------------------------------------------------------------- figures module
+def test_format_helpers() -> None:
+    assert [format_compact(x) for x in (3.14159, 980.4, 45_300.0, 1_250_000.0, -2e9)] == [
+        "3.14",
+        "980",
+        "45.3k",
+        "1.2M",
+        "-2.0B",
+    ]
+    assert format_compact(float("nan")) == "n/a" and format_pct(float("inf")) == "n/a"
+    assert format_pct(0.254) == "25%" and format_pct(0.254, 1) == "25.4%"
+
+
+def test_cumulative_share_and_top_share() -> None:
+    x, y = cumulative_share(pd.Series([1.0, 4.0, "bad", 5.0, np.nan]))
+    np.testing.assert_allclose(x, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(y, [0.0, 0.5, 0.9, 1.0, 1.0, 1.0])
+    assert top_share(pd.Series([5.0, 4.0, 1.0, 0.0, 0.0])) == pytest.approx(0.5)
+    assert np.isnan(top_share(pd.Series([0.0, 0.0])))
+
+
+def test_figures_are_detached_from_pyplot() -> None:
+    import matplotlib.pyplot as plt
+
+    scores, outcomes = make_scores(n=60, seed=5)
+    frame = scores.assign(risk_band=np.where(scores["churn_probability"] >= 0.6, "high", "low"))
+    before = plt.get_fignums()
+    figures = [
+        report_figures.pareto_figure(frame),
+        report_figures.tier_risk_figure(frame),
+        report_figures.clv_figure(frame),
+        report_figures.segment_figure(frame),
+        report_figures.gains_figure(outcomes.set_axis(frame.index), frame),
+        report_figures.calibration_figure(
+            outcomes.set_axis(frame.index), frame["churn_probability"]
+        ),
+    ]
+    assert plt.get_fignums() == before
+    assert all(len(fig.axes) >= 1 for fig in figures)
+    assert set(report_figures.__all__) <= set(dir(report_figures))
 
 
 # --------------------------------------------------------------------------- browser
