@@ -10,11 +10,16 @@ with ``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process:
 * ``churnguard_parquet``: ``FeatureBuilder().fit(src).transform(src, cutoff)`` with
   ``src`` the Parquet path;
 * ``churnguard_pandas``: the same with ``src`` a pandas frame read from that file
-  (the read itself is reported apart, as ``load s``);
+  (the read itself is reported apart, as ``load s``; the peak RSS includes the frame);
 * ``lifetimes``: ``lifetimes.utils.summary_data_from_transaction_data`` on the frame.
-  If a customer-sampled subset of about 1M transactions shows that the full log would
-  take longer than ``--lifetimes-budget`` seconds, the full run is skipped and its time
-  is extrapolated linearly from the subset (marked ``extrapolated``).
+  If one run on a customer-sampled subset of about 1M transactions shows that the full
+  log would take longer than ``--lifetimes-budget`` seconds, lifetimes runs on that
+  subset only and its time is extrapolated linearly (marked ``extrapolated``).
+
+Wall and CPU seconds cover the work only (imports and the pandas read excluded).
+With ``--repeat N`` the stages run in N interleaved rounds and the fastest run of each
+is reported, so that a burst of load on a shared machine does not hit one stage alone;
+the 1-minute load average at the start of each run is printed with it.
 
 Usage::
 
@@ -47,7 +52,7 @@ LIFETIMES_SUBSET = 1_000_000
 _RESULT_TAG = "BENCH_RESULT "
 # Runs a stage as its only child, then reports that child's peak RSS (KiB on Linux).
 _RUSAGE_WRAPPER = (
-    "import json, resource, subprocess, sys\n"
+    "import resource, subprocess, sys\n"
     "rc = subprocess.call(sys.argv[1:])\n"
     "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
     "print('RUSAGE_MAXRSS_KB', peak, file=sys.stderr)\n"
@@ -181,6 +186,7 @@ def _bare_rfm(parquet: str, cutoff: str) -> Any:
     """
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         return con.execute(query).df()
     finally:
         con.close()
@@ -223,9 +229,8 @@ def measure_stage(stage: str, parquet: str, cutoff: str) -> StageResult:
     return StageResult(stage=stage, peak_rss_mb=peak_mb, load=load, **data)
 
 
-def _best(stage: str, parquet: str, cutoff: str, repeat: int) -> StageResult:
-    """Best (lowest wall) of ``repeat`` runs; the machine may be shared, so min is robust."""
-    runs = [measure_stage(stage, parquet, cutoff) for _ in range(max(repeat, 1))]
+def _best(runs: list[StageResult]) -> StageResult:
+    """The fastest run, with every run's wall time and the highest peak RSS of all."""
     best = min(runs, key=lambda r: r.wall_s)
     best.runs = [round(r.wall_s, 2) for r in runs]
     best.peak_rss_mb = max(r.peak_rss_mb for r in runs)
@@ -252,20 +257,30 @@ def _subset(parquet: Path, n_rows: int, target: int) -> tuple[Path, int]:
     return out, _parquet_rows(str(out))
 
 
-def _lifetimes(parquet: Path, n_rows: int, cutoff: str, budget: float, repeat: int) -> StageResult:
+def _lifetimes_plan(parquet: Path, n_rows: int, cutoff: str, budget: float) -> tuple[Path, float]:
+    """Which log lifetimes runs on, and the factor its time is scaled by (1: the full log).
+
+    Decided once, from one run on a customer-sampled subset of about
+    :data:`LIFETIMES_SUBSET` rows: the full log is used when the linear estimate fits
+    ``budget`` seconds.
+    """
     if n_rows <= LIFETIMES_SUBSET * 1.5:
-        return _best("lifetimes", str(parquet), cutoff, repeat)
+        return parquet, 1.0
     sub_path, sub_rows = _subset(parquet, n_rows, LIFETIMES_SUBSET)
-    sub = _best("lifetimes", str(sub_path), cutoff, repeat)
+    probe = measure_stage("lifetimes", str(sub_path), cutoff)
     factor = n_rows / sub_rows
-    estimate = sub.wall_s * factor
-    if estimate <= budget:
-        return _best("lifetimes", str(parquet), cutoff, 1)
-    sub.note = (
-        f"extrapolated x{factor:.2f} from {sub_rows:,} tx ({sub.wall_s:.1f} s); RSS is the subset's"
+    print(f"  lifetimes probe: {probe.wall_s:.1f} s on {sub_rows:,} tx", flush=True)
+    return (parquet, 1.0) if probe.wall_s * factor <= budget else (sub_path, factor)
+
+
+def _extrapolate(res: StageResult, factor: float, n_rows: int) -> StageResult:
+    res.note = (
+        f"extrapolated x{factor:.2f} from {res.rows_in:,} tx ({res.wall_s:.1f} s); "
+        "peak RSS is the subset's"
     )
-    sub.wall_s, sub.cpu_s, sub.rows_in = estimate, sub.cpu_s * factor, n_rows
-    return sub
+    res.wall_s, res.cpu_s, res.rows_in = res.wall_s * factor, res.cpu_s * factor, n_rows
+    res.runs = [round(w * factor, 2) for w in res.runs]
+    return res
 
 
 def _last_day(parquet: Path) -> str:
@@ -282,6 +297,10 @@ def _last_day(parquet: Path) -> str:
     return str(row[0])
 
 
+def _times(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else f"{ratio:.1f}x"
+
+
 def _table(results: list[StageResult]) -> str:
     by = {r.stage: r for r in results}
     bare = by["duckdb_rfm"].wall_s
@@ -296,7 +315,7 @@ def _table(results: list[StageResult]) -> str:
         lines.append(
             f"{r.stage:<20} {r.rows_in:>11,} {r.rows_out:>10,} {r.wall_s:>7.2f}{star:1} "
             f"{r.cpu_s:>8.2f} {r.load_s:>7.2f} {r.peak_rss_mb:>8.0f} {r.wall_s / bare:>6.2f}x "
-            f"{life / r.wall_s:>12.1f}x {r.load:>8.1f}"
+            f"{_times(life / r.wall_s):>13} {r.load:>8.1f}"
         )
     for r in results:
         if r.note:
@@ -359,14 +378,27 @@ def run_benchmark(
             "note: /usr/bin/time missing (apt-get install time): using getrusage(RUSAGE_CHILDREN)"
         )
     print(f"cutoff {cut}; peak RSS via {rss_tool}; cores {os.cpu_count()}", flush=True)
-    results = []
-    for stage in stages:
-        if stage == "lifetimes":
-            res = _lifetimes(path, n_rows, cut, lifetimes_budget, repeat)
-        else:
-            res = _best(stage, str(path), cut, repeat)
-        print(f"  {stage}: {res.wall_s:.2f} s, {res.peak_rss_mb:.0f} MB {res.note}", flush=True)
-        results.append(res)
+    life_path, factor = path, 1.0
+    if "lifetimes" in stages:
+        life_path, factor = _lifetimes_plan(path, n_rows, cut, lifetimes_budget)
+    # Rounds go through every stage in turn, so that on a shared machine a burst of
+    # load hits all stages alike rather than one stage's every run.
+    runs: dict[str, list[StageResult]] = {stage: [] for stage in stages}
+    for round_no in range(max(repeat, 1)):
+        for stage in stages:
+            src = life_path if stage == "lifetimes" else path
+            res = measure_stage(stage, str(src), cut)
+            runs[stage].append(res)
+            print(
+                f"  round {round_no + 1} {stage}: {res.wall_s:.2f} s wall, {res.cpu_s:.2f} s cpu, "
+                f"{res.peak_rss_mb:.0f} MB, load {res.load:.1f}",
+                flush=True,
+            )
+    results = [_best(runs[stage]) for stage in stages]
+    if factor != 1.0:
+        results = [
+            _extrapolate(r, factor, n_rows) if r.stage == "lifetimes" else r for r in results
+        ]
     return results
 
 
