@@ -292,10 +292,44 @@ def score(
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the list to print.")] = 10,
+    partitions: Annotated[
+        int | None,
+        typer.Option(help="Score a large Parquet log in this many customer partitions."),
+    ] = None,
+    max_memory: Annotated[
+        float | None,
+        typer.Option(help="Memory budget in GB; picks the partition count (Parquet logs)."),
+    ] = None,
 ) -> None:
     """Score customers as of a date and write the prioritised retention list."""
     from churnguard.pipeline import score_transactions
 
+    if partitions is not None or max_memory is not None:
+        _score_partitioned(
+            transactions,
+            model,
+            out,
+            as_of,
+            partitions,
+            max_memory,
+            _columns(
+                customer_col,
+                date_col,
+                amount_col,
+                date_format,
+                margin=margin_col,
+                cost=cost_col,
+                quantity=quantity_col,
+                product=product_col,
+                channel=channel_col,
+            ),
+            playbook,
+            segments,
+            capacity,
+            budget,
+            top,
+        )
+        return
     cols = _columns(
         customer_col,
         date_col,
@@ -329,6 +363,49 @@ def score(
 
         path = _run(build_report, result.retention, report, summary=_flat(result.summary))
         typer.echo(f"report written to {path}")
+
+
+def _score_partitioned(
+    transactions: Path,
+    model: str,
+    out: Path,
+    as_of: str | None,
+    partitions: int | None,
+    max_memory: float | None,
+    cols: Any,
+    playbook: Path | None,
+    segments: Path | None,
+    capacity: int | None,
+    budget: float | None,
+    top: int,
+) -> None:
+    """Bounded-memory scoring of a large Parquet log (see churnguard.scoring.batch)."""
+    from churnguard.pipeline import resolve_model
+    from churnguard.scoring.batch import score_parquet_partitioned
+
+    result = _run(
+        score_parquet_partitioned,
+        transactions,
+        _run(resolve_model, model),
+        out,
+        as_of=as_of,
+        partitions=partitions,
+        max_memory_gb=max_memory,
+        columns=cols,
+        playbook=playbook,
+        segment_rules=segments,
+        capacity=capacity,
+        budget=budget,
+        top=top,
+    )
+    _print_table(result.top, f"retention list (top {top} of {result.customers:,})", top)
+    _print_summary(result.summary)
+    typer.echo(
+        f"retention list written to {result.out} ({result.partitions} partitions, "
+        f"{result.seconds:.1f} s)"
+    )
+    if result.quarantined:
+        typer.echo(f"{result.quarantined} unusable rows set aside in {result.quarantine_file}")
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:

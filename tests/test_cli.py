@@ -323,3 +323,21 @@ def test_report_command_from_scores(workdir: Path, scored: pd.DataFrame) -> None
     html = out.read_text()
     assert 'id="plot-pareto"' in html and 'id="plot-tier-risk"' in html
     assert str(scored["customer_id"].iloc[0]) in html
+
+
+@pytest.mark.slow
+def test_partitioned_score_equals_in_memory(workdir: Path, cdnow_csv: Path, trained: Path) -> None:
+    src = workdir / "cdnow.parquet"
+    pd.read_csv(cdnow_csv, dtype={"customer_id": str}).to_parquet(src)
+    lists = []
+    for extra, name in (([], "mem.parquet"), (["--partitions", "3"], "part.parquet")):
+        out = workdir / name
+        result = runner.invoke(
+            app, ["score", "-t", str(src), "-m", str(trained), "-o", str(out), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        lists.append(pd.read_parquet(out))
+    assert "3 partitions" in result.output
+    pd.testing.assert_frame_equal(
+        lists[0][CONTRACT_COLUMNS], lists[1][CONTRACT_COLUMNS], check_dtype=False
+    )

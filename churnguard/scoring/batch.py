@@ -15,22 +15,25 @@ log, or every scored column of every customer, in memory:
    partition's scored customers are written to a Parquet file in a temporary
    folder next to ``out``.
 3. **Whole-base columns.** Tiers (20/60/20), RFM quintiles, the look-alike
-   growth score, the budgeted contact list and priorities depend on every
-   customer. They are computed by the same public function as in memory,
-   :func:`~churnguard.scoring.retention.build_retention_list`, on a *slim* frame
-   of the ~14 numeric columns it needs (no features, no reason text): about 170
-   bytes per customer instead of several kilobytes.
+   growth score, the budgeted contacts and priorities depend on every customer.
+   DuckDB sorts the ~14 columns they need (no features, no reason text) by
+   customer id into one file; each column group is then computed by the same
+   public function ``build_retention_list`` calls (``assign_value_tiers``,
+   ``rfm_scores``, ``assign_segments``, ``Playbook.assign``, ``growth_candidates``,
+   ``select_contacts``), reading only its input columns, and kept in compact
+   dtypes. Calling ``build_retention_list`` itself on that frame gives the same
+   list but peaks at ~1.3 KB per customer (its copies and reorder), 6.6 GB at 5M.
 4. **Reasons.** They are the expensive part (TreeSHAP), so, as in memory, only
    the ``reasons_limit`` customers with the highest value at risk across the
    whole base get them; they are read back from the partition files.
-5. **Write.** DuckDB joins the slim list with the reasons and writes it sorted
-   by priority (an out-of-core sort) to a temporary file renamed onto ``out``:
-   a killed run leaves no partial file, and a re-run writes the same rows.
+5. **Write.** DuckDB joins the columns and the reasons and writes the list
+   sorted by priority (an out-of-core sort) to a temporary file renamed onto
+   ``out``: a killed run leaves no partial file; a re-run writes the same bytes.
 
 Partition count rule (when ``partitions`` is not given): a partition's peak
 memory is about :data:`BYTES_PER_ROW` bytes per transaction row (raw frame,
 cleaning copies, DuckDB aggregation, features), and it may use half of
-``max_memory_gb`` (the other half is for DuckDB's sort and the slim frame), so
+``max_memory_gb`` (the other half is for DuckDB and the whole-base columns), so
 ``partitions = ceil(rows * BYTES_PER_ROW / (max_memory_gb / 2))``, at least 1.
 """
 
@@ -50,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from churnguard.data import ColumnMap, clean_transactions
@@ -58,7 +62,15 @@ from churnguard.data.transactions import _resolve_columns
 from churnguard.exceptions import InputDataError
 from churnguard.features.engine import to_date
 from churnguard.scoring.model import ChurnGuardModel
-from churnguard.scoring.retention import build_retention_list, retention_summary
+from churnguard.scoring.playbook import Playbook, select_contacts
+from churnguard.scoring.retention import _EXTRA, CONTRACT_COLUMNS, retention_summary
+from churnguard.scoring.segments import assign_segments, load_segment_rules, rfm_scores
+from churnguard.scoring.tiers import (
+    DEFAULT_GROWTH_FEATURES,
+    assign_value_tiers,
+    flag_growth_candidates,
+    growth_candidates,
+)
 
 __all__ = [
     "BYTES_PER_ROW",
@@ -83,6 +95,8 @@ _SLIM = (
     "expected_purchases expected_spend predicted_clv churn_probability value_at_risk"
 ).split()
 _OPTIONAL_SLIM = ["margin_total"]
+# Columns of the list (build_retention_list's extras) copied from the slim frame.
+_LIST_FROM_SLIM = {"historical_revenue", "expected_spend", "frequency", "days_since_last"}
 # Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
 _WS = " \t\n\r\x0b\x0c"
 _TEMPORAL = ("DATE", "TIMESTAMP")
@@ -190,33 +204,26 @@ def _mark(stages: dict[str, float], peaks: dict[str, float], name: str, since: f
     peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
+    rows = con.sql(query).fetchall()
+    return rows[0][0] if rows else None
+
+
 def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
     """Query result as pandas with Arrow-backed text: cleaning strips and sorts it faster."""
     import pyarrow as pa
 
     text = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
-    table: Any = con.execute(query).to_arrow_table()
+    table: Any = con.sql(query).to_arrow_table()
     return table.to_pandas(types_mapper=text.get)
 
 
 def _connect(workdir: Path, max_memory_gb: float | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
-    con.execute(f"SET memory_limit = '{max(budget / 2, 0.25):.2f}GB'")
-    con.execute(f"SET temp_directory = {_s(workdir / 'spill')}")
+    con.sql(f"SET memory_limit = '{max(budget / 2, 0.25):.2f}GB'")
+    con.sql(f"SET temp_directory = {_s(workdir / 'spill')}")
     return con
-
-
-def _source_columns(path: Path, columns: ColumnMap | None) -> tuple[ColumnMap, dict[str, str]]:
-    cmap = columns or ColumnMap()
-    if table_format(path) != "parquet":
-        raise InputDataError(
-            f"partitioned scoring reads Parquet; '{path}' is not a .parquet file. Convert it "
-            "(e.g. duckdb -c \"COPY (FROM 'log.csv') TO 'log.parquet'\") or score it in memory "
-            "with churnguard.pipeline.score_transactions."
-        )
-    resolved = _resolve_columns(read_columns(path), cmap, f"'{path}'")
-    return cmap, resolved
 
 
 def _split(
@@ -236,7 +243,7 @@ def _split(
         f"CASE WHEN ord({x}[1]) <= 32 OR ord({x}[-1]) <= 32 THEN trim({x}, {_s(_WS)}) ELSE {x} END"
     )
     select.append(f"CAST(hash({key}) % {int(n)} AS BIGINT) AS part")
-    con.execute(
+    con.sql(
         f"COPY (SELECT {', '.join(select)} FROM read_parquet({_s(path)}, file_row_number = true)) "
         f"TO {_s(dest)} (FORMAT parquet, PARTITION_BY (part))"
     )
@@ -249,7 +256,7 @@ def _default_as_of(
     glob = _s(split / "*" / "*.parquet")
     types = {
         r[0]: r[1]
-        for r in con.execute(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()
+        for r in con.sql(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()
     }
     date_type = str(types["date"]).upper()
     ok_id = f"customer_id IS NOT NULL AND trim(customer_id, {_s(_WS)}) <> ''"
@@ -265,26 +272,26 @@ def _default_as_of(
         day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
     else:
         day, estimated = "TRY_CAST(trim(CAST(date AS VARCHAR)) AS TIMESTAMP)", True
-    row = None
+    last = None
     if not estimated:
         # Fast path: the latest date usually has a usable row; check only those rows.
-        latest = con.execute(f"SELECT max({day}) FROM read_parquet({glob})").fetchone()
-        if latest is not None and latest[0] is not None:
-            since = f"TIMESTAMP '{to_date(latest[0]).isoformat()}'"
-            row = con.execute(
+        latest = _scalar(con, f"SELECT max({day}) FROM read_parquet({glob})")
+        if latest is not None:
+            since = f"TIMESTAMP '{to_date(latest).isoformat()}'"
+            last = _scalar(
+                con,
                 f"SELECT max({day}) FROM read_parquet({glob}) "
-                f"WHERE {day} >= {since} AND {ok_id} AND {ok_amount}"
-            ).fetchone()
-    if row is None or row[0] is None:
-        row = con.execute(
-            f"SELECT max({day}) FROM read_parquet({glob}) WHERE {ok_id} AND {ok_amount}"
-        ).fetchone()
-    if row is None or row[0] is None:
+                f"WHERE {day} >= {since} AND {ok_id} AND {ok_amount}",
+            )
+    if last is None:
+        where = f"WHERE {ok_id} AND {ok_amount}"
+        last = _scalar(con, f"SELECT max({day}) FROM read_parquet({glob}) {where}")
+    if last is None:
         raise InputDataError(
             "no usable transaction date found in the log; pass as_of (--as-of YYYY-MM-DD) and "
             "check --date-col / --date-format."
         )
-    return to_date(row[0]), estimated
+    return to_date(last), estimated
 
 
 def _score_partitions(
@@ -360,7 +367,7 @@ def _explain_top(
     else:
         # Series.nlargest(keep="first") on a frame sorted by customer_id: NaN never
         # selected, ties at the boundary go to the smaller id.
-        con.execute(
+        con.sql(
             "CREATE OR REPLACE TEMP TABLE top_ids AS SELECT customer_id "
             f"FROM read_parquet({scored}) WHERE NOT isnan(value_at_risk) "
             f"ORDER BY value_at_risk DESC, customer_id LIMIT {int(reasons_limit)}"
@@ -369,7 +376,7 @@ def _explain_top(
     out = work / "reasons"
     out.mkdir()
     for part in sorted(work.glob("scored_*.parquet")):
-        frame = con.execute(f"SELECT * FROM read_parquet({_s(part)}) WHERE {where}").df()
+        frame = con.sql(f"SELECT * FROM read_parquet({_s(part)}) WHERE {where}").df()
         if frame.empty:
             continue
         contrib = model.classifier_.contributions(frame[model.feature_names_])
@@ -378,33 +385,129 @@ def _explain_top(
     return out if any(out.iterdir()) else None
 
 
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    return pq.read_table(path, columns=columns).to_pandas(types_mapper=text.get)
+
+
+def _whole_base(
+    slim: Path,
+    out: Path,
+    *,
+    playbook: str | os.PathLike[str] | Playbook | None,
+    segment_rules: str | os.PathLike[str] | None,
+    capacity: int | None,
+    budget: float | None,
+) -> pd.DataFrame:
+    """The whole-base columns of :func:`build_retention_list`, a few input columns at a time.
+
+    ``slim`` holds one row per customer sorted by ``customer_id``; the new columns
+    are written to ``out`` in the same row order (compact dtypes), and the frame
+    :func:`retention_summary` needs is returned in priority order. Each step calls
+    the same public function as ``build_retention_list`` with the columns it reads,
+    so the values are identical; only the final ordering is restated here.
+    """
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(slim).names)
+    value = ["customer_id", "predicted_clv", "total_spend"] + (
+        ["margin_total"] if "margin_total" in names else []
+    )
+    res = pd.DataFrame({"value_tier": assign_value_tiers(_read(slim, value)).astype("category")})
+    scores = rfm_scores(_read(slim, ["days_since_last", "frequency", "monetary_value"]))
+    for col in scores.columns:
+        res[col] = scores[col].to_numpy().astype("int8")
+    res["segment"] = assign_segments(res, load_segment_rules(segment_rules)).to_numpy()
+    book = playbook if isinstance(playbook, Playbook) else Playbook.load(playbook)
+    risk = _read(slim, ["churn_probability", "value_at_risk"])
+    actions = book.assign(risk.assign(value_tier=res["value_tier"], segment=res["segment"]))
+    for col in actions.columns:
+        values = actions[col]
+        res[col] = values.astype("category") if col == "action" else values.to_numpy()
+    growth = _read(slim, [c for c in DEFAULT_GROWTH_FEATURES if c in names])
+    growth = growth.assign(
+        value_tier=res["value_tier"], churn_probability=risk["churn_probability"]
+    )
+    res["growth_score"] = growth_candidates(growth).to_numpy()
+    res["growth_candidate"] = flag_growth_candidates(growth, risk_thresholds=book.thresholds)
+    del growth
+    if capacity is not None or budget is not None:
+        ids = _read(slim, ["customer_id"])
+        frame = ids.assign(
+            expected_net_benefit=res["expected_net_benefit"], unit_cost=res["unit_cost"]
+        )
+        res["contact"] = select_contacts(frame, capacity=capacity, budget=budget).to_numpy()
+    # build_retention_list's order: value at risk, then churn probability, both descending,
+    # then customer_id; rows are sorted by customer_id, so the position breaks the ties.
+    n = len(res)
+    order = np.lexsort(
+        (np.arange(n), -risk["churn_probability"].to_numpy(), -risk["value_at_risk"].to_numpy())
+    )
+    priority = np.empty(n, dtype=np.int64)
+    priority[order] = np.arange(1, n + 1)
+    res["priority"] = priority
+    res.to_parquet(out, index=False)
+    money = _read(slim, ["predicted_clv", "total_spend"])
+    summary = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "predicted_clv": money["predicted_clv"].to_numpy(),
+            "historical_revenue": money["total_spend"].to_numpy(),
+            "churn_probability": risk["churn_probability"].to_numpy(),
+            "value_at_risk": risk["value_at_risk"].to_numpy(),
+            "value_tier": res["value_tier"].astype(str).to_numpy(),
+            "risk_band": res["risk_band"],
+        }
+    )
+    if "contact" in res:
+        summary = summary.assign(
+            **{c: res[c].to_numpy() for c in ("contact", "unit_cost", "save_rate")}
+        )
+    return summary.iloc[order].reset_index(drop=True)
+
+
 def _write_list(
     con: duckdb.DuckDBPyConnection,
-    slim_path: Path,
-    columns: list[str],
+    slim: Path,
+    whole: Path,
     reasons: Path | None,
     note: str,
     out: Path,
 ) -> None:
+    """Join the slim columns, the whole-base columns and the reasons; write by priority."""
     fmt = table_format(out, role="output")
+    has = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet({_s(whole)})").fetchall()}
+    source = {"historical_revenue": "total_spend"}
     select = []
-    for col in columns:
+    for col in CONTRACT_COLUMNS + [c for c in _EXTRA if c in has or c in _LIST_FROM_SLIM]:
         if col == "reasons":
             expr = f"COALESCE(r.reasons, {_s(note)})" if reasons is not None else _s(note)
-            select.append(f"{expr} AS reasons")
         elif fmt == "csv" and col in ("growth_candidate", "contact"):
             # pandas writes booleans as True/False; keep the CSV identical to the in-memory one.
-            select.append(f"CASE WHEN s.{col} THEN 'True' ELSE 'False' END AS {col}")
+            expr = f"CASE WHEN t.{col} THEN 'True' ELSE 'False' END"
+        elif col in ("r_score", "f_score", "m_score"):
+            expr = f"CAST(t.{col} AS BIGINT)"
         else:
-            select.append(f"s.{_q(col)}")
+            expr = f"t.{_q(source.get(col, col))}"
+        select.append(f"{expr} AS {_q(col)}")
     join = ""
     if reasons is not None:
         join = f"LEFT JOIN read_parquet({_s(reasons / '*.parquet')}) r USING (customer_id)"
+    # Join, then sort, in two statements: in one, DuckDB 2.0 cannot spill the join
+    # under the sort and runs out of memory at ~5M customers with a 1 GB limit.
+    joined = slim.with_name("joined.parquet")
+    con.sql(
+        f"COPY (SELECT {', '.join(select)} FROM (SELECT * FROM read_parquet({_s(slim)}) "
+        f"POSITIONAL JOIN read_parquet({_s(whole)})) t {join}) TO {_s(joined)} (FORMAT parquet)"
+    )
     options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
     with atomic_path(out) as tmp:
-        con.execute(
-            f"COPY (SELECT {', '.join(select)} FROM read_parquet({_s(slim_path)}) s {join} "
-            f"ORDER BY s.priority) TO {_s(tmp)} ({options})"
+        con.sql(
+            f"COPY (SELECT * FROM read_parquet({_s(joined)}) ORDER BY priority) "
+            f"TO {_s(tmp)} ({options})"
         )
 
 
@@ -415,7 +518,7 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> 
         return None
     path = quarantine_path(out)
     with atomic_path(path) as tmp:
-        con.execute(
+        con.sql(
             f"COPY (SELECT * FROM read_parquet({_s(work / 'quarantine_*.parquet')}, "
             f"union_by_name = true) ORDER BY source_row) TO {_s(tmp)} (FORMAT csv, HEADER true)"
         )
@@ -492,7 +595,14 @@ def score_parquet_partitioned(
         raise ValueError(f"partitions must be a whole number >= 1; got {partitions!r}.")
     src, target = Path(path), Path(out)
     table_format(target, role="output")
-    cmap, resolved = _source_columns(src, columns)
+    cmap = columns or ColumnMap()
+    if table_format(src) != "parquet":
+        raise InputDataError(
+            f"partitioned scoring reads Parquet; '{src}' is not a .parquet file. Convert it "
+            "(e.g. duckdb -c \"COPY (FROM 'log.csv') TO 'log.parquet'\") or score it in memory "
+            "with churnguard.pipeline.score_transactions."
+        )
+    resolved = _resolve_columns(read_columns(src), cmap, f"'{src}'")
     fitted = resolve_model(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".parts", dir=target.parent))
@@ -501,8 +611,7 @@ def score_parquet_partitioned(
     con = _connect(work, max_memory_gb)
     try:
         t = time.perf_counter()
-        row = con.execute(f"SELECT count(*) FROM read_parquet({_s(src)})").fetchone()
-        rows = int(row[0]) if row else 0
+        rows = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_s(src)})") or 0)
         if rows == 0:
             raise InputDataError(f"'{src}' has no rows; expected at least one transaction.")
         n = partitions or choose_partitions(rows, max_memory_gb)
@@ -535,23 +644,25 @@ def score_parquet_partitioned(
 
         t = time.perf_counter()
         scored_glob = _s(work / "scored_*.parquet")
-        available = {
-            r[0]
-            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
-        }
-        cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in available]
-        # Arrow-backed ids: ~15 bytes a customer instead of ~70 for Python strings.
-        slim = _fetch(
-            con,
-            f"SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
-            "ORDER BY customer_id",
+        described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
+        cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in {r[0] for r in described}]
+        slim_path, whole_path = work / "slim.parquet", work / "whole.parquet"
+        # Out-of-core sort: one row per customer, in customer_id order like the in-memory frame.
+        con.sql(
+            f"COPY (SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
+            f"ORDER BY customer_id) TO {_s(slim_path)} (FORMAT parquet)"
         )
-        slim["reasons"] = ""
-        retention = build_retention_list(
-            slim, playbook=playbook, segment_rules=segment_rules, capacity=capacity, budget=budget
+        lean = _whole_base(
+            slim_path,
+            whole_path,
+            playbook=playbook,
+            segment_rules=segment_rules,
+            capacity=capacity,
+            budget=budget,
         )
-        del slim
-        summary = retention_summary(retention)
+        summary = retention_summary(lean)
+        customers = len(lean)
+        del lean
         summary.update(
             as_of=as_of_date.isoformat(),
             horizon_days=int(fitted.horizon_days),
@@ -560,11 +671,6 @@ def score_parquet_partitioned(
             rows_quarantined=quarantined,
             partitions=n,
         )
-        list_columns = list(retention.columns)
-        customers = len(retention)
-        slim_path = work / "slim.parquet"
-        retention.drop(columns="reasons").to_parquet(slim_path, index=False)
-        del retention
         _mark(stages, peaks, "whole_base", t)
 
         t = time.perf_counter()
@@ -574,7 +680,7 @@ def score_parquet_partitioned(
         t = time.perf_counter()
         # Quarantine first: the list appearing is the sign that the whole run succeeded.
         qfile = _write_quarantine(con, work, target)
-        _write_list(con, slim_path, list_columns, reasons, note, target)
+        _write_list(con, slim_path, whole_path, reasons, note, target)
         head = _head(con, target, top)
         _mark(stages, peaks, "write", t)
     finally:
