@@ -209,7 +209,9 @@ class FeatureBuilder(BaseEstimator):
             f["avg_quantity_per_purchase"] = agg["quantity_total"] / agg["n_purchases"]
         for col in [c for c in agg.columns if c.startswith("n_products") or c == "n_channels"]:
             f[col] = agg[col].fillna(0).astype("int64")
-        return f.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        if not f["customer_id"].is_monotonic_increasing:  # the engine already sorts
+            f = f.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        return f
 
 
 def _window_spend(agg: pd.DataFrame, days: int) -> pd.Series:
