@@ -54,6 +54,25 @@ ChannelCol = Annotated[
 ]
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines for batch jobs, written to whatever ``sys.stderr`` is at the time.
+
+    Binding the stream once would keep writing to a stream a test runner or an
+    embedding application has since closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("churnguard")
@@ -64,11 +83,10 @@ def _setup_logging(verbose: bool) -> None:
         handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = False
     # lifetimes and MLflow are chatty about things the user cannot act on.
     for noisy in ("mlflow", "alembic", "lifetimes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -78,17 +96,22 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _columns(
-    customer: str, date: str, amount: str, date_format: str | None, **optional: str | None
-) -> Any:
+def _columns(options: dict[str, Any]) -> Any:
+    """The ColumnMap of a command's ``--*-col`` and ``--date-format`` options."""
     from churnguard.data import ColumnMap
 
+    required = ("customer_col", "date_col", "amount_col")
+    optional = {
+        name.removesuffix("_col"): value
+        for name, value in options.items()
+        if name.endswith("_col") and name not in required and value
+    }
     return ColumnMap(
-        customer=customer,
-        date=date,
-        amount=amount,
-        date_format=date_format,
-        optional={k: v for k, v in optional.items() if v},
+        customer=options["customer_col"],
+        date=options["date_col"],
+        amount=options["amount_col"],
+        date_format=options.get("date_format"),
+        optional=optional,
     )
 
 
@@ -215,17 +238,7 @@ def train(
     """Train on every transaction of a log and save the model."""
     from churnguard.pipeline import train_model
 
-    cols = _columns(
-        customer_col,
-        date_col,
-        amount_col,
-        date_format,
-        margin=margin_col,
-        cost=cost_col,
-        quantity=quantity_col,
-        product=product_col,
-        channel=channel_col,
-    )
+    cols = _columns(locals())
     result = _run(
         train_model,
         transactions,
@@ -312,17 +325,7 @@ def score(
             as_of,
             partitions,
             max_memory,
-            _columns(
-                customer_col,
-                date_col,
-                amount_col,
-                date_format,
-                margin=margin_col,
-                cost=cost_col,
-                quantity=quantity_col,
-                product=product_col,
-                channel=channel_col,
-            ),
+            _columns(locals()),
             playbook,
             segments,
             capacity,
@@ -330,17 +333,7 @@ def score(
             top,
         )
         return
-    cols = _columns(
-        customer_col,
-        date_col,
-        amount_col,
-        date_format,
-        margin=margin_col,
-        cost=cost_col,
-        quantity=quantity_col,
-        product=product_col,
-        channel=channel_col,
-    )
+    cols = _columns(locals())
     result = _run(
         score_transactions,
         transactions,
@@ -437,17 +430,7 @@ def features(
     from churnguard.features import FeatureBuilder
     from churnguard.pipeline import _write_quarantine
 
-    cols = _columns(
-        customer_col,
-        date_col,
-        amount_col,
-        date_format,
-        margin=margin_col,
-        cost=cost_col,
-        quantity=quantity_col,
-        product=product_col,
-        channel=channel_col,
-    )
+    cols = _columns(locals())
 
     def job() -> tuple[Any, Any]:
         loaded = load_transactions(transactions, cols)
@@ -473,12 +456,17 @@ def evaluate(
     date_col: DateCol = "date",
     amount_col: AmountCol = "amount",
     date_format: DateFormat = None,
+    margin_col: MarginCol = None,
+    cost_col: CostCol = None,
+    quantity_col: QuantityCol = None,
+    product_col: ProductCol = None,
+    channel_col: ChannelCol = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
 ) -> None:
     """Score as of a date and compare with the actual outcomes that followed."""
     from churnguard.pipeline import evaluate_model
 
-    cols = _columns(customer_col, date_col, amount_col, date_format)
+    cols = _columns(locals())
     folder = out_dir or Path(f"evaluation-{as_of}")
     result = _run(
         evaluate_model, transactions, model, as_of, columns=cols, out_dir=folder, track=mlflow

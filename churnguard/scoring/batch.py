@@ -431,8 +431,11 @@ def _whole_base(
     growth = growth.assign(
         value_tier=res["value_tier"], churn_probability=risk["churn_probability"]
     )
-    res["growth_score"] = growth_candidates(growth).to_numpy()
-    res["growth_candidate"] = flag_growth_candidates(growth, risk_thresholds=book.thresholds)
+    score = growth_candidates(growth)
+    res["growth_score"] = score.to_numpy()
+    res["growth_candidate"] = flag_growth_candidates(
+        growth, risk_thresholds=book.thresholds, scores=score
+    )
     del growth
     if capacity is not None or budget is not None:
         ids = _read(slim, ["customer_id"])

@@ -106,8 +106,11 @@ def build_retention_list(
     actions = book.assign(df)
     for col in actions.columns:
         df[col] = actions[col].to_numpy()
-    df["growth_score"] = growth_candidates(df).to_numpy()
-    df["growth_candidate"] = flag_growth_candidates(df, risk_thresholds=book.thresholds).to_numpy()
+    growth = growth_candidates(df)
+    df["growth_score"] = growth.to_numpy()
+    df["growth_candidate"] = flag_growth_candidates(
+        df, risk_thresholds=book.thresholds, scores=growth
+    ).to_numpy()
     if capacity is not None or budget is not None:
         df["contact"] = select_contacts(df, capacity=capacity, budget=budget).to_numpy()
     order = np.lexsort(

@@ -471,6 +471,7 @@ def flag_growth_candidates(
     tier_col: str = "value_tier",
     threshold: float = 0.5,
     risk_thresholds: Sequence[float] = (0.3, 0.6),
+    scores: pd.Series | None = None,
 ) -> pd.Series:
     """Flag stable-tier, not-high-risk customers who look like VIPs.
 
@@ -489,6 +490,9 @@ def flag_growth_candidates(
         Minimum look-alike score (exclusive), in [0, 1].
     risk_thresholds : two floats, default (0.3, 0.6)
         Passed to :func:`risk_band`.
+    scores : Series, optional
+        Look-alike scores already computed by :func:`growth_candidates` on ``df``
+        (saves fitting the look-alike model twice).
 
     Returns
     -------
@@ -503,7 +507,7 @@ def flag_growth_candidates(
         func="flag_growth_candidates",
         hint="Join churn_probability from the churn classifier first.",
     )
-    score = growth_candidates(df, features, tier_col)
+    score = growth_candidates(df, features, tier_col) if scores is None else scores
     band = risk_band(df["churn_probability"], risk_thresholds)
     flag = (
         (df[tier_col].astype(str) == "stable")

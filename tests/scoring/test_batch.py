@@ -201,6 +201,7 @@ def test_progress_callback_and_log_lines(
     )
     assert [(s.index, s.total) for s in seen] == [(0, 2), (1, 2)]
     assert sum(s.rows for s in seen) == pd.read_parquet(log_path).shape[0]
+    caplog.clear()  # only the second run's lines, whatever logging earlier tests set up
     with caplog.at_level(logging.INFO, logger="churnguard.scoring.batch"):
         score_parquet_partitioned(log_path, fitted, tmp_path / "b.parquet", partitions=2)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("partition ")]
