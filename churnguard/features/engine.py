@@ -69,7 +69,12 @@ def _connect(source: Any) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # A library must not draw DuckDB's progress bar on the caller's stdout (it does
     # for any query over 2 s, e.g. every build on a 10M-row log).
-    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        # Under Jupyter without ipywidgets DuckDB refuses to touch the setting (and
+        # draws no bar there either), so there is nothing to turn off.
+        pass
     if isinstance(source, str):
         con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{source}')")
     else:
