@@ -241,7 +241,32 @@ def _check_horizon(t: float, name: str = "t") -> float:
     return float(t)
 
 
-class PurchaseModel(BaseEstimator):
+class PicklableFitterMixin:
+    """Pickle a model without its lifetimes fitter and rebuild it from ``params_``.
+
+    lifetimes' fitters hold lambdas and cannot be pickled; the parameters are all a
+    fitted model needs to predict. Subclasses say which fitter to rebuild.
+    """
+
+    params_: dict[str, float]
+
+    def _new_fitter(self) -> Any:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = dict(super().__getstate__())  # type: ignore[misc, call-overload]
+        state.pop("fitter_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        if "params_" in state:
+            fitter = self._new_fitter()
+            fitter.params_ = pd.Series(self.params_)
+            self.fitter_ = fitter
+
+
+class PurchaseModel(PicklableFitterMixin, BaseEstimator):
     """Buy-till-you-die model of repeat purchases (BG/NBD, Pareto/NBD or MBG/NBD).
 
     Parameters
@@ -400,18 +425,8 @@ class PurchaseModel(BaseEstimator):
         self.max_T_ = float(max_T)
         return self
 
-    def __getstate__(self) -> dict[str, Any]:
-        # lifetimes fitters hold lambdas and cannot be pickled; the parameters suffice.
-        state = dict(super().__getstate__())
-        state.pop("fitter_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        if "params_" in state:
-            fitter = _FITTER_CLASSES[self.model]()
-            fitter.params_ = pd.Series(self.params_)
-            self.fitter_ = fitter
+    def _new_fitter(self) -> Any:
+        return _FITTER_CLASSES[self.model]()
 
     @classmethod
     def from_params(cls, params: Mapping[str, float], model: str = "bgnbd") -> PurchaseModel:

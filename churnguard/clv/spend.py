@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnguard.clv.purchase import (
     ModelFitError,
+    PicklableFitterMixin,
     _FitFailed,
     check_penalizers,
     check_rfm,
@@ -41,7 +42,7 @@ _PARAM_NAMES = ("p", "q", "v")
 _FITTER_CLASSES: dict[str, type] = {"gamma_gamma": GammaGammaFitter}
 
 
-class SpendModel(BaseEstimator):
+class SpendModel(PicklableFitterMixin, BaseEstimator):
     """Gamma-Gamma model of the average spend per repeat purchase.
 
     The model assumes a customer's transaction values vary around their own mean, and that
@@ -168,18 +169,8 @@ class SpendModel(BaseEstimator):
         self.population_mean_ = params["p"] * params["v"] / (params["q"] - 1)
         return self
 
-    def __getstate__(self) -> dict[str, Any]:
-        # lifetimes fitters hold lambdas and cannot be pickled; the parameters suffice.
-        state = dict(super().__getstate__())
-        state.pop("fitter_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        if "params_" in state:
-            fitter = GammaGammaFitter()
-            fitter.params_ = pd.Series(self.params_)
-            self.fitter_ = fitter
+    def _new_fitter(self) -> Any:
+        return GammaGammaFitter()
 
     @classmethod
     def from_params(cls, params: Mapping[str, float]) -> SpendModel:
