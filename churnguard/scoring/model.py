@@ -184,7 +184,7 @@ class ChurnGuardModel(BaseEstimator):
             plan.calibration,
             plan.evaluation,
         )
-        report = self._validate_out_of_time(tx, snaps, plan)
+        report = self._validate_out_of_time(snaps, plan)
         prod = plan.shifted(cutoffs)
         log.info(
             "production fit: train %d snapshots, calibrate %s", len(prod.train), prod.calibration
@@ -296,17 +296,12 @@ class ChurnGuardModel(BaseEstimator):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def _validate_out_of_time(
-        self, tx: pd.DataFrame, snaps: pd.DataFrame, plan: SnapshotPlan
-    ) -> TrainingReport:
+    def _validate_out_of_time(self, snaps: pd.DataFrame, plan: SnapshotPlan) -> TrainingReport:
         train, cal, ev = split_by_plan(snaps, plan)
         clf = self._new_classifier().fit(
             train[self.feature_names_], train["churned"], cal[self.feature_names_], cal["churned"]
         )
-        return evaluation_report(clf, ev, self._bgnbd_baseline(tx, ev), self.feature_names_)
-
-    def _bgnbd_baseline(self, tx: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
-        return self.bgnbd_baseline_frame(ev)
+        return evaluation_report(clf, ev, self.bgnbd_baseline_frame(ev), self.feature_names_)
 
     def bgnbd_baseline_frame(self, ev: pd.DataFrame) -> pd.DataFrame:
         """``ev`` with BG/NBD ``p_alive`` and ``expected_purchases`` for the baselines.
