@@ -313,18 +313,24 @@ def score(
         float | None,
         typer.Option(help="Memory budget in GB; picks the partition count (Parquet logs)."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Partitions scored at once (Parquet logs; default: the CPU count, at most "
+            "4, from 1M rows on)."
+        ),
+    ] = None,
 ) -> None:
     """Score customers as of a date and write the prioritised retention list."""
     from churnguard.pipeline import score_transactions
 
-    if partitions is not None or max_memory is not None:
+    if partitions is not None or max_memory is not None or workers is not None:
         _score_partitioned(
             transactions,
             model,
             out,
             as_of,
-            partitions,
-            max_memory,
+            (partitions, max_memory, workers),
             _columns(locals()),
             playbook,
             segments,
@@ -363,8 +369,7 @@ def _score_partitioned(
     model: str,
     out: Path,
     as_of: str | None,
-    partitions: int | None,
-    max_memory: float | None,
+    sizing: tuple[int | None, float | None, int | None],
     cols: Any,
     playbook: Path | None,
     segments: Path | None,
@@ -376,6 +381,7 @@ def _score_partitioned(
     from churnguard.pipeline import resolve_model
     from churnguard.scoring.batch import score_parquet_partitioned
 
+    partitions, max_memory, workers = sizing
     result = _run(
         score_parquet_partitioned,
         transactions,
@@ -384,6 +390,7 @@ def _score_partitioned(
         as_of=as_of,
         partitions=partitions,
         max_memory_gb=max_memory,
+        workers=workers,
         columns=cols,
         playbook=playbook,
         segment_rules=segments,

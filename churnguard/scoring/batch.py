@@ -33,8 +33,15 @@ log, or every scored column of every customer, in memory:
 Partition count rule (when ``partitions`` is not given): a partition's peak
 memory is about :data:`BYTES_PER_ROW` bytes per transaction row (raw frame,
 cleaning copies, DuckDB aggregation, features), and it may use half of
-``max_memory_gb`` (the other half is for DuckDB and the whole-base columns), so
-``partitions = ceil(rows * BYTES_PER_ROW / (max_memory_gb / 2))``, at least 1.
+``max_memory_gb`` (the other half is for DuckDB and the whole-base columns),
+shared by the ``workers`` partitions in memory at once, so
+``partitions = ceil(rows * BYTES_PER_ROW * workers / (max_memory_gb / 2))``, at
+least ``workers``.
+
+Parallelism: step 2 scores ``workers`` partitions at once, on threads
+(:mod:`churnguard.scoring.partition`), and the reasons (4) are computed in the
+background while the whole-base columns (3) are. The list does not depend on
+the number of workers.
 """
 
 from __future__ import annotations
@@ -56,12 +63,21 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnguard.data import ColumnMap, clean_transactions
+from churnguard.data import ColumnMap
 from churnguard.data.io import atomic_path, read_columns, table_format
 from churnguard.data.transactions import _resolve_columns
 from churnguard.exceptions import InputDataError
 from churnguard.features.engine import to_date
 from churnguard.scoring.model import ChurnGuardModel
+from churnguard.scoring.partition import (
+    PartitionRunner,
+    PartitionStats,
+    default_workers,
+    fetch_frame,
+)
+from churnguard.scoring.partition import (
+    quote_literal as _s,
+)
 from churnguard.scoring.playbook import Playbook, select_contacts
 from churnguard.scoring.retention import _EXTRA, CONTRACT_COLUMNS, retention_summary
 from churnguard.scoring.segments import assign_segments, load_segment_rules, rfm_scores
@@ -77,7 +93,9 @@ __all__ = [
     "DEFAULT_MAX_MEMORY_GB",
     "BatchScoreResult",
     "PartitionStats",
+    "PARALLEL_FROM_ROWS",
     "choose_partitions",
+    "choose_workers",
     "score_parquet_partitioned",
 ]
 
@@ -87,6 +105,8 @@ log = logging.getLogger(__name__)
 BYTES_PER_ROW = 1_000
 #: Memory budget used to choose the partition count when none is given.
 DEFAULT_MAX_MEMORY_GB = 2.0
+#: Logs from this many rows on are scored several partitions at a time by default.
+PARALLEL_FROM_ROWS = 1_000_000
 
 # Columns of the scored frame that build_retention_list needs for the whole-base
 # columns or copies into the list; everything else (features, reasons) stays on disk.
@@ -100,18 +120,6 @@ _LIST_FROM_SLIM = {"historical_revenue", "expected_spend", "frequency", "days_si
 # Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
 _WS = " \t\n\r\x0b\x0c"
 _TEMPORAL = ("DATE", "TIMESTAMP")
-
-
-@dataclass
-class PartitionStats:
-    """What one partition did; passed to the ``progress`` callback."""
-
-    index: int
-    total: int
-    rows: int
-    customers: int
-    quarantined: int
-    seconds: float
 
 
 @dataclass
@@ -133,10 +141,11 @@ class BatchScoreResult:
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_gb: dict[str, float] = field(default_factory=dict)
     partition_stats: list[PartitionStats] = field(default_factory=list)
+    workers: int = 1
 
 
-def choose_partitions(rows: int, max_memory_gb: float | None = None) -> int:
-    """Number of partitions that keeps one partition within half of ``max_memory_gb``.
+def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: int = 1) -> int:
+    """Number of partitions that keeps ``workers`` partitions within half of ``max_memory_gb``.
 
     Parameters
     ----------
@@ -144,20 +153,33 @@ def choose_partitions(rows: int, max_memory_gb: float | None = None) -> int:
         Transaction rows in the log.
     max_memory_gb : float, optional
         Memory budget of the whole run; default :data:`DEFAULT_MAX_MEMORY_GB`.
+    workers : int
+        Partitions in memory at once (one per worker process); at least that many
+        partitions are made so that every worker has one.
     """
     budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
     if not budget > 0:
         raise ValueError(f"max_memory_gb must be a positive number of GB; got {max_memory_gb!r}.")
-    per_partition = max(budget * 1e9 / 2 / BYTES_PER_ROW, 10_000)
-    return max(1, math.ceil(int(rows) / per_partition))
+    per_partition = max(budget * 1e9 / 2 / max(int(workers), 1) / BYTES_PER_ROW, 10_000)
+    return max(1, int(workers), math.ceil(int(rows) / per_partition))
+
+
+def choose_workers(rows: int, workers: int | None = None) -> int:
+    """Partitions scored at once for a log of ``rows`` rows.
+
+    ``workers`` when given; otherwise :func:`default_workers` from
+    :data:`PARALLEL_FROM_ROWS` rows on and 1 below (small logs gain nothing
+    from being cut into more partitions).
+    """
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a whole number >= 1; got {workers!r}.")
+        return workers
+    return default_workers() if int(rows) >= PARALLEL_FROM_ROWS else 1
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _s(text: str | os.PathLike[str]) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 @contextmanager
@@ -207,15 +229,6 @@ def _mark(stages: dict[str, float], peaks: dict[str, float], name: str, since: f
 def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
     rows = con.sql(query).fetchall()
     return rows[0][0] if rows else None
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
-    """Query result as pandas with Arrow-backed text: cleaning strips and sorts it faster."""
-    import pyarrow as pa
-
-    text = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
-    table: Any = con.sql(query).to_arrow_table()
-    return table.to_pandas(types_mapper=text.get)
 
 
 def _connect(workdir: Path, max_memory_gb: float | None) -> duckdb.DuckDBPyConnection:
@@ -295,13 +308,12 @@ def _default_as_of(
 
 
 def _score_partitions(
-    con: duckdb.DuckDBPyConnection,
-    model: ChurnGuardModel,
+    runner: PartitionRunner,
     split: Path,
     work: Path,
     n: int,
-    cmap: ColumnMap,
     resolved: dict[str, str],
+    cmap: ColumnMap,
     as_of: Any,
     report: Callable[[PartitionStats], None],
 ) -> tuple[list[PartitionStats], int, Any, str]:
@@ -309,80 +321,47 @@ def _score_partitions(
         date_format=cmap.date_format,
         optional={c: c for c in resolved if c not in ("customer_id", "date", "amount")},
     )
-    day_after = pd.Timestamp(as_of) + pd.Timedelta(days=1)
-    stats, quarantined, last_date, note = [], 0, None, ""
-    for i in range(n):
-        start = time.perf_counter()
-        folder = split / f"part={i}"
-        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-        n_rows = n_customers = n_bad = 0
-        if files:
-            raw = _fetch(
-                con,
-                f"SELECT * FROM read_parquet({_s(folder / '*.parquet')}, "
-                "hive_partitioning = false) ORDER BY source_row",
-            )
-            raw.index = pd.Index(raw.pop("source_row").to_numpy(), name=None)
-            n_rows = len(raw)
-            loaded = clean_transactions(raw, canon, source=f"partition {i + 1}/{n}")
-            del raw
-            n_bad = loaded.n_quarantined
-            if n_bad:
-                loaded.quarantine.to_parquet(work / f"quarantine_{i:05d}.parquet", index=False)
-            tx = loaded.transactions
-            top = tx["date"].max()
-            last_date = top if last_date is None or top > last_date else last_date
-            if ((tx["date"] < day_after) & (tx["amount"] >= 0)).any():
-                scored = model.score(tx, as_of, reasons_limit=0)
-                n_customers = len(scored)
-                # reasons_limit=0: every row holds the same note; keep it once, not per row.
-                note = str(scored["reasons"].iloc[0]) if n_customers else note
-                scored.drop(columns="reasons").to_parquet(
-                    work / f"scored_{i:05d}.parquet", index=False
-                )
-                del scored
-            del tx, loaded
-        quarantined += n_bad
-        s = PartitionStats(i, n, n_rows, n_customers, n_bad, time.perf_counter() - start)
-        stats.append(s)
-        report(s)
-    return stats, quarantined, last_date, note
+    tasks = [(split / f"part={i}", work, i, n, canon, as_of) for i in range(n)]
+    stats, last_date, note = [], None, ""
+    for outcome in runner.score(tasks):
+        stats.append(outcome.stats)
+        report(outcome.stats)
+        top = outcome.last_date
+        if top is not None and (last_date is None or top > last_date):
+            last_date = top
+        note = outcome.note or note
+    stats.sort(key=lambda s: s.index)
+    return stats, sum(s.quarantined for s in stats), last_date, note
 
 
-def _explain_top(
+def _start_reasons(
     con: duckdb.DuckDBPyConnection,
-    model: ChurnGuardModel,
+    runner: PartitionRunner,
     work: Path,
     total: int,
     reasons_limit: int | None,
-) -> Path | None:
-    """Reasons of the whole base's top ``reasons_limit`` by value at risk, as in memory."""
-    from churnguard.churn.reasons import explain
+) -> Callable[[], Path | None]:
+    """Start the reasons of the whole base's top ``reasons_limit`` by value at risk.
 
+    Returns a function that waits for them and gives their folder (None: no reasons).
+    """
     if reasons_limit is not None and int(reasons_limit) <= 0:
-        return None
-    scored = _s(work / "scored_*.parquet")
-    if reasons_limit is None or int(reasons_limit) >= total:
-        where = "TRUE"
-    else:
+        return lambda: None
+    top_ids: Path | None = None
+    if reasons_limit is not None and int(reasons_limit) < total:
         # Series.nlargest(keep="first") on a frame sorted by customer_id: NaN never
         # selected, ties at the boundary go to the smaller id.
+        top_ids = work / "top_ids.parquet"
         con.sql(
-            "CREATE OR REPLACE TEMP TABLE top_ids AS SELECT customer_id "
-            f"FROM read_parquet({scored}) WHERE NOT isnan(value_at_risk) "
-            f"ORDER BY value_at_risk DESC, customer_id LIMIT {int(reasons_limit)}"
+            f"COPY (SELECT customer_id FROM read_parquet({_s(work / 'scored_*.parquet')}) "
+            f"WHERE NOT isnan(value_at_risk) ORDER BY value_at_risk DESC, customer_id "
+            f"LIMIT {int(reasons_limit)}) TO {_s(top_ids)} (FORMAT parquet)"
         )
-        where = "customer_id IN (SELECT customer_id FROM top_ids)"
     out = work / "reasons"
     out.mkdir()
-    for part in sorted(work.glob("scored_*.parquet")):
-        frame = con.sql(f"SELECT * FROM read_parquet({_s(part)}) WHERE {where}").df()
-        if frame.empty:
-            continue
-        contrib = model.classifier_.contributions(frame[model.feature_names_])
-        frame["reasons"] = explain(contrib, frame).to_numpy()
-        frame[["customer_id", "reasons"]].to_parquet(out / part.name, index=False)
-    return out if any(out.iterdir()) else None
+    parts = sorted(work.glob("scored_*.parquet"))
+    wait = runner.explain([(part, top_ids, out / part.name) for part in parts])
+    return lambda: out if any(wait()) else None
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -531,7 +510,7 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> 
 def _head(con: duckdb.DuckDBPyConnection, path: Path, n: int) -> pd.DataFrame:
     if table_format(path) == "csv":
         return pd.read_csv(path, nrows=max(int(n), 1), dtype={"customer_id": str}).head(int(n))
-    return _fetch(con, f"SELECT * FROM read_parquet({_s(path)}) LIMIT {int(n)}")
+    return fetch_frame(con, f"SELECT * FROM read_parquet({_s(path)}) LIMIT {int(n)}")
 
 
 def score_parquet_partitioned(
@@ -550,6 +529,7 @@ def score_parquet_partitioned(
     reasons_limit: int | None = 25_000,
     progress: Callable[[PartitionStats], None] | None = None,
     top: int = 20,
+    workers: int | None = None,
 ) -> BatchScoreResult:
     """Score a large Parquet log partition by partition and write the retention list.
 
@@ -584,6 +564,10 @@ def score_parquet_partitioned(
         rich progress bar is shown on a terminal and log lines are written otherwise.
     top : int
         Rows of the finished list returned in :attr:`BatchScoreResult.top`.
+    workers : int, optional
+        Partitions scored at once (threads); default from the log's size (see
+        :func:`choose_workers`). Each holds a partition in memory, which the
+        partition count accounts for.
 
     Returns
     -------
@@ -617,68 +601,78 @@ def score_parquet_partitioned(
         rows = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_s(src)})") or 0)
         if rows == 0:
             raise InputDataError(f"'{src}' has no rows; expected at least one transaction.")
-        n = partitions or choose_partitions(rows, max_memory_gb)
-        log.info("scoring %s: %s rows in %d partition(s)", src, f"{rows:,}", n)
-        split = work / "split"
-        _split(con, src, resolved, n, split)
-        estimated = False
-        if as_of is None:
-            as_of_date, estimated = _default_as_of(con, split, cmap)
-        else:
-            as_of_date = to_date(as_of)
-        _mark(stages, peaks, "split", t)
+        n_workers = choose_workers(rows, workers)
+        n = partitions or choose_partitions(rows, max_memory_gb, n_workers)
+        n_workers = min(n_workers, n)
+        log.info(
+            "scoring %s: %s rows in %d partition(s), %d worker(s)",
+            src, f"{rows:,}", n, n_workers,
+        )  # fmt: skip
+        with PartitionRunner(fitted, n_workers) as runner:
+            split = work / "split"
+            _split(con, src, resolved, n, split)
+            estimated = False
+            if as_of is None:
+                as_of_date, estimated = _default_as_of(con, split, cmap)
+            else:
+                as_of_date = to_date(as_of)
+            _mark(stages, peaks, "split", t)
 
-        t = time.perf_counter()
-        with _reporter(n, progress) as report:
-            stats, quarantined, last, note = _score_partitions(
-                con, fitted, split, work, n, cmap, resolved, as_of_date, report
-            )
-        shutil.rmtree(split, ignore_errors=True)
-        if estimated and last is not None and to_date(last) != as_of_date:
-            raise InputDataError(
-                f"the last date of the cleaned log is {to_date(last)}, but DuckDB read the text "
-                f"dates as ending on {as_of_date}; pass as_of (--as-of YYYY-MM-DD) explicitly."
-            )
-        if not any(work.glob("scored_*.parquet")):
-            raise InputDataError(
-                f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
-            )
-        _mark(stages, peaks, "score", t)
+            t = time.perf_counter()
+            with _reporter(n, progress) as report:
+                stats, quarantined, last, note = _score_partitions(
+                    runner, split, work, n, resolved, cmap, as_of_date, report
+                )
+            shutil.rmtree(split, ignore_errors=True)
+            if estimated and last is not None and to_date(last) != as_of_date:
+                raise InputDataError(
+                    f"the last date of the cleaned log is {to_date(last)}, but DuckDB read the "
+                    f"text dates as ending on {as_of_date}; pass as_of (--as-of YYYY-MM-DD) "
+                    "explicitly."
+                )
+            if not any(work.glob("scored_*.parquet")):
+                raise InputDataError(
+                    f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
+                )
+            _mark(stages, peaks, "score", t)
 
-        t = time.perf_counter()
-        scored_glob = _s(work / "scored_*.parquet")
-        described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
-        cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in {r[0] for r in described}]
-        slim_path, whole_path = work / "slim.parquet", work / "whole.parquet"
-        # Out-of-core sort: one row per customer, in customer_id order like the in-memory frame.
-        con.sql(
-            f"COPY (SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
-            f"ORDER BY customer_id) TO {_s(slim_path)} (FORMAT parquet)"
-        )
-        lean = _whole_base(
-            slim_path,
-            whole_path,
-            playbook=playbook,
-            segment_rules=segment_rules,
-            capacity=capacity,
-            budget=budget,
-        )
-        summary = retention_summary(lean)
-        customers = len(lean)
-        del lean
-        summary.update(
-            as_of=as_of_date.isoformat(),
-            horizon_days=int(fitted.horizon_days),
-            model_trained_to=fitted.training_end_.isoformat(),
-            value_model=fitted.purchase_model_.model_name,
-            rows_quarantined=quarantined,
-            partitions=n,
-        )
-        _mark(stages, peaks, "whole_base", t)
+            t = time.perf_counter()
+            scored_glob = _s(work / "scored_*.parquet")
+            customers = int(_scalar(con, f"SELECT count(*) FROM read_parquet({scored_glob})"))
+            # The top customers are explained in the background while the whole base is done.
+            wait_reasons = _start_reasons(con, runner, work, customers, reasons_limit)
+            described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
+            cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in {r[0] for r in described}]
+            slim_path, whole_path = work / "slim.parquet", work / "whole.parquet"
+            # Out-of-core sort: one row per customer, in customer_id order like the in-memory
+            # frame.
+            con.sql(
+                f"COPY (SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
+                f"ORDER BY customer_id) TO {_s(slim_path)} (FORMAT parquet)"
+            )
+            lean = _whole_base(
+                slim_path,
+                whole_path,
+                playbook=playbook,
+                segment_rules=segment_rules,
+                capacity=capacity,
+                budget=budget,
+            )
+            summary = retention_summary(lean)
+            del lean
+            summary.update(
+                as_of=as_of_date.isoformat(),
+                horizon_days=int(fitted.horizon_days),
+                model_trained_to=fitted.training_end_.isoformat(),
+                value_model=fitted.purchase_model_.model_name,
+                rows_quarantined=quarantined,
+                partitions=n,
+            )
+            _mark(stages, peaks, "whole_base", t)
 
-        t = time.perf_counter()
-        reasons = _explain_top(con, fitted, work, customers, reasons_limit)
-        _mark(stages, peaks, "reasons", t)
+            t = time.perf_counter()
+            reasons = wait_reasons()
+            _mark(stages, peaks, "reasons", t)
 
         t = time.perf_counter()
         # Quarantine first: the list appearing is the sign that the whole run succeeded.
@@ -693,4 +687,4 @@ def score_parquet_partitioned(
         log.warning("%d unusable rows set aside in %s", quarantined, qfile)
     seconds = time.perf_counter() - start
     return BatchScoreResult(target, summary, head, customers, n, quarantined, qfile, seconds,
-                            stages, peaks, stats)  # fmt: skip
+                            stages, peaks, stats, n_workers)  # fmt: skip

@@ -18,6 +18,7 @@ from churnguard.scoring.batch import (
     BYTES_PER_ROW,
     PartitionStats,
     choose_partitions,
+    choose_workers,
     score_parquet_partitioned,
 )
 from churnguard.scoring.model import ChurnGuardModel
@@ -103,6 +104,28 @@ def test_partitioned_list_equals_in_memory_list(
 
 
 @pytest.mark.slow
+def test_parallel_partitions_write_the_same_list_and_quarantine(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    raw = log_frame.copy()
+    raw.loc[5, "amount"] = np.nan  # one quarantined row
+    path = tmp_path / "log.parquet"
+    raw.to_parquet(path, index=False)
+    kwargs: dict[str, Any] = {"as_of": AS_OF, "partitions": 4, "reasons_limit": 100}
+    local = score_parquet_partitioned(path, fitted, tmp_path / "one.parquet", workers=1, **kwargs)
+    pooled = score_parquet_partitioned(path, fitted, tmp_path / "two.parquet", workers=2, **kwargs)
+    assert (tmp_path / "two.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    assert pooled.quarantined == local.quarantined == 1
+    assert (tmp_path / "two.quarantine.csv").read_bytes() == (
+        tmp_path / "one.quarantine.csv"
+    ).read_bytes()
+    assert [s.index for s in pooled.partition_stats] == [0, 1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["log.parquet", "one.parquet", "two.parquet", "one.quarantine.csv", "two.quarantine.csv"]
+    )
+
+
+@pytest.mark.slow
 def test_reasons_go_to_the_top_of_the_whole_base(
     tmp_path: Path, log_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
 ) -> None:
@@ -184,7 +207,7 @@ def test_failure_leaves_no_output_and_no_temp_files(
         def broken(*args: Any, **kwargs: Any) -> None:
             raise OSError("simulated: disk full while explaining")
 
-        monkeypatch.setattr(batch, "_explain_top", broken)
+        monkeypatch.setattr(batch, "_start_reasons", broken)
         error = OSError
     with pytest.raises(error, match="simulated"):
         score_parquet_partitioned(log_path, fitted, tmp_path / "out.parquet", partitions=4)
@@ -227,6 +250,21 @@ def test_partition_count_follows_the_memory_rule() -> None:
     assert choose_partitions(int(10 * per_partition), 4.0) == 5
     assert choose_partitions(1) == 1
     assert choose_partitions(0) == 1
+
+
+def test_workers_share_the_partition_memory() -> None:
+    per_partition = 2.0e9 / 2 / BYTES_PER_ROW
+    assert choose_partitions(int(10 * per_partition), 2.0, workers=2) == 20
+    assert choose_partitions(1000, 2.0, workers=3) == 3  # one partition per worker at least
+    assert choose_workers(10, 3) == 3
+    assert choose_workers(10) == 1  # small logs gain nothing from more partitions
+    assert choose_workers(batch.PARALLEL_FROM_ROWS) >= 1
+
+
+@pytest.mark.parametrize("workers", [0, -1, 2.5, True])
+def test_bad_worker_count_is_rejected(workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers must be a whole number"):
+        choose_workers(10, workers)
 
 
 @pytest.mark.parametrize("memory", [0, -1.0])
