@@ -392,9 +392,9 @@ def _whole_base(
     import pyarrow.parquet as pq
 
     names = set(pq.read_schema(slim).names)
-    value = ["customer_id", "predicted_clv", "total_spend"] + (
-        ["margin_total"] if "margin_total" in names else []
-    )
+    # Rows are in customer_id order (DuckDB's binary order of text is Python's), so
+    # breaking ties by row position is breaking them by id, without reading the ids.
+    value = ["predicted_clv", "total_spend"] + (["margin_total"] if "margin_total" in names else [])
     res = pd.DataFrame({"value_tier": assign_value_tiers(_read(slim, value)).astype("category")})
     scores = rfm_scores(_read(slim, ["days_since_last", "frequency", "monetary_value"]))
     for col in scores.columns:

@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from churnguard.exceptions import InputDataError
-from churnguard.scoring.tiers import _check_number, _require_frame, _require_numeric
+from churnguard.scoring.tiers import (
+    _check_number,
+    _require_frame,
+    _require_numeric,
+    _tie_bounds,
+)
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -259,10 +264,10 @@ def _quintile(values: pd.Series, *, higher_is_better: bool) -> np.ndarray:
     # scores 1 and the best 5 (a heavy tie at zero purchases stays at 1), a
     # base of distinct values splits into exact quintiles when n is a multiple
     # of 5, and a single customer or constant column scores a neutral 3.
-    v = values if higher_is_better else -values
+    v = values.to_numpy(dtype=float) if higher_is_better else -values.to_numpy(dtype=float)
     n = len(v)
-    below = (v.rank(method="min").to_numpy() - 1).astype(np.int64)
-    above = (n - v.rank(method="max").to_numpy()).astype(np.int64)
+    below, upto = _tie_bounds(v)
+    above = n - upto
     others = below + above
     scaled = np.where(others > 0, (5 * below) // np.maximum(others, 1), 2)
     return np.minimum(5, 1 + scaled).astype(np.int64)

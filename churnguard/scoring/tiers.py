@@ -25,6 +25,7 @@ from churnguard.exceptions import InputDataError
 
 __all__ = [
     "DEFAULT_GROWTH_FEATURES",
+    "GROWTH_FIT_ROWS",
     "RISK_BANDS",
     "TIERS",
     "assign_value_tiers",
@@ -32,6 +33,7 @@ __all__ = [
     "flag_growth_candidates",
     "growth_candidates",
     "pareto_curve",
+    "percentile_ranks",
     "risk_band",
     "value_score",
 ]
@@ -41,6 +43,9 @@ TIERS: tuple[str, str, str] = ("vip", "stable", "low")
 
 RISK_BANDS: tuple[str, str, str] = ("low", "medium", "high")
 """Churn-risk bands, safest first."""
+
+GROWTH_FIT_ROWS = 200_000
+"""Most customers the look-alike model of :func:`growth_candidates` is fitted on."""
 
 DEFAULT_GROWTH_FEATURES: tuple[str, ...] = (
     "frequency",
@@ -125,19 +130,68 @@ def _check_thresholds(thresholds: object) -> tuple[float, float]:
 
 def _ranked_positions(score: pd.Series, df: pd.DataFrame) -> np.ndarray:
     """Row positions ordered best score first, ties by customer_id, then row position."""
+    neg = -score.to_numpy(dtype=float)
+    # A stable sort gives score order with ties by row position. Only rows whose
+    # score is tied need the (slow) text comparison of ids, and tied rows sit
+    # next to each other in that order, so they are re-sorted in place.
+    order = np.argsort(neg, kind="stable")
+    if "customer_id" not in df.columns or len(order) < 2:
+        return order
+    ordered = neg[order]
+    same = ordered[1:] == ordered[:-1]
+    tied = np.zeros(len(order), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    if not tied.any():
+        return order
+    rows = order[tied]
     key = pd.DataFrame(
         {
-            "score": score.to_numpy(dtype=float),
-            "cid": (
-                df["customer_id"].astype(str).to_numpy()
-                if "customer_id" in df.columns
-                else np.zeros(len(df), dtype=int)
-            ),
-            "pos": np.arange(len(df)),
+            "score": ordered[tied],
+            "cid": df["customer_id"].astype(str).to_numpy()[rows],
+            "pos": rows,
         }
     )
-    ordered = key.sort_values(["score", "cid", "pos"], ascending=[False, True, True])
-    return ordered["pos"].to_numpy()
+    order[tied] = key.sort_values(["score", "cid", "pos"])["pos"].to_numpy()
+    return order
+
+
+def _tie_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each value: how many values are smaller, and how many are smaller or equal.
+
+    One stable argsort and a pass over runs of equal values (searching every value
+    in the sorted column costs twice as much on a million rows: random access).
+    ``values`` must hold no NaN.
+    """
+    n = len(values)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, n))
+    below, upto = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    below[order] = np.repeat(starts, sizes)
+    upto[order] = np.repeat(starts + sizes, sizes)
+    return below, upto
+
+
+def percentile_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.rank(pct=True, method="average")``, several times faster on large frames.
+
+    Each value's rank is the mean of the 1-based positions of its ties in the
+    sorted column, divided by the column's count of non-missing values; missing
+    values stay missing. Same numbers as pandas, bit for bit.
+    """
+    out = {}
+    for col in frame.columns:
+        v = frame[col].to_numpy(dtype=float)
+        valid = ~np.isnan(v)
+        ranks = np.full(len(v), np.nan)
+        below, upto = _tie_bounds(v[valid])
+        ranks[valid] = (below + 1 + upto) / 2 / int(valid.sum())
+        out[col] = ranks
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _check_weights(weights: object) -> dict[str, float]:
@@ -210,7 +264,7 @@ def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) ->
         ),
     )
     total = sum(w.values())
-    ranks = df[list(w)].rank(pct=True, method="average")
+    ranks = percentile_ranks(df[list(w)])
     score = ranks.mul(pd.Series(w) / total, axis=1).sum(axis=1)
     return score.astype(float).rename("value_score")
 
@@ -417,7 +471,9 @@ def growth_candidates(
 
     A logistic regression (VIP vs the rest, balanced classes so 0.5 means "as
     VIP-like as not") is fitted at every call on percentile ranks of the
-    behavioural features: scale-free, and always today's VIPs. Deterministic.
+    behavioural features: scale-free, and always today's VIPs. Deterministic;
+    on bases larger than :data:`GROWTH_FIT_ROWS` it is fitted on a fixed-seed
+    sample of that many customers and applied to all.
 
     Parameters
     ----------
@@ -460,8 +516,16 @@ def growth_candidates(
             stacklevel=2,
         )
         return pd.Series(np.nan, index=df.index, name="growth_score", dtype=float)
-    x = df[list(cols)].rank(pct=True, method="average").to_numpy(dtype=float)
-    model = LogisticRegression(C=1.0, class_weight="balanced").fit(x, is_vip.astype(int))
+    x = percentile_ranks(df[list(cols)]).to_numpy(dtype=float)
+    fit_rows = np.arange(len(x))
+    if len(x) > GROWTH_FIT_ROWS:
+        # A handful of coefficients is pinned down long before a million rows; a
+        # fixed-seed sample keeps the fit at a fraction of a second at any base size.
+        rng = np.random.default_rng(0)
+        fit_rows = np.sort(rng.choice(len(x), GROWTH_FIT_ROWS, replace=False))
+    model = LogisticRegression(C=1.0, class_weight="balanced").fit(
+        x[fit_rows], is_vip[fit_rows].astype(int)
+    )
     return pd.Series(model.predict_proba(x)[:, 1], index=df.index, name="growth_score")
 
 

@@ -8,11 +8,13 @@ import pytest
 
 from churnguard.exceptions import InputDataError
 from churnguard.scoring.tiers import (
+    _ranked_positions,
     assign_value_tiers,
     concentration,
     flag_growth_candidates,
     growth_candidates,
     pareto_curve,
+    percentile_ranks,
     risk_band,
     value_score,
 )
@@ -30,6 +32,41 @@ def _customers(n: int, seed: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- value score
+
+
+def test_percentile_ranks_are_pandas_ranks_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame(
+        {
+            "ties": rng.integers(0, 7, 5000).astype(float),
+            "smooth": rng.lognormal(0.0, 2.0, 5000),
+            "gaps": np.where(rng.random(5000) < 0.1, np.nan, rng.integers(0, 50, 5000)),
+        },
+        index=rng.permutation(5000),
+    )
+    expected = frame.rank(pct=True, method="average")
+    got = percentile_ranks(frame)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_ranked_positions_break_ties_by_id_then_row() -> None:
+    rng = np.random.default_rng(12)
+    n = 3000
+    df = pd.DataFrame(
+        {
+            "customer_id": rng.choice([f"c{i:04d}" for i in range(800)], n),  # repeated ids too
+            "score": rng.integers(0, 40, n).astype(float),
+        }
+    )
+    df.loc[::7, "score"] = rng.random(len(df.loc[::7]))  # some untied scores
+    expected = (
+        pd.DataFrame({"s": df["score"], "cid": df["customer_id"], "pos": np.arange(n)})
+        .sort_values(["s", "cid", "pos"], ascending=[False, True, True])["pos"]
+        .to_numpy()
+    )
+    np.testing.assert_array_equal(_ranked_positions(df["score"], df), expected)
+    by_row = np.argsort(-df["score"].to_numpy(), kind="stable")
+    np.testing.assert_array_equal(_ranked_positions(df["score"], df[["score"]]), by_row)
 
 
 def test_value_score_is_scale_free_and_mean_of_percentile_ranks() -> None:
