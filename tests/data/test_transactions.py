@@ -128,3 +128,28 @@ def test_write_table_is_atomic(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert read_columns(out) == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize("presorted", [True, False])
+def test_rows_come_out_by_customer_then_date_with_ties_in_input_order(presorted: bool) -> None:
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["b", " a", "a", "b", "a", "c", "a"],
+            "date": [
+                "2024-01-02",
+                "2024-01-05",
+                "2024-01-01",
+                "2024-01-01",
+                "2024-01-05",
+                "2024-01-03",
+                "2024-01-03",
+            ],  # fmt: skip
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
+    if presorted:  # already in order once ids are stripped: no sort needed, same result
+        raw = raw.iloc[[2, 6, 1, 4, 3, 0, 5]]
+    out = clean_transactions(raw).transactions
+    assert out["customer_id"].tolist() == ["a", "a", "a", "a", "b", "b", "c"]
+    assert out["amount"].tolist() == [3.0, 7.0, 2.0, 5.0, 4.0, 1.0, 6.0]
+    assert list(out.index) == list(range(7))
