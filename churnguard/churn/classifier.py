@@ -237,8 +237,17 @@ class ChurnClassifier(BaseEstimator):
             return raw
         return np.clip(np.asarray(self.calibrator_.predict(raw), dtype=float), 0.0, 1.0)
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
         """Per-feature contributions to the raw log-odds (LightGBM ``pred_contrib``).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Features.
+        num_threads : int, optional
+            LightGBM threads; default all cores. Pass 1 when other work runs
+            alongside (OpenMP threads spin while they wait, so oversubscribing the
+            cores slows everything down).
 
         Returns
         -------
@@ -246,7 +255,8 @@ class ChurnClassifier(BaseEstimator):
             One column per feature plus ``bias``; rows sum to the raw log-odds.
         """
         frame = self._frame(X)
-        values = np.asarray(self.model_.predict(frame, pred_contrib=True), dtype=float)
+        extra = {} if num_threads is None else {"num_threads": int(num_threads)}
+        values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.offset is not None:
             # The structural model's log-odds count as its input feature's contribution,

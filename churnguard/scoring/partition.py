@@ -163,7 +163,8 @@ def explain_partition(model: Any, scored: Path, top_ids: Path | None, out: Path)
         con.close()
     if frame.empty:
         return False
-    contrib = model.classifier_.contributions(frame[model.feature_names_])
+    # One LightGBM thread: this runs alongside the whole-base stage (see PartitionRunner).
+    contrib = model.classifier_.contributions(frame[model.feature_names_], num_threads=1)
     frame["reasons"] = explain(contrib, frame).to_numpy()
     frame[["customer_id", "reasons"]].to_parquet(out, index=False)
     return True
