@@ -11,6 +11,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _python_blocks() -> list[str]:
+    # ```python blocks run here; ```py blocks need a Spark cluster or a team MLflow
+    # server (tests/test_spark.py and tests/scoring/test_pyfunc.py cover that code).
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
