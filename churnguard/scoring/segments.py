@@ -402,6 +402,12 @@ def assign_segments(
                 s = scores[f"{dim}_score"].to_numpy()
                 match &= (s >= bounds[0]) & (s <= bounds[1])
         conditions.append(match)
-    labels = np.select(conditions, [r.name for r in resolved.rules], default=_FALLBACK)
-    cat = pd.Categorical(labels, categories=resolved.names)
+    # Select category codes, not names: a text array costs ~80 bytes per customer.
+    names = list(resolved.names)
+    codes = np.select(
+        conditions,
+        [names.index(r.name) if r.name in names else -1 for r in resolved.rules],
+        default=names.index(_FALLBACK) if _FALLBACK in names else -1,
+    )
+    cat = pd.Categorical.from_codes(codes.astype(np.int16), categories=names)
     return pd.Series(cat, index=df.index, name="segment")
