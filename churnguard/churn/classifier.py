@@ -255,7 +255,7 @@ class ChurnClassifier(BaseEstimator):
             One column per feature plus ``bias``; rows sum to the raw log-odds.
         """
         frame = self._frame(X)
-        extra = {} if num_threads is None else {"num_threads": int(num_threads)}
+        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
         values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.offset is not None:

@@ -409,5 +409,5 @@ def assign_segments(
         [names.index(r.name) if r.name in names else -1 for r in resolved.rules],
         default=names.index(_FALLBACK) if _FALLBACK in names else -1,
     )
-    cat = pd.Categorical.from_codes(codes.astype(np.int16), categories=names)
+    cat = pd.Categorical.from_codes(codes.astype(np.int16), categories=pd.Index(names))
     return pd.Series(cat, index=df.index, name="segment")
