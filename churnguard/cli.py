@@ -223,8 +223,8 @@ def train(
         "models/churnguard"
     ),
     value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
-    max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 12,
-    snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 28,
+    max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 24,
+    snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 14,
     mlflow: Annotated[
         bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")
     ] = True,

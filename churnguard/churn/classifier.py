@@ -102,12 +102,23 @@ class ChurnClassifier(BaseEstimator):
         model extrapolates in customer age and calendar time where trees cannot
         (they only know the ages seen in training snapshots), so this keeps the
         classifier at least as good as the baseline out of time.
+    cross_fit : int
+        Folds of customer cross-fitting, used when ``fit`` gets ``groups``: fold ``k``'s
+        trees learn from the other folds' customers and are early-stopped on fold
+        ``k``'s calibration rows; the calibrator is fitted on those out-of-fold scores
+        and predictions average the folds' log-odds. Rolling snapshots repeat the same
+        customers with nearly the same label windows, so without it a training
+        snapshot close to the calibration one leaks its labels into early stopping
+        (which then hardly stops) and into the calibrator. 0 or 1: one model.
     random_state : int
         Seed; training is deterministic for a given seed and data.
 
     Attributes
     ----------
     model_ : lightgbm.LGBMClassifier
+        The first (or only) fold's model.
+    models_ : list of lightgbm.LGBMClassifier
+        Every fold's model (one without cross-fitting).
     calibrator_ : object or None
     calibration_ : str
         The calibration method in use.
@@ -125,6 +136,7 @@ class ChurnClassifier(BaseEstimator):
         early_stopping_rounds: int = 50,
         class_weight: str | None = None,
         offset: str | None = None,
+        cross_fit: int = 2,
         random_state: int = 0,
     ) -> None:
         self.lgbm_params = lgbm_params
@@ -133,9 +145,19 @@ class ChurnClassifier(BaseEstimator):
         self.early_stopping_rounds = early_stopping_rounds
         self.class_weight = class_weight
         self.offset = offset
+        self.cross_fit = cross_fit
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y: Any, X_cal: pd.DataFrame, y_cal: Any) -> ChurnClassifier:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        X_cal: pd.DataFrame,
+        y_cal: Any,
+        *,
+        groups: Any = None,
+        groups_cal: Any = None,
+    ) -> ChurnClassifier:
         """Train on ``(X, y)``; early-stop and calibrate on the later ``(X_cal, y_cal)``.
 
         Parameters
@@ -144,6 +166,9 @@ class ChurnClassifier(BaseEstimator):
             Numeric feature frames with the same columns.
         y, y_cal : array-like of {0, 1}
             Churn labels.
+        groups, groups_cal : array-like, optional
+            Customer ids of the rows; with ``cross_fit >= 2`` they drive customer
+            cross-fitting (see the class docstring).
         """
         if self.calibration not in ("auto", "isotonic", "sigmoid", "none"):
             raise ValueError(
@@ -162,36 +187,54 @@ class ChurnClassifier(BaseEstimator):
         self.feature_names_ = list(X.columns)
         mono = DEFAULT_MONOTONE if self.monotone is None else self.monotone
         params = {**DEFAULT_LGBM_PARAMS, **(self.lgbm_params or {})}
-        self.model_ = lgb.LGBMClassifier(
-            **params,
-            monotone_constraints=[int(mono.get(c, 0)) for c in self.feature_names_],
-            monotone_constraints_method="advanced",
-            class_weight=self.class_weight,
-            random_state=self.random_state,
-            deterministic=True,
-            force_row_wise=True,
-            n_jobs=-1,
-            verbose=-1,
-        )
         if self.offset is not None and self.offset not in self.feature_names_:
             raise ValueError(
                 f"offset column {self.offset!r} is not among the features {self.feature_names_}."
             )
-        extra: dict[str, Any] = {}
-        if self.offset is not None:
-            extra = {"init_score": self._offset(X), "eval_init_score": [self._offset(X_cal)]}
-        self.model_.fit(
-            X,
-            y_arr,
-            eval_X=(X_cal,),
-            eval_y=(y_cal_arr,),
-            eval_metric="binary_logloss",
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-            **extra,
-        )
+        k = int(self.cross_fit) if groups is not None and groups_cal is not None else 1
+        if k >= 2:
+            fold, fold_cal = _folds(groups, k), _folds(groups_cal, k)
+        else:
+            fold, fold_cal = np.zeros(len(X), dtype=int), np.zeros(len(X_cal), dtype=int)
+        self.models_ = []
+        oof = np.zeros(len(X_cal))
+        for f in range(max(k, 1)):
+            tr, ca = fold != f if k >= 2 else fold == 0, fold_cal == f
+            Xf = X.loc[tr] if k >= 2 else X
+            Xc = X_cal.loc[ca] if k >= 2 else X_cal
+            yf, yc = _labels(y_arr[tr], "y"), _labels(y_cal_arr[ca], "y_cal")
+            model = lgb.LGBMClassifier(
+                **params,
+                monotone_constraints=[int(mono.get(c, 0)) for c in self.feature_names_],
+                monotone_constraints_method="advanced",
+                class_weight=self.class_weight,
+                random_state=self.random_state,
+                deterministic=True,
+                force_row_wise=True,
+                n_jobs=-1,
+                verbose=-1,
+            )
+            extra: dict[str, Any] = {}
+            if self.offset is not None:
+                extra = {"init_score": self._offset(Xf), "eval_init_score": [self._offset(Xc)]}
+            model.fit(
+                Xf,
+                yf,
+                eval_X=(Xc,),
+                eval_y=(yc,),
+                eval_metric="binary_logloss",
+                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+                **extra,
+            )
+            self.models_.append(model)
+            oof[ca] = np.asarray(model.predict(Xc, raw_score=True), dtype=float) + self._offset(Xc)
+        self.model_ = self.models_[0]
         self.offset_mean_ = float(np.mean(self._offset(X))) if self.offset is not None else 0.0
-        self.best_iteration_ = int(self.model_.best_iteration_ or params["n_estimators"])
-        raw = self.predict_proba_raw(X_cal)
+        self.best_iteration_ = int(
+            round(np.mean([m.best_iteration_ or params["n_estimators"] for m in self.models_]))
+        )
+        # Calibrate on out-of-fold scores: a row's own fold never saw its label.
+        raw = 1.0 / (1.0 + np.exp(-oof))
         self.calibration_scores_ = _cv_calibration_scores(raw, y_cal_arr, self.random_state)
         if self.calibration == "auto":
             self.calibration_ = min(
@@ -223,8 +266,15 @@ class ChurnClassifier(BaseEstimator):
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Raw (uncalibrated) log-odds of churn, offset included."""
         frame = self._frame(X)
-        raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
+        raw = np.mean(
+            [np.asarray(m.predict(frame, raw_score=True), dtype=float) for m in self._models()],
+            axis=0,
+        )
         return raw + self._offset(frame)
+
+    def _models(self) -> list[lgb.LGBMClassifier]:
+        # Models pickled before cross-fitting existed have no ``models_``.
+        return list(getattr(self, "models_", None) or [self.model_])
 
     def predict_proba_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated churn probability."""
@@ -256,7 +306,14 @@ class ChurnClassifier(BaseEstimator):
         """
         frame = self._frame(X)
         extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
-        values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
+        # Contributions are additive, so the folds' average sums to the averaged log-odds.
+        values = np.mean(
+            [
+                np.asarray(m.predict(frame, pred_contrib=True, **extra), dtype=float)
+                for m in self._models()
+            ],
+            axis=0,
+        )
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.offset is not None:
             # The structural model's log-odds count as its input feature's contribution,
@@ -269,13 +326,13 @@ class ChurnClassifier(BaseEstimator):
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
         check_is_fitted(self, "model_")
-        booster = self.model_.booster_
+        boosters = [m.booster_ for m in self._models()]
         return (
             pd.DataFrame(
                 {
                     "feature": self.feature_names_,
-                    "gain": booster.feature_importance("gain"),
-                    "split": booster.feature_importance("split"),
+                    "gain": np.mean([b.feature_importance("gain") for b in boosters], axis=0),
+                    "split": np.mean([b.feature_importance("split") for b in boosters], axis=0),
                 }
             )
             .sort_values("gain", ascending=False)
@@ -292,6 +349,17 @@ def _labels(y: Any, name: str) -> np.ndarray:
             f"got values {sorted(values)}."
         )
     return arr.astype(int)
+
+
+def _folds(groups: Any, k: int) -> np.ndarray:
+    """Stable fold of each row's group (customer id): same customer, same fold.
+
+    pandas' hash of the id text has a fixed key, so folds do not change between
+    runs, machines or row orders.
+    """
+    ids = pd.Series(np.asarray(groups, dtype=object)).astype(str)
+    hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+    return (hashes % np.uint64(k)).astype(int)
 
 
 def _cv_calibration_scores(raw: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:

@@ -34,6 +34,9 @@ class SnapshotPlan:
     calibration: dt.date
     evaluation: dt.date
     embargo_days: int
+    #: First cutoff of a pooled calibration window ``[calibration_from, calibration]``
+    #: (None: the calibration snapshot alone).
+    calibration_from: dt.date | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for metadata and MLflow."""
@@ -41,19 +44,38 @@ class SnapshotPlan:
         d["train"] = [c.isoformat() for c in self.train]
         d["calibration"] = self.calibration.isoformat()
         d["evaluation"] = self.evaluation.isoformat()
+        if self.calibration_from is not None:
+            d["calibration_from"] = self.calibration_from.isoformat()
         return d
 
-    def shifted(self, cutoffs: Sequence[dt.date]) -> SnapshotPlan:
+    def shifted(
+        self,
+        cutoffs: Sequence[dt.date],
+        *,
+        embargo_days: int | None = None,
+        calibration_days: int = 0,
+    ) -> SnapshotPlan:
         """The production plan: evaluation becomes calibration, training moves up.
 
         Trains on every cutoff whose label window ends before the latest cutoff,
         calibrates on the latest one (no held-out snapshot is left: the metrics of
         the validation plan describe this procedure).
+
+        Parameters
+        ----------
+        embargo_days : int, optional
+            Overrides the plan's embargo (0 when the classifier cross-fits customers,
+            which keeps a training row's labels out of its own calibration).
+        calibration_days : int
+            Calibrate on every cutoff within this many days before the latest one.
         """
         latest = max(cutoffs)
-        limit = latest - dt.timedelta(days=self.embargo_days)
+        embargo = self.embargo_days if embargo_days is None else int(embargo_days)
+        limit = latest - dt.timedelta(days=embargo)
         train = tuple(c for c in sorted(cutoffs) if c < latest and c <= limit)
-        return SnapshotPlan(train, latest, latest, self.embargo_days)
+        window = [c for c in cutoffs if c >= latest - dt.timedelta(days=int(calibration_days))]
+        cal_from = min(window) if calibration_days > 0 and len(window) > 1 else None
+        return SnapshotPlan(train, latest, latest, embargo, cal_from)
 
 
 def plan_snapshots(
@@ -105,6 +127,7 @@ def split_by_plan(
     """Return the (train, calibration, evaluation) rows of a snapshot table."""
     day = snapshots["cutoff"].dt.date
     train = snapshots.loc[day.isin(plan.train)]
-    cal = snapshots.loc[day == plan.calibration]
+    cal_from = plan.calibration_from or plan.calibration
+    cal = snapshots.loc[(day >= cal_from) & (day <= plan.calibration)]
     ev = snapshots.loc[day == plan.evaluation]
     return train, cal, ev

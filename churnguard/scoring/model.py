@@ -72,6 +72,10 @@ class ChurnGuardModel(BaseEstimator):
         Days between training snapshots.
     max_snapshots : int
         Most recent snapshots used (bounds training time on long logs).
+    calibration_days : int
+        With customer cross-fitting (the classifier's default), the production
+        classifier is early-stopped and calibrated on every snapshot of the last
+        ``calibration_days`` days, not only the latest one.
     value_model : {"auto", "bgnbd", "pareto", "mbgnbd"}
         Purchase model for P(alive)/expected purchases; ``auto`` picks the best
         candidate on a calibration/holdout split.
@@ -93,8 +97,9 @@ class ChurnGuardModel(BaseEstimator):
         self,
         horizon_days: int = 90,
         gap_days: int = 0,
-        snapshot_step_days: int = 28,
-        max_snapshots: int = 12,
+        snapshot_step_days: int = 14,
+        max_snapshots: int = 24,
+        calibration_days: int = 42,
         value_model: str = "auto",
         holdout_days: int | None = None,
         clv_months: int = 12,
@@ -107,6 +112,7 @@ class ChurnGuardModel(BaseEstimator):
         self.gap_days = gap_days
         self.snapshot_step_days = snapshot_step_days
         self.max_snapshots = max_snapshots
+        self.calibration_days = calibration_days
         self.value_model = value_model
         self.holdout_days = holdout_days
         self.clv_months = clv_months
@@ -185,14 +191,23 @@ class ChurnGuardModel(BaseEstimator):
             plan.evaluation,
         )
         report = self._validate_out_of_time(snaps, plan)
-        prod = plan.shifted(cutoffs)
+        clf = self._new_classifier()
+        cross = int(clf.cross_fit) >= 2
+        # Cross-fitted customers never meet their own labels in calibration, so the
+        # production fit needs no embargo and may pool recent snapshots to calibrate.
+        prod = plan.shifted(
+            cutoffs,
+            embargo_days=0 if cross else None,
+            calibration_days=int(self.calibration_days) if cross else 0,
+        )
         log.info(
-            "production fit: train %d snapshots, calibrate %s", len(prod.train), prod.calibration
+            "production fit: train %d snapshots, calibrate %s..%s",
+            len(prod.train),
+            prod.calibration_from or prod.calibration,
+            prod.calibration,
         )
         train, cal, _ = split_by_plan(snaps, prod)
-        self.classifier_ = self._new_classifier().fit(
-            train[self.feature_names_], train["churned"], cal[self.feature_names_], cal["churned"]
-        )
+        self.classifier_ = self._fit_classifier(clf, train, cal)
         self.production_plan_ = prod
         report.value_model_comparison = comparison
         report.value_diagnostics = self.__dict__.pop("_diagnostics", {})
@@ -202,6 +217,19 @@ class ChurnGuardModel(BaseEstimator):
 
     def _new_classifier(self) -> ChurnClassifier:
         return ChurnClassifier(**(self.classifier_params or {}), random_state=self.random_state)
+
+    def _fit_classifier(
+        self, clf: ChurnClassifier, train: pd.DataFrame, cal: pd.DataFrame
+    ) -> ChurnClassifier:
+        f = self.feature_names_
+        return clf.fit(
+            train[f],
+            train["churned"],
+            cal[f],
+            cal["churned"],
+            groups=train["customer_id"].to_numpy(),
+            groups_cal=cal["customer_id"].to_numpy(),
+        )
 
     def _rfm(self, feats: pd.DataFrame) -> pd.DataFrame:
         unit = _DAYS_PER_UNIT[self.time_unit]
@@ -298,9 +326,7 @@ class ChurnGuardModel(BaseEstimator):
 
     def _validate_out_of_time(self, snaps: pd.DataFrame, plan: SnapshotPlan) -> TrainingReport:
         train, cal, ev = split_by_plan(snaps, plan)
-        clf = self._new_classifier().fit(
-            train[self.feature_names_], train["churned"], cal[self.feature_names_], cal["churned"]
-        )
+        clf = self._fit_classifier(self._new_classifier(), train, cal)
         return evaluation_report(clf, ev, self.bgnbd_baseline_frame(ev), self.feature_names_)
 
     def bgnbd_baseline_frame(self, ev: pd.DataFrame) -> pd.DataFrame:

@@ -96,3 +96,48 @@ def test_offset_starts_from_the_structural_model(data: dict) -> None:
     np.testing.assert_allclose(clf.decision_function(Xt2), np.log(p0 / (1 - p0)) + trees, atol=1e-6)
     with pytest.raises(ValueError, match="offset column"):
         ChurnClassifier(FAST, offset="nope").fit(X, y, Xc, yc)
+
+
+def _repeated_customers(seed: int) -> dict:
+    """Two snapshots of the same customers: features barely move, outcomes are a coin per
+    customer that repeats (nothing generalises to new customers, everything to old ones)."""
+    rng = np.random.default_rng(seed)
+    n = 4000
+    ids = np.array([f"c{i:05d}" for i in range(n)], dtype=object)
+    x = rng.normal(size=(n, 3))
+    y = rng.integers(0, 2, n)
+    frames = [
+        pd.DataFrame(x + rng.normal(scale=1e-3, size=x.shape), columns=["a", "b", "c"])
+        for _ in range(2)
+    ]
+    return {"X": frames[0], "X_cal": frames[1], "y": y, "ids": ids}
+
+
+def test_cross_fitting_keeps_a_customers_own_outcome_out_of_early_stopping() -> None:
+    d = _repeated_customers(21)
+    params = {"lgbm_params": {"min_child_samples": 5, "num_leaves": 31, "max_depth": -1}}
+    leaky = ChurnClassifier(**params, monotone={}, cross_fit=1).fit(
+        d["X"], d["y"], d["X_cal"], d["y"]
+    )
+    fair = ChurnClassifier(**params, monotone={}).fit(
+        d["X"], d["y"], d["X_cal"], d["y"], groups=d["ids"], groups_cal=d["ids"]
+    )
+    assert len(fair.models_) == 2 and len(leaky.models_) == 1
+    # Memorised customers look predictable when they are also the early-stopping set ...
+    assert leaky.best_iteration_ > 100
+    # ... and unpredictable, as they are, when each half is judged by the other half's trees.
+    assert fair.best_iteration_ < 20
+    fresh = _repeated_customers(22)
+    p = fair.predict_proba(fresh["X"])
+    assert abs(p.mean() - 0.5) < 0.05 and p.std() < 0.1
+
+
+def test_folds_follow_the_customer_not_the_row() -> None:
+    from churnguard.churn.classifier import _folds
+
+    ids = np.array(["a", "b", "c", "d"] * 500, dtype=object)
+    folds = _folds(ids, 2)
+    assert set(folds) == {0, 1}
+    assert all(len(set(folds[ids == g])) == 1 for g in "abcd")
+    order = np.random.default_rng(3).permutation(len(ids))
+    np.testing.assert_array_equal(_folds(ids[order], 2), folds[order])
