@@ -105,8 +105,9 @@ class ChurnClassifier(BaseEstimator):
     cross_fit : int
         Folds of customer cross-fitting, used when ``fit`` gets ``groups``: fold ``k``'s
         trees learn from the other folds' customers and are early-stopped on fold
-        ``k``'s calibration rows; the calibrator is fitted on those out-of-fold scores
-        and predictions average the folds' log-odds. Rolling snapshots repeat the same
+        ``k``'s calibration rows; the calibrator is fitted on those out-of-fold scores,
+        and one model refitted on all rows with the folds' mean number of trees
+        makes the predictions. Rolling snapshots repeat the same
         customers with nearly the same label windows, so without it a training
         snapshot close to the calibration one leaks its labels into early stopping
         (which then hardly stops) and into the calibrator. 0 or 1: one model.
@@ -116,9 +117,7 @@ class ChurnClassifier(BaseEstimator):
     Attributes
     ----------
     model_ : lightgbm.LGBMClassifier
-        The first (or only) fold's model.
-    models_ : list of lightgbm.LGBMClassifier
-        Every fold's model (one without cross-fitting).
+        The model that scores.
     calibrator_ : object or None
     calibration_ : str
         The calibration method in use.
@@ -196,24 +195,14 @@ class ChurnClassifier(BaseEstimator):
             fold, fold_cal = _folds(groups, k), _folds(groups_cal, k)
         else:
             fold, fold_cal = np.zeros(len(X), dtype=int), np.zeros(len(X_cal), dtype=int)
-        self.models_ = []
+        models = []
         oof = np.zeros(len(X_cal))
         for f in range(max(k, 1)):
             tr, ca = fold != f if k >= 2 else fold == 0, fold_cal == f
             Xf = X.loc[tr] if k >= 2 else X
             Xc = X_cal.loc[ca] if k >= 2 else X_cal
             yf, yc = _labels(y_arr[tr], "y"), _labels(y_cal_arr[ca], "y_cal")
-            model = lgb.LGBMClassifier(
-                **params,
-                monotone_constraints=[int(mono.get(c, 0)) for c in self.feature_names_],
-                monotone_constraints_method="advanced",
-                class_weight=self.class_weight,
-                random_state=self.random_state,
-                deterministic=True,
-                force_row_wise=True,
-                n_jobs=-1,
-                verbose=-1,
-            )
+            model = self._new_model(params, mono)
             extra: dict[str, Any] = {}
             if self.offset is not None:
                 extra = {"init_score": self._offset(Xf), "eval_init_score": [self._offset(Xc)]}
@@ -226,13 +215,22 @@ class ChurnClassifier(BaseEstimator):
                 callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
                 **extra,
             )
-            self.models_.append(model)
+            models.append(model)
             oof[ca] = np.asarray(model.predict(Xc, raw_score=True), dtype=float) + self._offset(Xc)
-        self.model_ = self.models_[0]
         self.offset_mean_ = float(np.mean(self._offset(X))) if self.offset is not None else 0.0
         self.best_iteration_ = int(
-            round(np.mean([m.best_iteration_ or params["n_estimators"] for m in self.models_]))
+            round(np.mean([m.best_iteration_ or params["n_estimators"] for m in models]))
         )
+        if k >= 2:
+            # As CalibratedClassifierCV(ensemble=False): the folds choose the number of
+            # trees and give honest scores for the calibrator; one model refitted on
+            # every customer with that many trees then scores (half the trees of
+            # averaging the folds, so half the scoring and TreeSHAP cost).
+            final = self._new_model({**params, "n_estimators": self.best_iteration_}, mono)
+            extra = {"init_score": self._offset(X)} if self.offset is not None else {}
+            final.fit(X, y_arr, **extra)
+            models = [final]
+        self.model_ = models[0]
         # Calibrate on out-of-fold scores: a row's own fold never saw its label.
         raw = 1.0 / (1.0 + np.exp(-oof))
         self.calibration_scores_ = _cv_calibration_scores(raw, y_cal_arr, self.random_state)
@@ -246,6 +244,19 @@ class ChurnClassifier(BaseEstimator):
         if self.calibration_ != "none":
             self.calibrator_ = _make_calibrator(self.calibration_).fit(raw, y_cal_arr)
         return self
+
+    def _new_model(self, params: Mapping[str, Any], mono: Mapping[str, int]) -> Any:
+        return lgb.LGBMClassifier(
+            **params,
+            monotone_constraints=[int(mono.get(c, 0)) for c in self.feature_names_],
+            monotone_constraints_method="advanced",
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            deterministic=True,
+            force_row_wise=True,
+            n_jobs=-1,
+            verbose=-1,
+        )
 
     def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "model_")
@@ -266,15 +277,8 @@ class ChurnClassifier(BaseEstimator):
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Raw (uncalibrated) log-odds of churn, offset included."""
         frame = self._frame(X)
-        raw = np.mean(
-            [np.asarray(m.predict(frame, raw_score=True), dtype=float) for m in self._models()],
-            axis=0,
-        )
+        raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
         return raw + self._offset(frame)
-
-    def _models(self) -> list[lgb.LGBMClassifier]:
-        # Models pickled before cross-fitting existed have no ``models_``.
-        return list(getattr(self, "models_", None) or [self.model_])
 
     def predict_proba_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated churn probability."""
@@ -306,14 +310,7 @@ class ChurnClassifier(BaseEstimator):
         """
         frame = self._frame(X)
         extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
-        # Contributions are additive, so the folds' average sums to the averaged log-odds.
-        values = np.mean(
-            [
-                np.asarray(m.predict(frame, pred_contrib=True, **extra), dtype=float)
-                for m in self._models()
-            ],
-            axis=0,
-        )
+        values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.offset is not None:
             # The structural model's log-odds count as its input feature's contribution,
@@ -326,13 +323,13 @@ class ChurnClassifier(BaseEstimator):
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
         check_is_fitted(self, "model_")
-        boosters = [m.booster_ for m in self._models()]
+        booster = self.model_.booster_
         return (
             pd.DataFrame(
                 {
                     "feature": self.feature_names_,
-                    "gain": np.mean([b.feature_importance("gain") for b in boosters], axis=0),
-                    "split": np.mean([b.feature_importance("split") for b in boosters], axis=0),
+                    "gain": booster.feature_importance("gain"),
+                    "split": booster.feature_importance("split"),
                 }
             )
             .sort_values("gain", ascending=False)

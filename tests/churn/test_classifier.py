@@ -122,7 +122,6 @@ def test_cross_fitting_keeps_a_customers_own_outcome_out_of_early_stopping() -> 
     fair = ChurnClassifier(**params, monotone={}).fit(
         d["X"], d["y"], d["X_cal"], d["y"], groups=d["ids"], groups_cal=d["ids"]
     )
-    assert len(fair.models_) == 2 and len(leaky.models_) == 1
     # Memorised customers look predictable when they are also the early-stopping set ...
     assert leaky.best_iteration_ > 100
     # ... and unpredictable, as they are, when each half is judged by the other half's trees.
