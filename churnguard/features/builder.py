@@ -172,9 +172,7 @@ class FeatureBuilder(BaseEstimator):
         frequency = (agg["n_purchases"] - 1).astype("int64")
         recency_days = first_age - last_age
         repeat_spend = agg["gross_spend"] - agg["first_gross"]
-        # Columns are collected in a dict and framed once: inserting ~30 columns one by
-        # one into a DataFrame copies and re-indexes each of them.
-        f: dict[str, Any] = {"customer_id": agg["customer_id"].astype(object)}
+        f = pd.DataFrame({"customer_id": agg["customer_id"].astype(object)})
         f["frequency"] = frequency
         f["recency"] = recency_days / unit
         f["T"] = first_age / unit
@@ -212,10 +210,9 @@ class FeatureBuilder(BaseEstimator):
             f["avg_quantity_per_purchase"] = agg["quantity_total"] / agg["n_purchases"]
         for col in [c for c in agg.columns if c.startswith("n_products") or c == "n_channels"]:
             f[col] = agg[col].fillna(0).astype("int64")
-        frame = pd.DataFrame(f)
-        if not frame["customer_id"].is_monotonic_increasing:  # the engine already sorts
-            frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-        return frame
+        if not f["customer_id"].is_monotonic_increasing:  # the engine already sorts
+            f = f.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        return f
 
 
 def _window_spend(agg: pd.DataFrame, days: int) -> pd.Series:
