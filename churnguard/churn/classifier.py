@@ -320,6 +320,14 @@ class ChurnClassifier(BaseEstimator):
             out["bias"] += self.offset_mean_
         return out
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Bundles pickled before a parameter existed get the value they were fitted
+        # with: no offset, no cross-fitting.
+        state.setdefault("offset", None)
+        state.setdefault("offset_mean_", 0.0)
+        state.setdefault("cross_fit", 1)
+        self.__dict__.update(state)
+
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
         check_is_fitted(self, "model_")

@@ -399,6 +399,11 @@ class ChurnGuardModel(BaseEstimator):
         state["report_"] = None  # evaluation tables live next to the model, not inside it
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Bundles saved before pooled calibration existed calibrated on one snapshot.
+        state.setdefault("calibration_days", 0)
+        self.__dict__.update(state)
+
 
 def _criterion_column(table: pd.DataFrame) -> str:
     return "rmse_per_customer" if "rmse_per_customer" in table else str(table.columns[-1])

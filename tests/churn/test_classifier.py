@@ -140,3 +140,18 @@ def test_folds_follow_the_customer_not_the_row() -> None:
     assert all(len(set(folds[ids == g])) == 1 for g in "abcd")
     order = np.random.default_rng(3).permutation(len(ids))
     np.testing.assert_array_equal(_folds(ids[order], 2), folds[order])
+
+
+def test_bundles_pickled_before_newer_parameters_still_load(data: dict) -> None:
+    import pickle
+
+    (X, y), (X_cal, y_cal) = data["train"], data["cal"]
+    clf = ChurnClassifier(lgbm_params={"n_estimators": 20}).fit(X, y, X_cal, y_cal)
+    old = ChurnClassifier.__new__(ChurnClassifier)
+    old.__dict__.update(
+        {k: v for k, v in clf.__dict__.items() if k not in ("offset", "offset_mean_", "cross_fit")}
+    )
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.cross_fit == 1 and loaded.offset is None
+    assert "ChurnClassifier(" in repr(loaded)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X))
