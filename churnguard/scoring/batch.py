@@ -19,10 +19,12 @@ log, or every scored column of every customer, in memory:
    DuckDB sorts the ~14 columns they need (no features, no reason text) by
    customer id into one file; each column group is then computed by the same
    public function ``build_retention_list`` calls (``assign_value_tiers``,
-   ``rfm_scores``, ``assign_segments``, ``Playbook.assign``, ``growth_candidates``,
+   ``rfm_scores``, ``assign_segments``, ``Playbook.assign``, the look-alike model,
    ``select_contacts``), reading only its input columns, and kept in compact
-   dtypes. Calling ``build_retention_list`` itself on that frame gives the same
-   list but peaks at ~1.3 KB per customer (its copies and reorder), 6.6 GB at 5M.
+   dtypes (:mod:`churnguard.scoring.wholebase`): ~150 bytes per customer at the
+   peak, against ~1.3 KB for ``build_retention_list`` itself on that frame (its
+   copies and reorder; 6.6 GB at 5M). From this step on, DuckDB may use a quarter
+   of the budget and spills its sorts to disk beyond that.
 4. **Reasons.** They are the expensive part (TreeSHAP), so, as in memory, only
    the ``reasons_limit`` customers with the highest value at risk across the
    whole base get them; they are read back from the partition files.
@@ -77,7 +79,7 @@ from churnguard.scoring.partition import (
 from churnguard.scoring.partition import (
     quote_literal as _s,
 )
-from churnguard.scoring.retention import _EXTRA, CONTRACT_COLUMNS, retention_summary
+from churnguard.scoring.retention import _EXTRA, CONTRACT_COLUMNS
 from churnguard.scoring.wholebase import whole_base_columns
 
 __all__ = [
@@ -210,7 +212,11 @@ def _reporter(
 
 
 def _mark(stages: dict[str, float], peaks: dict[str, float], name: str, since: float) -> None:
-    """Record a stage's seconds and the process's peak RSS so far (GB; Linux reports KB)."""
+    """Record a stage's seconds and the process's peak RSS so far (GB; Linux reports KB).
+
+    The peak so far, not the stage's own: resetting the kernel's high-water mark
+    (``/proc/self/clear_refs``) would also erase it from what ``time -v`` reports.
+    """
     import resource
 
     stages[name] = time.perf_counter() - since
@@ -244,10 +250,16 @@ def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
     return rows[0][0] if rows else None
 
 
+def _limit_duckdb(
+    con: duckdb.DuckDBPyConnection, max_memory_gb: float | None, *, share: float
+) -> None:
+    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
+    con.sql(f"SET memory_limit = '{max(budget * share, 0.25):.2f}GB'")
+
+
 def _connect(workdir: Path, max_memory_gb: float | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
-    con.sql(f"SET memory_limit = '{max(budget / 2, 0.25):.2f}GB'")
+    _limit_duckdb(con, max_memory_gb, share=0.5)
     con.sql(f"SET temp_directory = {_s(workdir / 'spill')}")
     return con
 
@@ -478,7 +490,8 @@ def score_parquet_partitioned(
         Number of customer partitions; default from ``max_memory_gb`` and the
         log's row count (see the module docstring).
     max_memory_gb : float, optional
-        Memory budget; also caps DuckDB's memory at half of it.
+        Memory budget; also caps DuckDB's memory at half of it while the log is
+        split and scored, and at a quarter once the whole-base stage starts.
     columns : ColumnMap, optional
         The log's column names.
     playbook, segment_rules, capacity, budget
@@ -561,6 +574,10 @@ def score_parquet_partitioned(
                     f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
                 )
             _release_memory()
+            # From here DuckDB's sorts share the process with the whole-base columns
+            # and the reasons: a quarter of the budget, so the peak does not grow with
+            # the base (DuckDB spills to disk instead).
+            _limit_duckdb(con, max_memory_gb, share=0.25)
             _mark(stages, peaks, "score", t)
 
             t = time.perf_counter()
@@ -577,7 +594,7 @@ def score_parquet_partitioned(
                 f"COPY (SELECT {', '.join(_q(c) for c in cols)} FROM read_parquet({scored_glob}) "
                 f"ORDER BY customer_id) TO {_s(slim_path)} (FORMAT parquet)"
             )
-            lean = whole_base_columns(
+            summary = whole_base_columns(
                 slim_path,
                 whole_path,
                 playbook=playbook,
@@ -585,8 +602,6 @@ def score_parquet_partitioned(
                 capacity=capacity,
                 budget=budget,
             )
-            summary = retention_summary(lean)
-            del lean
             summary.update(
                 as_of=as_of_date.isoformat(),
                 horizon_days=int(fitted.horizon_days),

@@ -249,30 +249,47 @@ class Playbook:
             hint="value_at_risk is churn_probability * predicted_clv; add it with "
             "df.assign(value_at_risk=df.churn_probability * df.predicted_clv).",
         )
-        tiers = df["value_tier"].astype(str)
-        unknown = sorted(set(tiers) - set(TIERS))
-        if unknown:
+        # Everything below works on small integer codes: text labels would cost
+        # ~100 bytes per customer on a base of millions.
+        tier_codes = pd.Categorical(df["value_tier"], categories=list(TIERS)).codes
+        if (tier_codes < 0).any():
+            bad = df["value_tier"][tier_codes < 0].astype(str).unique()
             raise InputDataError(
-                f"Playbook.assign(): value_tier has unknown value(s) {unknown[:5]}; expected "
+                f"Playbook.assign(): value_tier has unknown value(s) {sorted(bad)[:5]}; expected "
                 f"{TIERS}. Recompute tiers with assign_value_tiers(df)."
             )
         band_cat = risk_band(df["churn_probability"], self.thresholds)
-        bands = band_cat.astype(str)
-        table = pd.DataFrame.from_dict(
-            {k: vars(t) for k, t in self.treatments.items()}, orient="index"
-        )
-        keys = pd.MultiIndex.from_arrays([tiers.to_numpy(), bands.to_numpy()])
-        out = table.reindex(keys).set_axis(df.index)
+        band_codes = band_cat.cat.codes.to_numpy()
+        # Treatment k is row k of these arrays: the tier x band table, then the overrides.
+        pairs = [(t, b) for t in TIERS for b in RISK_BANDS]
+        chosen = [self.treatments[p] for p in pairs] + [o.treatment for o in self.overrides]
+        pick = (tier_codes.astype(np.int16) * len(RISK_BANDS) + band_codes).astype(np.int16)
         if self.overrides:
-            self._apply_overrides(df, out, tiers, bands)
-        out.insert(0, "risk_band", band_cat)
-        out["unit_cost"] = out["unit_cost"].astype(float)
-        out["save_rate"] = out["save_rate"].astype(float)
-        out["expected_net_benefit"] = df["value_at_risk"] * out["save_rate"] - out["unit_cost"]
+            self._apply_overrides(df, pick, tier_codes, band_codes, first=len(pairs))
+        actions = np.array([t.action for t in chosen], dtype=object)
+        unit_cost = np.array([t.unit_cost for t in chosen], dtype=float)[pick]
+        save_rate = np.array([t.save_rate for t in chosen], dtype=float)[pick]
+        value_at_risk = df["value_at_risk"].to_numpy(dtype=float)
+        out = pd.DataFrame(
+            {
+                "risk_band": band_cat.array,
+                "action": actions[pick],
+                "unit_cost": unit_cost,
+                "save_rate": save_rate,
+                "expected_net_benefit": value_at_risk * save_rate - unit_cost,
+            },
+            index=df.index,
+        )
         return out[list(ASSIGN_COLUMNS)]
 
     def _apply_overrides(
-        self, df: pd.DataFrame, out: pd.DataFrame, tiers: pd.Series, bands: pd.Series
+        self,
+        df: pd.DataFrame,
+        pick: np.ndarray,
+        tier_codes: np.ndarray,
+        band_codes: np.ndarray,
+        *,
+        first: int,
     ) -> None:
         if "segment" not in df.columns:
             raise InputDataError(
@@ -280,16 +297,17 @@ class Playbook:
                 "segment column; add it with df.assign(segment=assign_segments(df)) or use a "
                 "playbook without [[overrides]]."
             )
-        segments = df["segment"].astype(str)
-        taken = pd.Series(False, index=df.index)
-        for o in self.overrides:  # a handful of rules, each vectorised over customers
-            hit = (segments == o.segment) & ~taken
+        segments = df["segment"]
+        if not isinstance(segments.dtype, pd.CategoricalDtype):
+            segments = segments.astype(str)
+        taken = np.zeros(len(df), dtype=bool)
+        for k, o in enumerate(self.overrides):  # a handful of rules, each vectorised
+            hit = (segments == o.segment).to_numpy() & ~taken
             if o.tier is not None:
-                hit &= tiers == o.tier
+                hit &= tier_codes == TIERS.index(o.tier)
             if o.band is not None:
-                hit &= bands == o.band
-            for col in ("action", "unit_cost", "save_rate"):
-                out.loc[hit, col] = getattr(o.treatment, col)
+                hit &= band_codes == RISK_BANDS.index(o.band)
+            pick[hit] = first + k
             taken |= hit
 
 

@@ -6,25 +6,30 @@ growth score, budgeted contacts and priorities depend on every customer, so
 all partitions are scored, from one Parquet file of the ~14 columns they need.
 Each column group is computed by the same public function
 :func:`~churnguard.scoring.retention.build_retention_list` calls, reading only
-its input columns and keeping compact dtypes (~200 bytes per customer at the
-peak; ``build_retention_list`` itself on that frame needs ~1.3 KB).
+its input columns, so the values are identical. What is kept between steps is
+compact: one-byte codes for tiers, scores, segments, bands and actions, and the
+handful of float columns of the list (~60 bytes per customer at the peak, against
+~1.3 KB for ``build_retention_list`` on the whole frame).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churnguard.scoring.playbook import Playbook, select_contacts
+from churnguard.scoring.retention import retention_summary
 from churnguard.scoring.segments import assign_segments, load_segment_rules, rfm_scores
 from churnguard.scoring.tiers import (
     DEFAULT_GROWTH_FEATURES,
+    _percentile_rank,
     assign_value_tiers,
     flag_growth_candidates,
-    growth_candidates,
+    look_alike_scores,
 )
 
 __all__ = ["whole_base_columns"]
@@ -44,6 +49,10 @@ def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _column(path: Path, name: str) -> np.ndarray:
+    return _read(path, [name])[name].to_numpy()
+
+
 def whole_base_columns(
     slim: Path,
     out: Path,
@@ -52,72 +61,81 @@ def whole_base_columns(
     segment_rules: str | os.PathLike[str] | None,
     capacity: int | None,
     budget: float | None,
-) -> pd.DataFrame:
+) -> dict[str, Any]:
     """The whole-base columns of :func:`build_retention_list`, a few input columns at a time.
 
     ``slim`` holds one row per customer sorted by ``customer_id``; the new columns
-    are written to ``out`` in the same row order (compact dtypes), and the frame
-    :func:`retention_summary` needs is returned in priority order. Each step calls
-    the same public function as ``build_retention_list`` with the columns it reads,
-    so the values are identical; only the final ordering is restated here.
+    are written to ``out`` in the same row order (compact dtypes). Returns
+    :func:`retention_summary` of the list, computed in priority order like the
+    in-memory list's so that its sums are the same to the last bit.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     names = set(pq.read_schema(slim).names)
     # Rows are in customer_id order (DuckDB's binary order of text is Python's), so
     # breaking ties by row position is breaking them by id, without reading the ids.
     value = ["predicted_clv", "total_spend"] + (["margin_total"] if "margin_total" in names else [])
-    res = pd.DataFrame({"value_tier": assign_value_tiers(_read(slim, value)).astype("category")})
+    tier = assign_value_tiers(_read(slim, value))
+    res: dict[str, Any] = {"value_tier": tier.array}
+    # The look-alike matrix first, while little else is held; it is growth_candidates'
+    # matrix, filled one input column at a time rather than from a frame of them all.
+    features = [c for c in DEFAULT_GROWTH_FEATURES if c in names]
+    x = np.empty((len(tier), len(features)))
+    for j, col in enumerate(features):
+        x[:, j] = _percentile_rank(_column(slim, col))
+    growth = pd.Series(look_alike_scores(x, (tier == "vip").to_numpy()), name="growth_score")
+    del x
     scores = rfm_scores(_read(slim, ["days_since_last", "frequency", "monetary_value"]))
-    for col in scores.columns:
-        res[col] = scores[col].to_numpy().astype("int8")
-    res["segment"] = assign_segments(res, load_segment_rules(segment_rules)).to_numpy()
+    small = pd.DataFrame({c: scores[c].to_numpy().astype(np.int8) for c in scores.columns})
+    del scores
+    res.update({c: small[c].to_numpy() for c in small.columns})
+    segment = assign_segments(small, load_segment_rules(segment_rules))
+    res["segment"] = segment.array
+    del small
     book = playbook if isinstance(playbook, Playbook) else Playbook.load(playbook)
-    risk = _read(slim, ["churn_probability", "value_at_risk"])
-    actions = book.assign(risk.assign(value_tier=res["value_tier"], segment=res["segment"]))
+    churn, at_risk = _column(slim, "churn_probability"), _column(slim, "value_at_risk")
+    risk = pd.DataFrame({"churn_probability": churn, "value_at_risk": at_risk}, copy=False)
+    actions = book.assign(risk.assign(value_tier=tier.array, segment=segment.array))
     for col in actions.columns:
         values = actions[col]
-        res[col] = values.astype("category") if col == "action" else values.to_numpy()
-    del actions, scores
-    growth = _read(slim, [c for c in DEFAULT_GROWTH_FEATURES if c in names])
-    growth["value_tier"] = res["value_tier"].to_numpy()  # in place: assign() would copy
-    growth["churn_probability"] = risk["churn_probability"].to_numpy()
-    score = growth_candidates(growth)
-    res["growth_score"] = score.to_numpy()
+        res[col] = pd.Categorical(values) if col == "action" else values.array
+    del actions, segment
+    res["growth_score"] = growth.to_numpy()
     res["growth_candidate"] = flag_growth_candidates(
-        growth, risk_thresholds=book.thresholds, scores=score
-    )
+        pd.DataFrame({"value_tier": tier.array, "churn_probability": churn}, copy=False),
+        risk_thresholds=book.thresholds,
+        scores=growth,
+    ).to_numpy()
     del growth
     if capacity is not None or budget is not None:
-        ids = _read(slim, ["customer_id"])
-        frame = ids.assign(
+        frame = _read(slim, ["customer_id"]).assign(
             expected_net_benefit=res["expected_net_benefit"], unit_cost=res["unit_cost"]
         )
         res["contact"] = select_contacts(frame, capacity=capacity, budget=budget).to_numpy()
+        del frame
     # build_retention_list's order: value at risk, then churn probability, both descending,
-    # then customer_id; rows are sorted by customer_id, so the position breaks the ties.
-    n = len(res)
-    order = np.lexsort(
-        (np.arange(n), -risk["churn_probability"].to_numpy(), -risk["value_at_risk"].to_numpy())
-    )
+    # then customer_id; rows are sorted by customer_id and lexsort is stable, so the row
+    # position breaks the remaining ties.
+    n = len(tier)
+    order = np.lexsort((-churn, -at_risk))
     priority = np.empty(n, dtype=np.int64)
     priority[order] = np.arange(1, n + 1)
     res["priority"] = priority
-    res.to_parquet(out, index=False)
-    money = _read(slim, ["predicted_clv", "total_spend"])
-    summary = pd.DataFrame(
-        {
-            "customer_id": np.arange(n),
-            "predicted_clv": money["predicted_clv"].to_numpy(),
-            "historical_revenue": money["total_spend"].to_numpy(),
-            "churn_probability": risk["churn_probability"].to_numpy(),
-            "value_at_risk": risk["value_at_risk"].to_numpy(),
-            "value_tier": res["value_tier"].astype(str).to_numpy(),
-            "risk_band": res["risk_band"],
-        }
-    )
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(res, copy=False), preserve_index=False), out)
+    del res["priority"], priority
+    # The summary from a lean frame in priority order (its float sums depend on the order).
+    lean: dict[str, Any] = {
+        "customer_id": np.zeros(n, dtype=np.int8),  # only counted
+        "predicted_clv": _column(slim, "predicted_clv")[order],
+        "historical_revenue": _column(slim, "total_spend")[order],
+        "churn_probability": churn[order],
+        "value_at_risk": at_risk[order],
+        "value_tier": res["value_tier"].take(order),
+        "risk_band": res["risk_band"].take(order),
+    }
+    del churn, at_risk
     if "contact" in res:
-        summary = summary.assign(
-            **{c: res[c].to_numpy() for c in ("contact", "unit_cost", "save_rate")}
-        )
-    return summary.iloc[order].reset_index(drop=True)
+        lean.update({c: np.asarray(res[c])[order] for c in ("contact", "unit_cost", "save_rate")})
+    del res
+    return retention_summary(pd.DataFrame(lean, copy=False))
