@@ -345,7 +345,7 @@ def assign_value_tiers(
     by_rank[n_vip:n_vip_or_stable] = 1
     codes = np.empty(n, dtype=np.int8)
     codes[_ranked_positions(score, df)] = by_rank
-    cat = pd.Categorical.from_codes(codes, categories=list(reversed(TIERS)), ordered=True)
+    cat = pd.Categorical.from_codes(codes, categories=pd.Index(list(reversed(TIERS))), ordered=True)
     return pd.Series(cat, index=df.index, name="value_tier")
 
 
