@@ -270,7 +270,7 @@ class Playbook:
         unit_cost = np.array([t.unit_cost for t in chosen], dtype=float)[pick]
         save_rate = np.array([t.save_rate for t in chosen], dtype=float)[pick]
         value_at_risk = df["value_at_risk"].to_numpy(dtype=float)
-        out = pd.DataFrame(
+        return pd.DataFrame(
             {
                 "risk_band": band_cat.array,
                 "action": actions[pick],
@@ -279,8 +279,8 @@ class Playbook:
                 "expected_net_benefit": value_at_risk * save_rate - unit_cost,
             },
             index=df.index,
+            columns=list(ASSIGN_COLUMNS),
         )
-        return out[list(ASSIGN_COLUMNS)]
 
     def _apply_overrides(
         self,

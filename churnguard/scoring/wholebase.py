@@ -95,8 +95,8 @@ def whole_base_columns(
     del small
     book = playbook if isinstance(playbook, Playbook) else Playbook.load(playbook)
     churn, at_risk = _column(slim, "churn_probability"), _column(slim, "value_at_risk")
-    risk = pd.DataFrame({"churn_probability": churn, "value_at_risk": at_risk}, copy=False)
-    actions = book.assign(risk.assign(value_tier=tier.array, segment=segment.array))
+    inputs = {"churn_probability": churn, "value_at_risk": at_risk, "value_tier": tier.array}
+    actions = book.assign(pd.DataFrame(dict(inputs, segment=segment.array), copy=False))
     for col in actions.columns:
         values = actions[col]
         res[col] = pd.Categorical(values) if col == "action" else values.array
@@ -123,7 +123,10 @@ def whole_base_columns(
     priority[order] = np.arange(1, n + 1)
     res["priority"] = priority
     pq.write_table(pa.Table.from_pandas(pd.DataFrame(res, copy=False), preserve_index=False), out)
-    del res["priority"], priority
+    kept = {c: res[c] for c in ("value_tier", "risk_band", "contact", "unit_cost", "save_rate")
+            if c in res}  # fmt: skip
+    del res, priority
+    pa.default_memory_pool().release_unused()  # the table's Arrow copy
     # The summary from a lean frame in priority order (its float sums depend on the order).
     lean: dict[str, Any] = {
         "customer_id": np.zeros(n, dtype=np.int8),  # only counted
@@ -131,11 +134,9 @@ def whole_base_columns(
         "historical_revenue": _column(slim, "total_spend")[order],
         "churn_probability": churn[order],
         "value_at_risk": at_risk[order],
-        "value_tier": res["value_tier"].take(order),
-        "risk_band": res["risk_band"].take(order),
     }
     del churn, at_risk
-    if "contact" in res:
-        lean.update({c: np.asarray(res[c])[order] for c in ("contact", "unit_cost", "save_rate")})
-    del res
+    for col, values in kept.items():
+        lean[col] = values.take(order) if isinstance(values, pd.Categorical) else values[order]
+    del kept
     return retention_summary(pd.DataFrame(lean, copy=False))
