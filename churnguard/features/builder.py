@@ -167,9 +167,9 @@ class FeatureBuilder(BaseEstimator):
             optional=getattr(self, "optional_columns_", []),
         )
         unit = TIME_UNITS[self.time_unit]
-        first_age = agg["first_age"].astype("float64", copy=False)
-        last_age = agg["last_age"].astype("float64", copy=False)
-        frequency = (agg["n_purchases"] - 1).astype("int64", copy=False)
+        first_age = agg["first_age"].astype("float64")
+        last_age = agg["last_age"].astype("float64")
+        frequency = (agg["n_purchases"] - 1).astype("int64")
         recency_days = first_age - last_age
         repeat_spend = agg["gross_spend"] - agg["first_gross"]
         f: dict[str, Any] = {"customer_id": agg["customer_id"].astype(object)}
@@ -177,45 +177,45 @@ class FeatureBuilder(BaseEstimator):
         f["recency"] = recency_days / unit
         f["T"] = first_age / unit
         f["monetary_value"] = np.where(frequency > 0, repeat_spend / frequency.clip(lower=1), 0.0)
-        f["n_purchases"] = agg["n_purchases"].astype("int64", copy=False)
-        f["n_transactions"] = agg["n_transactions"].astype("int64", copy=False)
+        f["n_purchases"] = agg["n_purchases"].to_numpy("int64")
+        f["n_transactions"] = agg["n_transactions"].to_numpy("int64")
         f["total_spend"] = agg["gross_spend"] - agg["returned_amount"]
         f["avg_purchase_value"] = agg["gross_spend"] / agg["n_purchases"]
         f["days_since_first"] = first_age
         f["days_since_last"] = last_age
-        mean_gap = (recency_days / frequency.where(frequency > 0)).astype("float64", copy=False)
+        mean_gap = (recency_days / frequency.where(frequency > 0)).astype("float64")
         f["mean_gap_days"] = mean_gap
-        f["gap_std_days"] = agg["gap_std"].astype("float64", copy=False).where(frequency > 1)
+        f["gap_std_days"] = agg["gap_std"].astype("float64").where(frequency > 1)
         f["gap_cv"] = f["gap_std_days"] / mean_gap
-        f["max_gap_days"] = agg["gap_max"].astype("float64", copy=False)
+        f["max_gap_days"] = agg["gap_max"].astype("float64")
         f["overdue_ratio"] = last_age / mean_gap
         f["purchase_rate_per_year"] = agg["n_purchases"] / np.maximum(first_age, 1.0) * 365.25
         for w in windows:
-            f[f"purchases_{w}d"] = agg[f"purchases_{w}d"].astype("int64", copy=False)
-            f[f"spend_{w}d"] = agg[f"spend_{w}d"].astype("float64", copy=False)
-        f[f"spend_prev_{tw}d"] = agg[f"spend_prev_{tw}d"].astype("float64", copy=False)
-        f[f"purchases_prev_{tw}d"] = agg[f"purchases_prev_{tw}d"].astype("int64", copy=False)
+            f[f"purchases_{w}d"] = agg[f"purchases_{w}d"].to_numpy("int64")
+            f[f"spend_{w}d"] = agg[f"spend_{w}d"].to_numpy("float64")
+        f[f"spend_prev_{tw}d"] = agg[f"spend_prev_{tw}d"].to_numpy("float64")
+        f[f"purchases_prev_{tw}d"] = agg[f"purchases_prev_{tw}d"].to_numpy("int64")
         recent_spend = _window_spend(agg, tw)
         recent_count = _window_count(agg, tw)
         f[f"spend_ratio_{tw}d"] = _ratio(recent_spend, agg[f"spend_prev_{tw}d"])
         f[f"purchases_ratio_{tw}d"] = _ratio(recent_count, agg[f"purchases_prev_{tw}d"])
-        f["n_returns"] = agg["n_returns"].astype("int64", copy=False)
-        f["returned_amount"] = agg["returned_amount"].astype("float64", copy=False)
+        f["n_returns"] = agg["n_returns"].to_numpy("int64")
+        f["returned_amount"] = agg["returned_amount"].to_numpy("float64")
         f["return_rate"] = agg["n_returns"] / (agg["n_transactions"] + agg["n_returns"])
         if "margin_total" in agg:
-            f["margin_total"] = agg["margin_total"].astype("float64", copy=False)
+            f["margin_total"] = agg["margin_total"].to_numpy("float64")
             f["margin_rate"] = _ratio(agg["margin_total"], agg["gross_spend"])
         if "quantity_total" in agg:
-            f["quantity_total"] = agg["quantity_total"].astype("float64", copy=False)
+            f["quantity_total"] = agg["quantity_total"].to_numpy("float64")
             f["avg_quantity_per_purchase"] = agg["quantity_total"] / agg["n_purchases"]
         for col in [c for c in agg.columns if c.startswith("n_products") or c == "n_channels"]:
-            f[col] = agg[col].fillna(0).astype("int64", copy=False)
+            f[col] = agg[col].fillna(0).astype("int64")
         # One frame from arrays, without copies: assigning ~30 columns one by one to a
         # frame copies each (a quarter of a second at 1M customers).
-        f = pd.DataFrame({k: np.asarray(v) for k, v in f.items()}, copy=False)
-        if not f["customer_id"].is_monotonic_increasing:  # the engine already sorts
-            f = f.sort_values("customer_id", kind="stable").reset_index(drop=True)
-        return f
+        out = pd.DataFrame({k: np.asarray(v) for k, v in f.items()}, copy=False)
+        if not out["customer_id"].is_monotonic_increasing:  # the engine already sorts
+            out = out.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        return out
 
 
 def _window_spend(agg: pd.DataFrame, days: int) -> pd.Series:
