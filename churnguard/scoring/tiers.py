@@ -157,11 +157,9 @@ def _ranked_positions(score: pd.Series, df: pd.DataFrame) -> np.ndarray:
     return order
 
 
-def _tie_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each value: how many values are smaller, and how many are smaller or equal.
+def _sorted_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stable argsort of ``values`` and the start and size of each run of equal values in it.
 
-    One stable argsort and a pass over runs of equal values (searching every value
-    in the sorted column costs twice as much on a million rows: random access).
     ``values`` must hold no NaN.
     """
     n = len(values)
@@ -170,7 +168,18 @@ def _tie_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     new = np.ones(n, dtype=bool)
     new[1:] = ordered[1:] != ordered[:-1]
     starts = np.flatnonzero(new)
-    sizes = np.diff(np.append(starts, n))
+    return order, starts, np.diff(np.append(starts, n))
+
+
+def _tie_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each value: how many values are smaller, and how many are smaller or equal.
+
+    One stable argsort and a pass over runs of equal values (searching every value
+    in the sorted column costs twice as much on a million rows: random access).
+    ``values`` must hold no NaN.
+    """
+    n = len(values)
+    order, starts, sizes = _sorted_runs(values)
     below, upto = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     below[order] = np.repeat(starts, sizes)
     upto[order] = np.repeat(starts + sizes, sizes)
@@ -181,24 +190,17 @@ def _percentile_rank(values: np.ndarray) -> np.ndarray:
     """Percentile ranks of one column, as ``Series.rank(pct=True, method="average")``."""
     v = np.asarray(values, dtype=float)
     valid = ~np.isnan(v)
-    if valid.all():
-        # The common case: straight from the sorted runs, without the below/upto
-        # arrays of _tie_bounds (two fewer 8-byte arrays per customer).
-        n = len(v)
-        order = np.argsort(v, kind="stable")
-        ordered = v[order]
-        new = np.ones(n, dtype=bool)
-        new[1:] = ordered[1:] != ordered[:-1]
-        del ordered
-        starts = np.flatnonzero(new)
-        sizes = np.diff(np.append(starts, n))
-        ranks = np.empty(n)
-        # Same arithmetic as below: (below + 1 + upto) / 2 / n, with upto = start + size.
-        ranks[order] = np.repeat((starts + 1 + (starts + sizes)) / 2 / n, sizes)
-        return ranks
+    m = int(valid.sum())
+    order, starts, sizes = _sorted_runs(v if m == len(v) else v[valid])
+    ranked = np.empty(m)
+    # The mean 1-based position of a run of ties is (below + 1 + upto) / 2, with
+    # below = start and upto = start + size; straight from the runs, this needs no
+    # per-value below/upto arrays (16 bytes per customer).
+    ranked[order] = np.repeat((starts + 1 + (starts + sizes)) / 2 / m, sizes)
+    if m == len(v):
+        return ranked
     ranks = np.full(len(v), np.nan)
-    below, upto = _tie_bounds(v[valid])
-    ranks[valid] = (below + 1 + upto) / 2 / int(valid.sum())
+    ranks[valid] = ranked
     return ranks
 
 
