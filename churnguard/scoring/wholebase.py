@@ -128,6 +128,8 @@ def whole_base_columns(
     del res, priority
     pa.default_memory_pool().release_unused()  # the table's Arrow copy
     # The summary from a lean frame in priority order (its float sums depend on the order).
+    # The two value columns are read again rather than kept since the tiers: at millions
+    # of customers a second read of two columns is cheaper than holding them throughout.
     lean: dict[str, Any] = {
         "customer_id": np.zeros(n, dtype=np.int8),  # only counted
         "predicted_clv": _column(slim, "predicted_clv")[order],
