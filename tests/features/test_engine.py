@@ -1,0 +1,86 @@
+"""The aggregation engine: packed integer sort keys give exactly what sorting by text gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from churnguard.features import FeatureBuilder, engine
+
+
+def _messy_log(rng: np.random.Generator, ids: list[str | None], n: int = 3_000) -> pd.DataFrame:
+    """Same-day repeats, returns, zero, NaN and missing amounts, missing ids, margins."""
+    amount = rng.gamma(2.0, 20.0, n).round(2)
+    kind = rng.integers(0, 20, n)
+    amount[kind == 0] = -amount[kind == 0]
+    amount[kind == 1] = 0.0
+    amount[kind == 2] = np.nan
+    day = rng.integers(0, 500, n)
+    day[kind == 3] = day[0]  # a busy day: many same-day occasions
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([ids[i] for i in rng.integers(0, len(ids), n)], dtype=object),
+            "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(day, unit="D"),
+            "amount": amount,
+            "margin": np.where(kind == 4, np.nan, amount * 0.3),
+            "quantity": rng.integers(1, 4, n).astype(float),
+        }
+    )
+
+
+def _aggregate(log: pd.DataFrame, *, packed: bool, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
+    with monkeypatch.context() as patch:
+        if not packed:
+            patch.setattr(engine, "pack_keys", lambda ids, day: None)
+        return engine.aggregate_customers(
+            log, dt.date(2024, 3, 1), optional=["margin", "quantity"], windows=(30, 90, 365)
+        )
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [f"{i:05d}" for i in range(0, 600, 3)],
+        ["", "a", "ab", "é", "ÿ", "Z9", "CUST-000000123", *[str(i) for i in range(150)]],
+        [None, "x", "y", *[f"c{i}" for i in range(100)]],
+    ],
+    ids=["zero-padded", "mixed-lengths", "missing-ids"],
+)
+def test_packed_keys_aggregate_as_the_text_sort(
+    ids: list[str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _messy_log(np.random.default_rng(11), ids)
+    packed = _aggregate(log, packed=True, monkeypatch=monkeypatch)
+    text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
+    assert len(packed) > 50
+    pd.testing.assert_frame_equal(packed, text)
+
+
+def test_packing_is_used_for_short_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    real = engine.pack_keys
+
+    def spy(ids: pa.ChunkedArray, day: np.ndarray) -> object:
+        out = real(ids, day)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(engine, "pack_keys", spy)
+    log = _messy_log(np.random.default_rng(1), ["a", "b"])
+    engine.aggregate_customers(log, dt.date(2024, 3, 1))
+    assert calls == [True]
+
+
+def test_long_ids_give_the_features_of_short_ones() -> None:
+    rng = np.random.default_rng(5)
+    short = _messy_log(rng, [f"{i:03d}" for i in range(80)]).drop(columns=["margin", "quantity"])
+    long = short.assign(customer_id="customer-with-a-long-id-" + short["customer_id"])
+    a = FeatureBuilder().fit(short).transform(short, "2024-03-01")
+    b = FeatureBuilder().fit(long).transform(long, "2024-03-01")
+    assert b["customer_id"].str.len().min() > 20  # sorted as text, not packed
+    assert (b["customer_id"] == "customer-with-a-long-id-" + a["customer_id"]).all()
+    pd.testing.assert_frame_equal(a.drop(columns="customer_id"), b.drop(columns="customer_id"))
