@@ -124,27 +124,29 @@ def _window_features(
     tw = int(trend_window)
     edges = np.array(sorted({int(w) for w in windows} | {tw, 2 * tw}), dtype=np.int64)
     n_bands = len(edges) + 1
-    # key = customer * n_bands + band, the band being the number of edges <= age,
-    # looked up in a small table by age (one gather instead of a pass per edge).
+    # key = band * customers + customer, the band being the number of edges <= age,
+    # looked up in a small table by age (one gather instead of a pass per edge). Bands
+    # as rows make each window a sum of a few contiguous rows.
     age = cutoff_day - bday
     top = int(edges[-1])
     band_of_age = np.searchsorted(edges, np.arange(top + 1), side="right").astype(np.int64)
-    key = np.cumsum(bnew, dtype=np.int64) - 1
-    key *= n_bands
-    key += band_of_age[np.minimum(age, top)]
     n_cust = int(bnew.sum())
+    key = band_of_age[np.minimum(age, top)]
+    key *= n_cust
+    key += np.cumsum(bnew, dtype=np.int64)
+    key -= 1
     size = n_cust * n_bands
-    counts = np.bincount(key, weights=new_occ, minlength=size).reshape(n_cust, n_bands)
-    spend = np.bincount(key, weights=bgross, minlength=size).reshape(n_cust, n_bands)
+    counts = np.bincount(key, weights=new_occ, minlength=size).reshape(n_bands, n_cust)
+    spend = np.bincount(key, weights=bgross, minlength=size).reshape(n_bands, n_cust)
     at = {int(e): i for i, e in enumerate(edges)}
     out: dict[str, np.ndarray] = {}
     for w in windows:
         k = at[int(w)] + 1
-        out[f"purchases_{w}d"] = counts[:, :k].sum(axis=1).astype(np.int64)
-        out[f"spend_{w}d"] = spend[:, :k].sum(axis=1)
+        out[f"purchases_{w}d"] = counts[:k].sum(axis=0).astype(np.int64)
+        out[f"spend_{w}d"] = spend[:k].sum(axis=0)
     lo, hi = at[tw] + 1, at[2 * tw] + 1
-    out[f"purchases_prev_{tw}d"] = counts[:, lo:hi].sum(axis=1).astype(np.int64)
-    out[f"spend_prev_{tw}d"] = spend[:, lo:hi].sum(axis=1)
+    out[f"purchases_prev_{tw}d"] = counts[lo:hi].sum(axis=0).astype(np.int64)
+    out[f"spend_prev_{tw}d"] = spend[lo:hi].sum(axis=0)
     return out
 
 

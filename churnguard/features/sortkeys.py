@@ -111,8 +111,7 @@ def _split(value: np.ndarray, digits: _Digits) -> dict[int, np.ndarray]:
     """The digits of mixed-radix numbers, by position (offsets from each digit's smallest value)."""
     out: dict[int, np.ndarray] = {}
     for position, radix in reversed(digits):
-        out[position] = value % radix
-        value = value // radix
+        value, out[position] = np.divmod(value, radix)
     return out
 
 
@@ -156,7 +155,8 @@ class PackedKeys:
     def ids(self, keys: list[np.ndarray]) -> np.ndarray:
         """Ids (object array of ``str``, ``None`` where missing) of rows given their keys."""
         m = len(keys[0])
-        padded = np.broadcast_to(self._lo, (m, len(self._lo))).copy()
+        padded = np.empty((m, len(self._lo)), dtype=np.uint8)
+        padded[:] = self._lo
         for values, digits in zip(keys, self._digits, strict=True):
             for position, offset in _split(values, digits).items():
                 if position != _DAY:
