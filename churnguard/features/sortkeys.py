@@ -29,8 +29,9 @@ import pyarrow as pa
 __all__ = ["MAX_ID_BYTES", "PackedKeys", "pack_keys"]
 
 #: Longest id (in UTF-8 bytes) that is packed; longer ids are sorted as text.
-MAX_ID_BYTES = 16
-#: Most keys a row may take; wider keys sort no faster than the text.
+MAX_ID_BYTES = 64
+#: Most keys a row may take; wider keys sort no faster than the text (random ids such
+#: as UUIDs need more and are sorted as text).
 MAX_KEYS = 2
 #: Rows per block of the packing arithmetic (its temporaries stay in cache).
 _BLOCK_ROWS = 1 << 16
@@ -221,18 +222,30 @@ def pack_keys(ids: pa.ChunkedArray, day: np.ndarray) -> PackedKeys | None:
         shortest, longest = min(shortest, sizes[0]), max(longest, sizes[1])
     if longest > MAX_ID_BYTES:
         return None
-    padded = np.zeros((len(ids), max(longest, 1)), dtype=np.uint8)
-    start = 0
-    for chunk in ids.chunks:
-        _id_bytes(chunk, padded[start : start + len(chunk)])
-        start += len(chunk)
-    lo, hi = _byte_range(padded)
     day = np.asarray(day)
     day_lo = int(day.min())
-    digits = [(p, int(h) - int(low) + 1) for p, (low, h) in enumerate(zip(lo, hi, strict=True))]
-    groups = _group([d for d in digits if d[1] > 1] + [(_DAY, int(day.max()) - day_lo + 1)])
-    if len(groups) > MAX_KEYS:
-        return None
+    day_digit = (_DAY, int(day.max()) - day_lo + 1)
+
+    def grouped(lo: np.ndarray, hi: np.ndarray) -> list[_Digits]:
+        radix = hi.astype(np.int64) - lo + 1
+        return _group([(p, int(r)) for p, r in enumerate(radix) if r > 1] + [day_digit])
+
+    padded = np.zeros((len(ids), max(longest, 1)), dtype=np.uint8)
+    lo = np.full(padded.shape[1], 255, dtype=np.uint8)
+    hi = np.zeros(padded.shape[1], dtype=np.uint8)
+    start = 0
+    for chunk in ids.chunks:
+        rows = padded[start : start + len(chunk)]
+        _id_bytes(chunk, rows)
+        start += len(chunk)
+        if len(rows):
+            c_lo, c_hi = _byte_range(rows)
+            lo, hi = np.minimum(lo, c_lo), np.maximum(hi, c_hi)
+            # Ranges only widen: give up at once when one chunk's ids already need
+            # too many keys (random ids such as UUIDs).
+            if len(grouped(lo, hi)) > MAX_KEYS:
+                return None
+    groups = grouped(lo, hi)
     dtypes = [np.uint32 if math.prod(r for _, r in g) <= 2**32 else np.uint64 for g in groups]
     keys = [np.empty(len(ids), dtype=dtype) for dtype in dtypes]
     # Horner's rule by blocks: full-length temporaries would be faulted in afresh per digit.

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from churnguard.features import FeatureBuilder, engine
+from churnguard.features.sortkeys import MAX_ID_BYTES
 
 
 def _messy_log(rng: np.random.Generator, ids: list[str | None], n: int = 3_000) -> pd.DataFrame:
@@ -46,9 +47,10 @@ def _aggregate(log: pd.DataFrame, *, packed: bool, monkeypatch: pytest.MonkeyPat
     [
         [f"{i:05d}" for i in range(0, 600, 3)],
         ["", "a", "ab", "é", "ÿ", "Z9", "CUST-000000123", *[str(i) for i in range(150)]],
+        [f"{'tenant-0042/customer/' * 2}{i:05d}" for i in range(0, 900, 7)],
         [None, "x", "y", *[f"c{i}" for i in range(100)]],
     ],
-    ids=["zero-padded", "mixed-lengths", "missing-ids"],
+    ids=["zero-padded", "mixed-lengths", "long-prefixed", "missing-ids"],
 )
 def test_packed_keys_aggregate_as_the_text_sort(
     ids: list[str | None], monkeypatch: pytest.MonkeyPatch
@@ -78,9 +80,10 @@ def test_packing_is_used_for_short_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_long_ids_give_the_features_of_short_ones() -> None:
     rng = np.random.default_rng(5)
     short = _messy_log(rng, [f"{i:03d}" for i in range(80)]).drop(columns=["margin", "quantity"])
-    long = short.assign(customer_id="customer-with-a-long-id-" + short["customer_id"])
+    prefix = "customer-with-a-long-id-" * 3  # past MAX_ID_BYTES: sorted as text
+    long = short.assign(customer_id=prefix + short["customer_id"])
     a = FeatureBuilder().fit(short).transform(short, "2024-03-01")
     b = FeatureBuilder().fit(long).transform(long, "2024-03-01")
-    assert b["customer_id"].str.len().min() > 20  # sorted as text, not packed
-    assert (b["customer_id"] == "customer-with-a-long-id-" + a["customer_id"]).all()
+    assert b["customer_id"].str.len().min() > MAX_ID_BYTES
+    assert (b["customer_id"] == prefix + a["customer_id"]).all()
     pd.testing.assert_frame_equal(a.drop(columns="customer_id"), b.drop(columns="customer_id"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -52,14 +54,26 @@ def test_short_ids_and_two_years_fit_one_32_bit_key() -> None:
     assert [k.dtype for k in packed.keys] == [np.dtype(np.uint32)]
 
 
-def test_varied_long_ids_take_two_keys() -> None:
+def test_varied_16_character_ids_take_two_keys() -> None:
     rng = np.random.default_rng(3)
     alphabet = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
-    ids = ["".join(rng.choice(alphabet, MAX_ID_BYTES)) for _ in range(50)]
+    ids = ["".join(rng.choice(alphabet, 16)) for _ in range(50)]
     days = rng.integers(0, 3_000, 50).astype(np.int32)
     packed = pack_keys(_chunked(ids), days)
     assert packed is not None and [k.dtype for k in packed.keys] == [np.dtype(np.uint64)] * 2
     _check_round_trip(ids, days)
+
+
+def test_long_ids_with_a_constant_prefix_are_packed() -> None:
+    ids = [f"{'customer/eu-west/retail/' * 2}{i:06d}" for i in (5, 77, 123_456, 9)]
+    assert len(ids[0]) == 54
+    _check_round_trip(ids, np.array([3, 1, 4, 1], dtype=np.int32))
+
+
+def test_random_ids_such_as_uuids_are_left_to_the_text_sort() -> None:
+    rng = np.random.default_rng(2)
+    ids = [str(uuid.UUID(bytes=rng.bytes(16))) for _ in range(300)]
+    assert pack_keys(_chunked(ids), np.zeros(300, dtype=np.int32)) is None
 
 
 def test_null_slot_spanning_bytes_reads_as_missing() -> None:
