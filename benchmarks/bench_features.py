@@ -16,6 +16,10 @@ with ``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process:
   log would take longer than ``--lifetimes-budget`` seconds, lifetimes runs on that
   subset only and its time is extrapolated linearly (marked ``extrapolated``).
 
+The ids are zero-padded numbers (``0004217``); ``--ids uuid`` replaces each with a
+random-looking UUID (``md5`` of the id), which the builder cannot pack into integer
+sort keys and sorts as text: the slow path, measured apart.
+
 Wall and CPU seconds cover the work only (imports and the pandas read excluded).
 With ``--repeat N`` the stages run in N interleaved rounds and the fastest run of each
 is reported, so that a burst of load on a shared machine does not hit one stage alone;
@@ -26,6 +30,7 @@ Usage::
     python benchmarks/bench_features.py                 # 1M customers, 10M transactions
     python benchmarks/bench_features.py --quick         # 100k customers, 1M transactions
     python benchmarks/bench_features.py --repeat 3 --json /tmp/bench.json
+    python benchmarks/bench_features.py --repeat 3 --ids uuid --stages duckdb_rfm,churnguard_parquet
 """
 
 from __future__ import annotations
@@ -237,6 +242,26 @@ def _best(runs: list[StageResult]) -> StageResult:
     return best
 
 
+def _with_uuid_ids(parquet: Path) -> Path:
+    """The same log with each id replaced by a UUID made from its md5 (cached)."""
+    import duckdb
+
+    out = parquet.with_name(f"{parquet.stem}_uuid.parquet")
+    if not out.exists():
+        tmp = out.with_suffix(".tmp.parquet")
+        con = duckdb.connect()
+        try:
+            uuid = "CAST(CAST(md5(customer_id) AS UUID) AS VARCHAR)"
+            con.execute(
+                f"COPY (SELECT {uuid} AS customer_id, * EXCLUDE (customer_id) "
+                f"FROM read_parquet('{parquet}')) TO '{tmp}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        tmp.replace(out)
+    return out
+
+
 def _subset(parquet: Path, n_rows: int, target: int) -> tuple[Path, int]:
     """Customer-sampled subset of about ``target`` rows (whole histories, cached)."""
     import duckdb
@@ -352,6 +377,7 @@ def run_benchmark(
     repeat: int = 1,
     lifetimes_budget: float = 600.0,
     stages: tuple[str, ...] = STAGES,
+    ids: str = "padded",
 ) -> list[StageResult]:
     """Generate (or reuse) the log, then time every stage in its own subprocess.
 
@@ -368,6 +394,8 @@ def run_benchmark(
     t0 = time.perf_counter()
     existed = path.exists()
     write_transactions(path, customers, transactions, seed)
+    if ids == "uuid":
+        path = _with_uuid_ids(path)
     n_rows = _parquet_rows(str(path))
     verb = "reused" if existed else f"generated in {time.perf_counter() - t0:.1f} s"
     print(f"log: {path} ({n_rows:,} transactions, {customers:,} customers; {verb})", flush=True)
@@ -420,6 +448,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--stages", default=",".join(STAGES), help="comma-separated subset of stages"
     )
+    parser.add_argument(
+        "--ids", choices=("padded", "uuid"), default="padded", help="customer id format"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--parquet", help=argparse.SUPPRESS)
@@ -444,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         repeat=args.repeat,
         lifetimes_budget=args.lifetimes_budget,
         stages=stages,
+        ids=args.ids,
     )
     print()
     print(_table(results))

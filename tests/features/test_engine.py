@@ -87,3 +87,11 @@ def test_long_ids_give_the_features_of_short_ones() -> None:
     assert b["customer_id"].str.len().min() > MAX_ID_BYTES
     assert (b["customer_id"] == prefix + a["customer_id"]).all()
     pd.testing.assert_frame_equal(a.drop(columns="customer_id"), b.drop(columns="customer_id"))
+
+
+def test_a_log_of_missing_ids_is_one_missing_customer(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = _messy_log(np.random.default_rng(2), [None])
+    packed = _aggregate(log, packed=True, monkeypatch=monkeypatch)
+    text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
+    assert packed["customer_id"].tolist() == [None]
+    pd.testing.assert_frame_equal(packed, text)

@@ -76,6 +76,19 @@ def test_random_ids_such_as_uuids_are_left_to_the_text_sort() -> None:
     assert pack_keys(_chunked(ids), np.zeros(300, dtype=np.int32)) is None
 
 
+def test_a_missing_id_costs_one_digit_not_the_prefix() -> None:
+    ids = [*PREFIXED, None]
+    days = np.array([1, 2, 3, 4, 5], dtype=np.int32)
+    packed = pack_keys(_chunked(ids, cut=2), days)
+    assert packed is not None and [k.dtype for k in packed.keys] == [np.dtype(np.uint32)]
+    _check_round_trip(ids, days)
+
+
+def test_day_spans_beyond_int32_are_not_packed() -> None:
+    days = np.array([20_000, -(2**31) + 1], dtype=np.int32)
+    assert pack_keys(_chunked(["a", "b"]), days) is None
+
+
 def test_null_slot_spanning_bytes_reads_as_missing() -> None:
     # Arrow lets a null slot cover bytes; they must not leak into the id.
     offsets = pa.py_buffer(np.array([0, 2, 4, 5], dtype=np.int32))
