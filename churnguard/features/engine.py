@@ -139,16 +139,23 @@ def _sorted_rows(
     if scan.column("customer_id").type == pa.null():  # DuckDB types an all-missing column NULL
         at = scan.column_names.index("customer_id")
         scan = scan.set_column(at, "customer_id", pa.nulls(scan.num_rows, pa.string()))
+    row = pa.array(np.arange(scan.num_rows, dtype=np.int64 if scan.num_rows >= 2**31 else np.int32))
+    payload = [c for c in scan.column_names if c not in ("customer_id", "day")]
     keys = pack_keys(scan.column("customer_id"), date_days(scan.column("day")))
     if keys is None:
-        con.register("scan", scan)
+        con.register("scan", scan.append_column("_row", row))
         rows = _arrow(con, "SELECT * FROM scan ORDER BY customer_id, day")
         ids = rows.column("customer_id")
-        return rows, _new_customer(ids), lambda at: _take(ids, at)
+        new_cust = _new_customer(ids)
+        day = date_days(rows.column("day"))
+        tie = ~new_cust
+        tie[1:] &= day[1:] == day[:-1]
+        return _log_order_within_days(rows, tie, payload), new_cust, lambda at: _take(ids, at)
     names = [f"_k{i}" for i in range(len(keys.keys))]
-    payload = [c for c in scan.column_names if c not in ("customer_id", "day")]
     keyed = pa.table(
-        dict(zip(names, keys.keys, strict=True)) | {c: scan.column(c) for c in payload}
+        dict(zip(names, keys.keys, strict=True))
+        | {"_row": row}
+        | {c: scan.column(c) for c in payload}
     )
     del scan
     con.register("keyed", keyed)
@@ -156,9 +163,52 @@ def _sorted_rows(
     con.unregister("keyed")
     del keyed
     sorted_keys = [np.asarray(ordered.column(name).to_numpy()) for name in names]
+    tie = np.zeros(ordered.num_rows, dtype=bool)
+    tie[1:] = True
+    for k in sorted_keys:
+        tie[1:] &= k[1:] == k[:-1]
+    ordered = _log_order_within_days(ordered.drop_columns(names), tie, payload)
     rows = pa.table({"day": keys.days(sorted_keys)} | {c: ordered.column(c) for c in payload})
     new_cust = keys.new_customer(sorted_keys)
     return rows, new_cust, lambda at: keys.ids([k[at] for k in sorted_keys])
+
+
+def _log_order_within_days(rows: pa.Table, tie: np.ndarray, payload: list[str]) -> pa.Table:
+    """Rows of one customer and day back in log order (column ``_row``, then dropped).
+
+    ``tie`` flags rows of the same customer and day as the row before. DuckDB's parallel
+    sort leaves such rows in an order that changes from run to run, and float sums over
+    them (a day's spend) would change in their last bits with it: the log order makes
+    every build of a log give the same bytes, whichever path sorted it.
+    """
+    row = rows.column("_row")
+    rows = rows.drop_columns(["_row"])
+    if not tie.any():
+        return rows
+    member = tie.copy()
+    member[:-1] |= tie[1:]
+    at = np.flatnonzero(member)
+    run = np.cumsum(~tie[at])  # which group of tied rows each one belongs to
+    log_row = np.asarray(row.to_numpy(), dtype=np.int64)[at]
+    if len(tie) < 2**32:  # one nearly sorted integer key: the runs are already in order
+        within = np.argsort((run.astype(np.uint64) << np.uint64(32)) | log_row.astype(np.uint64))
+    else:
+        within = np.lexsort((log_row, run))
+    source = at[within]
+    for name in payload:
+        column = rows.column(name)
+        if column.null_count:  # keep NULLs apart from NaN: let Arrow move them
+            perm = np.arange(rows.num_rows)
+            perm[at] = source
+            moved = column.take(pa.array(perm))
+        else:  # only the tied rows move
+            values = column.to_numpy()
+            if not values.flags.writeable:  # one chunk: a view of Arrow's buffer
+                values = values.copy()
+            values[at] = values[source]
+            moved = pa.chunked_array([pa.array(values)])
+        rows = rows.set_column(rows.column_names.index(name), name, moved)
+    return rows
 
 
 def aggregate_customers(

@@ -59,7 +59,7 @@ def test_packed_keys_aggregate_as_the_text_sort(
     packed = _aggregate(log, packed=True, monkeypatch=monkeypatch)
     text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
     assert len(packed) > 50
-    pd.testing.assert_frame_equal(packed, text)
+    pd.testing.assert_frame_equal(packed, text, check_exact=True)
 
 
 def test_packing_is_used_for_short_ids(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,4 +94,4 @@ def test_a_log_of_missing_ids_is_one_missing_customer(monkeypatch: pytest.Monkey
     packed = _aggregate(log, packed=True, monkeypatch=monkeypatch)
     text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
     assert packed["customer_id"].tolist() == [None]
-    pd.testing.assert_frame_equal(packed, text)
+    pd.testing.assert_frame_equal(packed, text, check_exact=True)
