@@ -133,7 +133,8 @@ def _sorted_rows(
 
     Short text ids are sorted as packed integer keys (see
     :mod:`churnguard.features.sortkeys`), several times faster than as text; the
-    ``day`` column then comes back from the keys and ``customer_id`` is dropped.
+    ``day`` column then comes back from the keys and ``customer_id`` is dropped. Rows
+    of one customer and day keep their log order.
     """
     scan = _arrow(con, tx)
     if scan.column("customer_id").type == pa.null():  # DuckDB types an all-missing column NULL

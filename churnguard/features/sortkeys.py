@@ -105,25 +105,32 @@ def _id_bytes(chunk: pa.Array, out: np.ndarray) -> np.ndarray | None:
     return valid
 
 
-def _byte_range(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column min and max of a uint8 matrix.
+def _seen_bytes(rows: np.ndarray) -> np.ndarray:
+    """``(positions, 256)`` bool: byte values that may occur at each position of ``rows``.
 
-    Reduced over a wide view first: a reduction along axis 0 of a narrow matrix runs
-    a short inner loop per row, several times slower.
+    A position's range is cheap and tight for fixed-width ids; where the zero padding
+    of shorter ids sits next to text, the range (``0`` to ``'9'``) is mostly empty, and
+    the bytes actually there are counted instead.
     """
-    n, p = rows.shape
-    k = 64
+    n, width = rows.shape
+    k = 64  # reduce over a wide view: along axis 0 of a narrow matrix is much slower
     head = (n // k) * k
-    lo = np.full(p, 255, dtype=np.uint8)
-    hi = np.zeros(p, dtype=np.uint8)
+    lo = np.full(width, 255, dtype=np.uint8)
+    hi = np.zeros(width, dtype=np.uint8)
     if head:
-        wide = rows[:head].reshape(-1, k * p)
-        lo = np.minimum(lo, wide.min(axis=0).reshape(k, p).min(axis=0))
-        hi = np.maximum(hi, wide.max(axis=0).reshape(k, p).max(axis=0))
+        wide = rows[:head].reshape(-1, k * width)
+        lo = np.minimum(lo, wide.min(axis=0).reshape(k, width).min(axis=0))
+        hi = np.maximum(hi, wide.max(axis=0).reshape(k, width).max(axis=0))
     if head < n:
         lo = np.minimum(lo, rows[head:].min(axis=0))
         hi = np.maximum(hi, rows[head:].max(axis=0))
-    return lo, hi
+    seen = np.zeros((width, 256), dtype=bool)
+    for p in range(width):
+        if lo[p] == 0 < hi[p]:
+            seen[p] = np.bincount(rows[:, p], minlength=256) > 0
+        else:
+            seen[p, lo[p] : int(hi[p]) + 1] = True
+    return seen
 
 
 def _split(value: np.ndarray, digits: _Digits) -> dict[int, np.ndarray]:
@@ -147,7 +154,7 @@ class PackedKeys:
 
     keys: list[np.ndarray]
     _digits: list[_Digits]  # per key
-    _lo: np.ndarray  # smallest byte at each position of the padded ids
+    _values: list[np.ndarray]  # the bytes seen at each position of the padded ids, sorted
     _day_lo: int
     _width: int | None  # the length of every id, when all have one length
 
@@ -174,15 +181,15 @@ class PackedKeys:
     def ids(self, keys: list[np.ndarray]) -> np.ndarray:
         """Ids (object array of ``str``, ``None`` where missing) of rows given their keys."""
         m = len(keys[0])
-        padded = np.empty((m, len(self._lo)), dtype=np.uint8)
-        padded[:] = self._lo
+        padded = np.empty((m, len(self._values)), dtype=np.uint8)
+        padded[:] = [v[0] for v in self._values]
         missing = None
         for values, digits in zip(keys, self._digits, strict=True):
-            for position, offset in _split(values, digits).items():
+            for position, rank in _split(values, digits).items():
                 if position == _MISSING:
-                    missing = offset.astype(bool)
+                    missing = rank.astype(bool)
                 elif position != _DAY:
-                    padded[:, position] += offset.astype(np.uint8)
+                    padded[:, position] = self._values[position][rank]
         if self._width is not None:
             lens = np.full(m, self._width)
             data = padded[:, : self._width]
@@ -248,14 +255,13 @@ def pack_keys(ids: pa.ChunkedArray, day: np.ndarray) -> PackedKeys | None:
     day_digit = (_DAY, day_hi - day_lo + 1)
     missing: np.ndarray | None = None
 
-    def grouped(lo: np.ndarray, hi: np.ndarray) -> list[_Digits]:
-        radix = hi.astype(np.int64) - lo + 1
+    def grouped(seen: np.ndarray) -> list[_Digits]:
+        radix = seen.sum(axis=1)
         digits = [(p, int(r)) for p, r in enumerate(radix) if r > 1] + [day_digit]
         return _group(([(_MISSING, 2)] if missing is not None else []) + digits)
 
     padded = np.zeros((len(ids), max(longest, 1)), dtype=np.uint8)
-    lo = np.full(padded.shape[1], 255, dtype=np.uint8)
-    hi = np.zeros(padded.shape[1], dtype=np.uint8)
+    seen = np.zeros((padded.shape[1], 256), dtype=bool)
     start = 0
     for chunk in ids.chunks:
         rows = padded[start : start + len(chunk)]
@@ -267,17 +273,20 @@ def pack_keys(ids: pa.ChunkedArray, day: np.ndarray) -> PackedKeys | None:
         start += len(chunk)
         present = rows if valid is None else rows[valid]
         if len(present):
-            c_lo, c_hi = _byte_range(present)
-            lo, hi = np.minimum(lo, c_lo), np.maximum(hi, c_hi)
-            # Ranges only widen: give up at once when one chunk's ids already need
+            seen |= _seen_bytes(present)
+            # Seen values only grow: give up at once when one chunk's ids already need
             # too many keys (random ids such as UUIDs).
-            if len(grouped(lo, hi)) > MAX_KEYS:
+            if len(grouped(seen)) > MAX_KEYS:
                 return None
+    seen[:, 0] |= ~seen.any(axis=1)  # every id missing: one (zero) byte per position
+    values = [np.flatnonzero(row).astype(np.uint8) for row in seen]
     if missing is not None:
-        if missing.all():
-            lo = hi = np.zeros_like(lo)
-        padded[missing] = lo  # a missing id sorts on its own digit, not on its bytes
-    groups = grouped(lo, hi)
+        padded[missing] = [v[0] for v in values]  # a missing id sorts on its own digit
+    # The digit at a position is the rank of its byte among the bytes seen there: the
+    # byte less the smallest when they form a range (cheaper than a table lookup).
+    rank = np.cumsum(seen, axis=1).astype(np.uint8) - 1
+    contiguous = [int(v[-1]) - int(v[0]) + 1 == len(v) for v in values]
+    groups = grouped(seen)
     dtypes = [np.uint32 if math.prod(r for _, r in g) <= 2**32 else np.uint64 for g in groups]
     keys = [np.empty(len(ids), dtype=dtype) for dtype in dtypes]
     # Horner's rule by blocks: full-length temporaries would be faulted in afresh per digit.
@@ -293,7 +302,9 @@ def pack_keys(ids: pa.ChunkedArray, day: np.ndarray) -> PackedKeys | None:
                 elif position == _MISSING:
                     assert missing is not None
                     np.add(value, missing[a:b], out=value)
+                elif contiguous[position]:
+                    np.add(value, padded[a:b, position] - values[position][0], out=value)
                 else:
-                    np.add(value, padded[a:b, position] - lo[position], out=value)
+                    np.add(value, rank[position][padded[a:b, position]], out=value)
     width = longest if shortest == longest else None
-    return PackedKeys(keys, groups, lo, day_lo, width)
+    return PackedKeys(keys, groups, values, day_lo, width)
