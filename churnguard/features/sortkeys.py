@@ -11,18 +11,18 @@ How a key is made: an id of up to :data:`MAX_ID_BYTES` bytes of UTF-8, zero-padd
 the longest id, compares position by position exactly as the text compares byte by
 byte, provided no id holds a NUL byte (else ``"a"`` and ``"a\\0"`` would be equal;
 such logs are sorted as text). Each byte position that varies in the log, then the
-day, is a digit of a mixed-radix number whose digit ``i`` runs over the values seen at
-that position: a 7-digit zero-padded id spends 10 values on each of its six varying
-digits, so a million such ids and two years of days fit one 32-bit key, and a constant
-prefix costs nothing. When ids are missing, a leading 0/1 digit sorts them last, as
-SQL's ``NULLS LAST``. Digits are grouped greedily into keys of up to 64 bits, most
-significant first.
+day, is a digit of a mixed-radix number; the digit at a position is the rank of its
+byte among the bytes seen there. A 7-digit id spends 10 values on each varying digit
+(11 where shorter ids leave padding), so a million such ids and two years of days fit
+one 32-bit key, and a constant prefix costs nothing. When ids are missing, a leading
+0/1 digit sorts them last, as SQL's ``NULLS LAST``. Digits are grouped greedily into
+keys of up to 64 bits, most significant first.
 
-What it gains depends on the ids (10M rows, 2 cores): fixed-width ids sort 2-5x
-faster than as text, all packing included; variable-length ids break even when long,
-since their bytes must be scattered into place first; random ids such as UUIDs need
-more than :data:`MAX_KEYS` keys and are detected after the first chunk, then sorted
-as text.
+What it gains depends on the ids. Whole aggregation of 10M rows of 1M customers on 2
+cores, packed against text: zero-padded or plain numbers 1.3-1.5x faster (the sort
+itself ~5x), 18-character ``cus_...`` ids ~1.1x, 45-character prefixed ids ~1.2x.
+Random ids such as UUIDs need more than :data:`MAX_KEYS` keys: that shows on the
+first chunk, and they are sorted as text.
 """
 
 from __future__ import annotations
