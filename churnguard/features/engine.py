@@ -85,7 +85,9 @@ def _new_customer(ids: pa.ChunkedArray) -> np.ndarray:
     """True on the first row of each run of equal ids (NULL ids form one run, sorted last)."""
     n = len(ids)
     flags = np.ones(n, dtype=bool)
-    if n > 1:
+    if ids.type == pa.null():  # DuckDB types an all-missing column NULL: one run
+        flags[1:] = False
+    elif n > 1:
         head, tail = ids.slice(0, n - 1), ids.slice(1)
         differ = pc.not_equal(tail, head)
         if ids.null_count:
@@ -134,29 +136,26 @@ def _sorted_rows(
     Short text ids are sorted as packed integer keys (see
     :mod:`churnguard.features.sortkeys`), several times faster than as text; the
     ``day`` column then comes back from the keys and ``customer_id`` is dropped. Rows
-    of one customer and day keep their log order.
+    of one customer and day come in the order of their values, on either path.
     """
     scan = _arrow(con, tx)
     if scan.column("customer_id").type == pa.null():  # DuckDB types an all-missing column NULL
         at = scan.column_names.index("customer_id")
         scan = scan.set_column(at, "customer_id", pa.nulls(scan.num_rows, pa.string()))
-    row = pa.array(np.arange(scan.num_rows, dtype=np.int64 if scan.num_rows >= 2**31 else np.int32))
     payload = [c for c in scan.column_names if c not in ("customer_id", "day")]
     keys = pack_keys(scan.column("customer_id"), date_days(scan.column("day")))
     if keys is None:
-        con.register("scan", scan.append_column("_row", row))
-        rows = _arrow(con, "SELECT * FROM scan ORDER BY customer_id, day")
+        # Sorted as text, from the source again: holding the scan as well would cost
+        # its size again (~0.9 GB for 10M UUIDs). The payload columns end the sort key,
+        # as in _value_order_within_days.
+        del scan
+        order = ", ".join(["customer_id", "day", *payload])
+        rows = _arrow(con, f"SELECT * FROM ({tx}) ORDER BY {order}")
         ids = rows.column("customer_id")
-        new_cust = _new_customer(ids)
-        day = date_days(rows.column("day"))
-        tie = ~new_cust
-        tie[1:] &= day[1:] == day[:-1]
-        return _log_order_within_days(rows, tie, payload), new_cust, lambda at: _take(ids, at)
+        return rows, _new_customer(ids), lambda at: _take(ids, at)
     names = [f"_k{i}" for i in range(len(keys.keys))]
     keyed = pa.table(
-        dict(zip(names, keys.keys, strict=True))
-        | {"_row": row}
-        | {c: scan.column(c) for c in payload}
+        dict(zip(names, keys.keys, strict=True)) | {c: scan.column(c) for c in payload}
     )
     del scan
     con.register("keyed", keyed)
@@ -168,44 +167,62 @@ def _sorted_rows(
     tie[1:] = True
     for k in sorted_keys:
         tie[1:] &= k[1:] == k[:-1]
-    ordered = _log_order_within_days(ordered.drop_columns(names), tie, payload)
+    ordered = _value_order_within_days(ordered.drop_columns(names), tie, payload)
     rows = pa.table({"day": keys.days(sorted_keys)} | {c: ordered.column(c) for c in payload})
     new_cust = keys.new_customer(sorted_keys)
     return rows, new_cust, lambda at: keys.ids([k[at] for k in sorted_keys])
 
 
-def _log_order_within_days(rows: pa.Table, tie: np.ndarray, payload: list[str]) -> pa.Table:
-    """Rows of one customer and day back in log order (column ``_row``, then dropped).
+def _value_order_within_days(rows: pa.Table, tie: np.ndarray, payload: list[str]) -> pa.Table:
+    """Rows of one customer and day in the order of their ``payload`` values.
 
     ``tie`` flags rows of the same customer and day as the row before. DuckDB's parallel
     sort leaves such rows in an order that changes from run to run, and float sums over
-    them (a day's spend) would change in their last bits with it: the log order makes
-    every build of a log give the same bytes, whichever path sorted it.
+    them (a day's spend) would change in their last bits with it. Ordered as SQL's
+    ``ORDER BY amount, ...`` orders them (``-0.0`` equal to ``0.0``, NaN above every
+    number, NULL last), every build of a log gives the same bytes, whether its ids were
+    packed or sorted as text.
     """
-    row = rows.column("_row")
-    rows = rows.drop_columns(["_row"])
     if not tie.any():
         return rows
     member = tie.copy()
     member[:-1] |= tie[1:]
     at = np.flatnonzero(member)
-    run = np.cumsum(~tie[at])  # which group of tied rows each one belongs to
-    log_row = np.asarray(row.to_numpy(), dtype=np.int64)[at]
-    if len(tie) < 2**32:  # one nearly sorted integer key: the runs are already in order
-        within = np.argsort((run.astype(np.uint64) << np.uint64(32)) | log_row.astype(np.uint64))
-    else:
-        within = np.lexsort((log_row, run))
+    group = np.cumsum(~tie[at])  # which group of tied rows each one belongs to
+    columns = {name: rows.column(name) for name in payload}
+    full: dict[str, np.ndarray] = {}
+    order_by: list[np.ndarray] = []  # (rank, value) per column, most significant first
+    for name, column in columns.items():
+        values = column.to_numpy()
+        full[name] = values if values.flags.writeable else values.copy()
+        tied = np.asarray(full[name][at], dtype=np.float64)
+        rank = np.isnan(tied).astype(np.int8)  # 0 a number, 1 NaN, 2 NULL
+        if column.null_count:
+            rank[~np.asarray(column.is_valid().to_numpy(), dtype=bool)[at]] = 2
+        order_by += [rank, np.where(rank == 0, tied + 0.0, 0.0)]  # + 0.0: -0.0 to 0.0
+    within = np.arange(len(at))
+    # Most ties are two rows on one day: swap the pairs whose second row sorts first.
+    size = np.bincount(group)[group]
+    first = np.flatnonzero((size == 2) & np.r_[True, group[1:] != group[:-1]])
+    swap = np.zeros(len(first), dtype=bool)
+    decided = np.zeros(len(first), dtype=bool)
+    for key in order_by:
+        a, b = key[first], key[first + 1]
+        swap |= ~decided & (a > b)
+        decided |= a != b
+    pairs = first[swap]
+    within[pairs], within[pairs + 1] = pairs + 1, pairs
+    big = np.flatnonzero(size > 2)  # larger groups: a lexsort of their rows only
+    if len(big):
+        within[big] = big[np.lexsort([*(k[big] for k in reversed(order_by)), group[big]])]
     source = at[within]
-    for name in payload:
-        column = rows.column(name)
+    for name, column in columns.items():
         if column.null_count:  # keep NULLs apart from NaN: let Arrow move them
             perm = np.arange(rows.num_rows)
             perm[at] = source
             moved = column.take(pa.array(perm))
         else:  # only the tied rows move
-            values = column.to_numpy()
-            if not values.flags.writeable:  # one chunk: a view of Arrow's buffer
-                values = values.copy()
+            values = full[name]
             values[at] = values[source]
             moved = pa.chunked_array([pa.array(values)])
         rows = rows.set_column(rows.column_names.index(name), name, moved)
