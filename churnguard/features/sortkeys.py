@@ -18,11 +18,12 @@ one 32-bit key, and a constant prefix costs nothing. When ids are missing, a lea
 0/1 digit sorts them last, as SQL's ``NULLS LAST``. Digits are grouped greedily into
 keys of up to 64 bits, most significant first.
 
-What it gains depends on the ids. Whole aggregation of 10M rows of 1M customers on 2
-cores, packed against text: zero-padded or plain numbers 1.3-1.5x faster (the sort
-itself ~5x), 18-character ``cus_...`` ids ~1.1x, 45-character prefixed ids ~1.2x.
-Random ids such as UUIDs need more than :data:`MAX_KEYS` keys: that shows on the
-first chunk, and they are sorted as text.
+What it gains depends on the ids (``benchmarks/bench_id_formats.py``: whole aggregation
+of 10M rows of 1M customers on 2 cores, packed against text, two runs): zero-padded
+numbers 1.3-1.6x faster (the sort itself ~5x), plain numbers and 18-character
+``cus_...`` ids 1.2-1.3x, 45-character prefixed ids about even (their bytes must be
+scattered into place first). Random ids such as UUIDs need more than :data:`MAX_KEYS`
+keys: that shows on the first chunk, and they are sorted as text.
 """
 
 from __future__ import annotations
