@@ -135,7 +135,7 @@ def _seen_bytes(rows: np.ndarray) -> np.ndarray:
 
 
 def _split(value: np.ndarray, digits: _Digits) -> dict[int, np.ndarray]:
-    """The digits of mixed-radix numbers, by position (offsets from each digit's smallest value)."""
+    """The digits of mixed-radix numbers, by position (a byte position's digit is a rank)."""
     out: dict[int, np.ndarray] = {}
     for position, radix in reversed(digits):
         value, out[position] = np.divmod(value, radix)
