@@ -9,9 +9,9 @@ How it is computed, and why: DuckDB reads the source (in-memory frame, Arrow tab
 or Parquet file; for Parquet it skips row groups wholly after the cutoff by their
 statistics) and keeps the transactions on or before the cutoff, as Arrow. The rows
 are then sorted by customer and day: as packed integer keys when the ids are short
-text (:mod:`churnguard.features.sortkeys`; at 10M rows a 32-bit key sorts ~5x
-faster than 7-character text), else by the text itself. Everything per customer is then a segmented
-reduction over contiguous runs of the sorted rows in NumPy
+text (:mod:`churnguard.features.sortkeys`; at 10M rows a 32-bit key sorts ~5x faster
+than 7-character text), else by the text itself. Everything per customer is then a
+segmented reduction over contiguous runs of the sorted rows in NumPy
 (:mod:`churnguard.features.runs`). At 10M transactions this replaces three
 string-keyed passes of the earlier pure-SQL plan (a hash group-by on customer-day
 with ~as many groups as rows, a window sort for the gaps between occasions, and a
