@@ -487,6 +487,103 @@ def evaluate(
         typer.echo(f"MLflow run {result.tracking['run_id']} in {result.tracking['tracking_uri']}")
 
 
+def _dates(text: str, option: str) -> list[str]:
+    """Comma-separated dates of an option, checked (YYYY-MM-DD)."""
+    import datetime as dt
+
+    out = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        try:
+            out.append(dt.date.fromisoformat(part).isoformat())
+        except ValueError:
+            raise typer.BadParameter(
+                f"{part!r} is not a date; expected YYYY-MM-DD, e.g. 1997-09-30,1997-12-31.",
+                param_hint=option,
+            ) from None
+    if not out:
+        raise typer.BadParameter("give at least one date, e.g. 1997-09-30.", param_hint=option)
+    return out
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a list of whole numbers of days, e.g. 91,182.", param_hint=option
+        ) from None
+    if not values or min(values) <= 0:
+        raise typer.BadParameter("give positive numbers of days, e.g. 91,182.", param_hint=option)
+    return values
+
+
+@app.command()
+def backtest(
+    transactions: TransactionsOpt,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Comma-separated as-of dates, e.g. 1997-09-30,1997-12-31.")
+    ],
+    horizon_days: Annotated[
+        str, typer.Option("--horizon-days", help="Churn horizon(s) in days, e.g. 91 or 91,182.")
+    ] = "90",
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder for the per-run table, the aggregate and the plots.")
+    ] = Path("backtest"),
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    margin_col: MarginCol = None,
+    cost_col: CostCol = None,
+    quantity_col: QuantityCol = None,
+    product_col: ProductCol = None,
+    channel_col: ChannelCol = None,
+    value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log to MLflow.")] = True,
+) -> None:
+    """Train as of each date on the history before it, score, and compare with what followed."""
+    from churnguard.pipeline import run_backtest
+
+    dates = _dates(as_of, "--as-of")
+    horizons = _ints(horizon_days, "--horizon-days")
+    cols = _columns(locals())
+
+    def progress(run: Any) -> None:
+        row = run.churn.loc["churnguard"]
+        typer.echo(
+            f"as of {run.as_of}, {run.horizon_days} days: churn model {run.churn_model}, "
+            f"ROC-AUC {row['roc_auc']:.3f}, ECE {row['ece']:.3f} ({run.seconds:.0f} s)",
+            err=True,
+        )
+
+    result = _run(
+        run_backtest,
+        transactions,
+        dates,
+        horizons,
+        columns=cols,
+        out_dir=out_dir,
+        track=mlflow,
+        progress=progress,
+        value_model=value_model,
+    )
+    shown = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift"]
+    churn = result.table[result.table["kind"] == "churn"]
+    value = result.table[result.table["kind"] == "value"]
+    con = _console()
+    con.print("churn: model against the baselines, every run")
+    con.print(churn[["as_of", "horizon_days", "score", *shown]].round(4).to_string(index=False))
+    vshown = ["gini", "spearman", "top_decile_share", "top20_share", "decile_mape",
+              "aggregate_error"]  # fmt: skip
+    con.print("value (spend in the window): model against the baselines, every run")
+    con.print(value[["as_of", "horizon_days", "score", *vshown]].round(4).to_string(index=False))
+    con.print("mean over runs")
+    con.print(result.aggregate.round(4).to_string())
+    typer.echo(f"tables and plots written to {result.out_dir}")
+    if result.tracking:
+        typer.echo(f"MLflow run {result.tracking['run_id']} in {result.tracking['tracking_uri']}")
+
+
 @app.command()
 def report(
     scores: Annotated[Path, typer.Option("--scores", "-s", help="Retention list from 'score'.")],

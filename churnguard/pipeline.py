@@ -30,6 +30,7 @@ __all__ = [
     "quarantine_path",
     "resolve_model",
     "evaluate_model",
+    "run_backtest",
     "score_transactions",
     "train_model",
 ]
@@ -251,8 +252,8 @@ def evaluate_model(
     """Score as of ``as_of`` and compare with what happened in the following horizon.
 
     The log must extend at least ``horizon_days`` past ``as_of``; the outcomes are
-    read from it. Baselines (recency, BG/NBD expected purchases, BG/NBD 1 - P(alive))
-    are fitted on transactions up to ``as_of`` only.
+    read from it, the features and the baselines (recency, the model's BTYD expected
+    purchases and P(no purchase)) only from transactions up to ``as_of``.
 
     Parameters
     ----------
@@ -268,24 +269,20 @@ def evaluate_model(
     track : bool
         Log the evaluation as an MLflow run.
     """
-    from churnguard.churn.metrics import gains_table, reliability_table
+    from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
+    from churnguard.churn.metrics import (
+        classification_report,
+        compare_scores,
+        gains_table,
+        reliability_table,
+    )
     from churnguard.churn.plots import plot_gains, plot_reliability
-    from churnguard.exceptions import InsufficientHistoryError
-    from churnguard.features import label_window, make_labels
-    from churnguard.scoring.model import evaluation_report
+    from churnguard.evaluation.backtest import observe_outcomes
 
     fitted = resolve_model(model)
     loaded = _load(transactions, columns)
     tx = loaded.transactions
     day = to_date(as_of)
-    _, window_end = label_window(day, int(fitted.horizon_days), int(fitted.gap_days))
-    last = to_date(tx["date"].max())
-    if window_end > last:
-        raise InsufficientHistoryError(
-            f"evaluating as of {day} needs outcomes up to {window_end}, "
-            f"but the log ends on {last}; "
-            f"choose an --as-of on or before {last - (window_end - day)}."
-        )
     if fitted.training_end_ > day:
         log.warning(
             "the model was trained on data up to %s, after the as-of date %s: "
@@ -293,37 +290,35 @@ def evaluate_model(
             fitted.training_end_,
             day,
         )
-    frame = fitted.features(tx, day)
-    labels = make_labels(
-        tx, frame["customer_id"], day, int(fitted.horizon_days), int(fitted.gap_days)
-    )
-    frame["churned"] = labels["churned"].to_numpy()
-    baseline = fitted.bgnbd_baseline_frame(frame)
-    report = evaluation_report(fitted.classifier_, frame, baseline, fitted.feature_names_)
-    metrics = {**report.metrics, "as_of": day.isoformat()}
-    result = EvaluationResult(report.comparison, report.metrics, day.isoformat())
+    history = tx.loc[tx["date"] < pd.Timestamp(day) + pd.Timedelta(days=1)]
+    # Fails fast, before scoring, when the log does not cover the outcome window.
+    observe_outcomes(tx, pd.Series(dtype=object), day, int(fitted.horizon_days))
+    frame = fitted.features(history, day)
+    outcomes = observe_outcomes(tx, frame["customer_id"], day, int(fitted.horizon_days))
+    y = outcomes["churned"].to_numpy()
+    prob = fitted.churn_probability(frame)
+    baselines = baseline_scores(frame)
+    comparison = compare_scores(
+        y,
+        {"churnguard": prob, **baselines},
+        probabilities=("churnguard", *BASELINE_PROBABILITIES),
+    ).set_index("score")
+    metrics = classification_report(y, prob)
+    result = EvaluationResult(comparison, metrics, day.isoformat())
     if out_dir is not None:
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        ev = report.evaluation
-        y = ev["churned"].to_numpy()
-        report.comparison.to_csv(folder / "metrics.csv")
-        (folder / "metrics.json").write_text(pd.Series(metrics).to_json(indent=2))
-        gains_table(y, ev["churn_probability"]).to_csv(folder / "gains.csv", index=False)
-        reliability_table(y, ev["churn_probability"]).to_csv(
-            folder / "reliability.csv", index=False
+        comparison.to_csv(folder / "metrics.csv")
+        (folder / "metrics.json").write_text(
+            pd.Series({**metrics, "as_of": day.isoformat()}).to_json(indent=2)
         )
-        scores = {"churnguard": ev["churn_probability"]}
-        scores |= {
-            str(c).removeprefix("baseline_"): ev[c]
-            for c in ev.columns
-            if str(c).startswith("baseline_")
-        }
+        gains_table(y, prob).to_csv(folder / "gains.csv", index=False)
+        reliability_table(y, prob).to_csv(folder / "reliability.csv", index=False)
         result.files = [
-            plot_gains(y, scores, folder / "gains.png"),
+            plot_gains(y, {"churnguard": prob, **baselines}, folder / "gains.png"),
             plot_reliability(
                 y,
-                {"calibrated": ev["churn_probability"], "raw LightGBM": ev["raw_probability"]},
+                {"churnguard": prob, "BTYD P(no purchase)": baselines["btyd_p_no_purchase"]},
                 folder / "reliability.png",
             ),
         ]
@@ -331,7 +326,44 @@ def evaluate_model(
     if track:
         from churnguard.tracking import log_evaluation_run
 
-        result.tracking = log_evaluation_run(
-            report.comparison, report.metrics, day.isoformat(), result.out_dir
-        )
+        result.tracking = log_evaluation_run(comparison, metrics, day.isoformat(), result.out_dir)
+    return result
+
+
+def run_backtest(
+    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    as_of: list[Any],
+    horizon_days: int | list[int] = 90,
+    *,
+    columns: ColumnMap | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    track: bool = True,
+    progress: Any = None,
+    **model_params: Any,
+) -> Any:
+    """Backtest churnguard on a log: train as of each date, score, observe the next window.
+
+    See :func:`churnguard.evaluation.backtest`; this reads and cleans the log first
+    (unusable rows are counted and written to ``<out_dir>/quarantine.csv``).
+
+    Returns
+    -------
+    churnguard.evaluation.BacktestResult
+    """
+    from churnguard.evaluation.backtest import backtest
+
+    loaded = _load(transactions, columns)
+    result = backtest(
+        loaded.transactions,
+        as_of,
+        horizon_days,
+        model_params=model_params,
+        out_dir=out_dir,
+        track=track,
+        progress=progress,
+    )
+    if out_dir is not None:
+        qfile = _write_quarantine(loaded, Path(out_dir))
+        if qfile is not None:
+            result.files.append(qfile)
     return result

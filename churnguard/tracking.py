@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "default_tracking_uri",
+    "log_backtest_run",
     "log_evaluation_run",
     "log_training_run",
     "setup_tracking",
@@ -62,7 +63,8 @@ def _flat_params(model: Any) -> dict[str, Any]:
     params["value_model_chosen"] = model.value_model_name_
     params["training_data_end"] = model.training_end_.isoformat()
     params["n_features"] = len(model.feature_names_)
-    params["calibration"] = model.classifier_.calibration_
+    params["churn_model_chosen"] = model.churn_model_name_
+    params["calibration"] = getattr(model.churn_model_, "calibration_", "none")
     return params
 
 
@@ -137,4 +139,35 @@ def log_evaluation_run(
                     mlflow.log_metric(f"{name}.{metric}", value)
         if out_dir is not None:
             mlflow.log_artifacts(str(out_dir), artifact_path="evaluation")
+        return {"tracking_uri": uri, "experiment": experiment, "run_id": run.info.run_id}
+
+
+def log_backtest_run(result: Any, *, experiment: str = DEFAULT_EXPERIMENT) -> dict[str, str]:
+    """Log a backtest: every run's model and baseline metrics, the choices, and its files."""
+    import mlflow
+
+    uri = setup_tracking(experiment)
+    dates = sorted({r.as_of.isoformat() for r in result.runs})
+    horizons = sorted({r.horizon_days for r in result.runs})
+    name = f"backtest-{dates[0]}..{dates[-1]}-{'-'.join(map(str, horizons))}d"
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags(
+            {
+                "churnguard.stage": "backtest",
+                "churnguard.as_of": ",".join(dates),
+                "churnguard.horizons": ",".join(map(str, horizons)),
+            }
+        )
+        for row in result.table.itertuples(index=False):
+            d = row._asdict()
+            prefix = f"{d['as_of']}_{d['horizon_days']}d.{d['kind']}.{d['score']}"
+            for metric, value in d.items():
+                if isinstance(value, float) and value == value and metric not in ("n",):
+                    mlflow.log_metric(f"{prefix}.{metric}", value)
+        for (kind, score), row in result.aggregate.iterrows():
+            for metric, value in row.items():
+                if value == value:
+                    mlflow.log_metric(f"mean.{kind}.{score}.{metric}", float(value))
+        if result.out_dir is not None:
+            mlflow.log_artifacts(str(result.out_dir), artifact_path="backtest")
         return {"tracking_uri": uri, "experiment": experiment, "run_id": run.info.run_id}

@@ -1,10 +1,12 @@
-"""The early-abandonment classifier: LightGBM plus probability calibration.
+"""The early-abandonment classifier: LightGBM on top of a structural prior, calibrated.
 
-LightGBM ranks customers well but its raw scores are not probabilities one can
-budget with, so a calibrator (isotonic or Platt) is fitted on a *later*
-snapshot than the one the trees were trained on, and chosen by cross-validated
-log loss on that snapshot. Both the trees' early stopping and the calibration
-use that later snapshot; the final metrics come from a third, still later one.
+A buy-till-you-die (BTYD) model gives every customer a closed-form probability of
+making no purchase in the horizon. It extrapolates in customer age and calendar time,
+which trees cannot (they only know the ages and base rates of the training
+snapshots), but it knows nothing of the behavioural features. :class:`ChurnClassifier`
+therefore starts the trees from the prior's log-odds (``init_score``), so they learn
+*corrections* to it, and calibrates on a later snapshot than the one the trees learned
+from. Without a prior it is a plain calibrated LightGBM classifier.
 """
 
 from __future__ import annotations
@@ -15,21 +17,23 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["DEFAULT_LGBM_PARAMS", "DEFAULT_MONOTONE", "ChurnClassifier"]
+from churnguard.exceptions import InputDataError
+
+__all__ = ["CALIBRATIONS", "DEFAULT_LGBM_PARAMS", "DEFAULT_MONOTONE", "ChurnClassifier", "logit"]
 
 #: Defaults for a tabular problem of a few thousand to a few million rows and ~40
 #: features: small trees (purchase behaviour has few strong interactions, and
 #: TreeSHAP reasons cost grows with leaves x depth), a strong leaf minimum
 #: (customers are noisy), row and column subsampling, and early stopping to pick
 #: the number of trees. Learning rate 0.1 (LightGBM's own default): out of time on
-#: CDNOW at three as-of dates it scored as 0.05 did (ROC-AUC +0.004, -0.001, -0.000)
-#: with half the trees, and scoring and TreeSHAP reasons cost is linear in trees.
+#: CDNOW at three as-of dates it scored as 0.05 did with half the trees, and scoring
+#: and TreeSHAP reasons cost is linear in trees.
 DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "n_estimators": 1000,
     "learning_rate": 0.1,
@@ -43,7 +47,8 @@ DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "max_bin": 255,
 }
 
-#: Business directions known in advance (+1: more of it, more churn risk).
+#: Business directions known in advance (+1: more of it, more churn risk). The prior
+#: itself is not constrained: a correction may need to temper an over-confident prior.
 DEFAULT_MONOTONE: dict[str, int] = {
     "days_since_last": 1,
     "p_alive": -1,
@@ -52,31 +57,80 @@ DEFAULT_MONOTONE: dict[str, int] = {
     "purchases_90d": -1,
 }
 
+#: Accepted ``calibration`` values.
+CALIBRATIONS = ("auto", "isotonic", "sigmoid", "correction", "none")
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+_EPS = 1e-6
+
+
+def logit(p: Any) -> np.ndarray:
+    """Log-odds of probabilities, clipped to ``[1e-6, 1 - 1e-6]`` first."""
+    q = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(q / (1 - q))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 class _Platt:
-    """Logistic regression on the raw score's logit."""
+    """Logistic regression on the raw log-odds: ``sigmoid(a * z + b)``."""
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> _Platt:
-        self.lr_ = LogisticRegression(C=1e6).fit(_logit(p).reshape(-1, 1), y)
+    def fit(self, z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> _Platt:
+        self.coef_ = _fit_logistic(np.column_stack([z, np.ones_like(z)]), np.zeros_like(z), y)
         return self
 
-    def predict(self, p: np.ndarray) -> np.ndarray:
-        return np.asarray(self.lr_.predict_proba(_logit(p).reshape(-1, 1))[:, 1])
+    def predict(self, z: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.coef_[0] * z + self.coef_[1])
+
+
+class _Correction:
+    """Platt scaling of the trees' correction only: ``sigmoid(prior + a * (z - prior) + b)``.
+
+    The prior's log-odds keep a coefficient of one, so when the base rate moves
+    between the calibration snapshot and the scoring date, the prior (refitted on the
+    latest data) carries the move and the calibrator does not pin the old level.
+    """
+
+    def fit(self, z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> _Correction:
+        corr = z - offset
+        self.coef_ = _fit_logistic(np.column_stack([corr, np.ones_like(corr)]), offset, y)
+        return self
+
+    def predict(self, z: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        return _sigmoid(offset + self.coef_[0] * (z - offset) + self.coef_[1])
+
+
+class _Isotonic:
+    def fit(self, z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> _Isotonic:
+        self.iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y)
+        return self
+
+    def predict(self, z: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        return np.asarray(self.iso_.predict(z), dtype=float)
+
+
+def _fit_logistic(design: np.ndarray, offset: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood logistic coefficients with a fixed offset (tiny L2 for stability)."""
+
+    def loss(beta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = offset + design @ beta
+        # log(1 + e^z) - y z, written to stay finite for large |z|
+        nll = np.logaddexp(0.0, z) - y * z
+        grad = design.T @ (_sigmoid(z) - y)
+        return float(nll.sum() + 1e-6 * beta @ beta), grad + 2e-6 * beta
+
+    start = np.zeros(design.shape[1])
+    start[0] = 1.0
+    return np.asarray(minimize(loss, start, jac=True, method="L-BFGS-B").x, dtype=float)
 
 
 def _make_calibrator(kind: str) -> Any:
-    if kind == "isotonic":
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    return _Platt()
+    return {"isotonic": _Isotonic, "sigmoid": _Platt, "correction": _Correction}[kind]()
 
 
-class ChurnClassifier(BaseEstimator):
-    """Calibrated LightGBM churn classifier (``y = 1`` means churned).
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """Calibrated LightGBM churn classifier (``y = 1`` means churned), optionally anchored.
 
     Parameters
     ----------
@@ -85,39 +139,40 @@ class ChurnClassifier(BaseEstimator):
     monotone : dict, optional
         Feature -> +1/-1 monotone constraints; defaults to :data:`DEFAULT_MONOTONE`
         (features absent from the data are ignored). Pass ``{}`` for none.
-    calibration : {"auto", "isotonic", "sigmoid", "none"}
-        ``auto`` picks isotonic or Platt (sigmoid) by 2-fold log loss on the
-        calibration set.
+    calibration : {"auto", "isotonic", "sigmoid", "correction", "none"}
+        ``auto`` picks the method with the lowest 2-fold log loss on the calibration
+        set. ``correction`` (only with ``prior``) rescales the trees' correction and
+        leaves the prior's log-odds untouched (see :class:`_Correction`).
     early_stopping_rounds : int
         Rounds without log-loss improvement on the calibration set before stopping.
     class_weight : {None, "balanced"}
         Re-weighting distorts probabilities (calibration then has to undo it), so
-        the default keeps the natural weights and relies on log loss + calibration;
-        ``balanced`` is available for very rare churn.
-    offset : str, optional
-        Name of a feature holding a structural model's expected purchases over the
-        horizon (e.g. ``expected_purchases`` from BG/NBD). When given, the trees
-        start from that model's log-odds of *no purchase*, ``logit(exp(-E[X]))``
-        (Poisson approximation), and learn corrections on top of it. A structural
-        model extrapolates in customer age and calendar time where trees cannot
-        (they only know the ages seen in training snapshots), so this keeps the
-        classifier at least as good as the baseline out of time.
+        the default keeps the natural weights.
+    prior : str, optional
+        Name of a feature holding a structural model's probability of *no purchase*
+        in the horizon (``p_no_purchase`` from a BTYD model). The trees then start
+        from its log-odds and learn corrections on top of it; ``decision_function``
+        includes the prior.
     cross_fit : int
         Folds of customer cross-fitting, used when ``fit`` gets ``groups``: fold ``k``'s
         trees learn from the other folds' customers and are early-stopped on fold
         ``k``'s calibration rows; the calibrator is fitted on those out-of-fold scores,
         and one model refitted on all rows with the folds' mean number of trees
-        makes the predictions. Rolling snapshots repeat the same
-        customers with nearly the same label windows, so without it a training
-        snapshot close to the calibration one leaks its labels into early stopping
-        (which then hardly stops) and into the calibrator. 0 or 1: one model.
+        makes the predictions (as ``CalibratedClassifierCV(ensemble=False)``).
+        Rolling snapshots repeat the same customers with nearly the same label
+        windows, so without it a training snapshot close to the calibration one
+        leaks its labels into early stopping and into the calibrator. 0 or 1: one model.
+    n_jobs : int, optional
+        LightGBM threads (default: every core).
     random_state : int
         Seed; training is deterministic for a given seed and data.
 
     Attributes
     ----------
+    classes_ : ndarray
+        ``[0, 1]``.
     model_ : lightgbm.LGBMClassifier
-        The model that scores.
+        The trees that score (corrections to the prior when there is one).
     calibrator_ : object or None
     calibration_ : str
         The calibration method in use.
@@ -134,8 +189,9 @@ class ChurnClassifier(BaseEstimator):
         calibration: str = "auto",
         early_stopping_rounds: int = 50,
         class_weight: str | None = None,
-        offset: str | None = None,
+        prior: str | None = None,
         cross_fit: int = 2,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.lgbm_params = lgbm_params
@@ -143,9 +199,23 @@ class ChurnClassifier(BaseEstimator):
         self.calibration = calibration
         self.early_stopping_rounds = early_stopping_rounds
         self.class_weight = class_weight
-        self.offset = offset
+        self.prior = prior
         self.cross_fit = cross_fit
+        self.n_jobs = n_jobs
         self.random_state = random_state
+
+    def _check_params(self, columns: list[str]) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"calibration must be one of {CALIBRATIONS}; got {self.calibration!r}."
+            )
+        if self.calibration == "correction" and self.prior is None:
+            raise ValueError(
+                "calibration='correction' rescales the trees' correction to a prior; "
+                "pass prior='p_no_purchase' (a column of P(no purchase)) or another method."
+            )
+        if self.prior is not None and self.prior not in columns:
+            raise ValueError(f"prior column {self.prior!r} is not among the features {columns}.")
 
     def fit(
         self,
@@ -168,12 +238,12 @@ class ChurnClassifier(BaseEstimator):
         groups, groups_cal : array-like, optional
             Customer ids of the rows; with ``cross_fit >= 2`` they drive customer
             cross-fitting (see the class docstring).
+
+        Returns
+        -------
+        ChurnClassifier
+            ``self``, fitted.
         """
-        if self.calibration not in ("auto", "isotonic", "sigmoid", "none"):
-            raise ValueError(
-                "calibration must be 'auto', 'isotonic', 'sigmoid' or 'none'; "
-                f"got {self.calibration!r}."
-            )
         for name, frame in (("X", X), ("X_cal", X_cal)):
             if not isinstance(frame, pd.DataFrame):
                 raise TypeError(f"{name} must be a pandas DataFrame; got {type(frame).__name__}.")
@@ -182,58 +252,55 @@ class ChurnClassifier(BaseEstimator):
                 "X and X_cal must have the same columns in the same order; "
                 f"got {list(X.columns)} and {list(X_cal.columns)}."
             )
+        self._check_params(list(X.columns))
         y_arr, y_cal_arr = _labels(y, "y"), _labels(y_cal, "y_cal")
         self.feature_names_ = list(X.columns)
+        self.classes_ = np.array([0, 1])
         mono = DEFAULT_MONOTONE if self.monotone is None else self.monotone
         params = {**DEFAULT_LGBM_PARAMS, **(self.lgbm_params or {})}
-        if self.offset is not None and self.offset not in self.feature_names_:
-            raise ValueError(
-                f"offset column {self.offset!r} is not among the features {self.feature_names_}."
-            )
         k = int(self.cross_fit) if groups is not None and groups_cal is not None else 1
         if k >= 2:
             fold, fold_cal = _folds(groups, k), _folds(groups_cal, k)
         else:
             fold, fold_cal = np.zeros(len(X), dtype=int), np.zeros(len(X_cal), dtype=int)
+        offset, offset_cal = self._offset(X), self._offset(X_cal)
         models = []
         oof = np.zeros(len(X_cal))
         for f in range(max(k, 1)):
-            tr, ca = fold != f if k >= 2 else fold == 0, fold_cal == f
-            Xf = X.loc[tr] if k >= 2 else X
-            Xc = X_cal.loc[ca] if k >= 2 else X_cal
-            yf, yc = _labels(y_arr[tr], "y"), _labels(y_cal_arr[ca], "y_cal")
+            tr, ca = (fold != f) if k >= 2 else np.ones(len(X), dtype=bool), fold_cal == f
             model = self._new_model(params, mono)
             extra: dict[str, Any] = {}
-            if self.offset is not None:
-                extra = {"init_score": self._offset(Xf), "eval_init_score": [self._offset(Xc)]}
+            if self.prior is not None:
+                extra = {"init_score": offset[tr], "eval_init_score": [offset_cal[ca]]}
+            Xc = X_cal.loc[ca]
             model.fit(
-                Xf,
-                yf,
+                X.loc[tr],
+                _labels(y_arr[tr], "y"),
                 eval_X=(Xc,),
-                eval_y=(yc,),
+                eval_y=(_labels(y_cal_arr[ca], "y_cal"),),
                 eval_metric="binary_logloss",
-                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+                callbacks=[lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)],
                 **extra,
             )
             models.append(model)
-            oof[ca] = np.asarray(model.predict(Xc, raw_score=True), dtype=float) + self._offset(Xc)
-        self.offset_mean_ = float(np.mean(self._offset(X))) if self.offset is not None else 0.0
+            oof[ca] = np.asarray(model.predict(Xc, raw_score=True), dtype=float) + offset_cal[ca]
+        self.offset_mean_ = float(np.mean(offset)) if self.prior is not None else 0.0
         self.best_iteration_ = int(
             round(np.mean([m.best_iteration_ or params["n_estimators"] for m in models]))
         )
         if k >= 2:
-            # As CalibratedClassifierCV(ensemble=False): the folds choose the number of
-            # trees and give honest scores for the calibrator; one model refitted on
-            # every customer with that many trees then scores (half the trees of
-            # averaging the folds, so half the scoring and TreeSHAP cost).
+            # The folds choose the number of trees and give honest scores for the
+            # calibrator; one model refitted on every customer with that many trees then
+            # scores (half the scoring and TreeSHAP cost of averaging the folds).
             final = self._new_model({**params, "n_estimators": self.best_iteration_}, mono)
-            extra = {"init_score": self._offset(X)} if self.offset is not None else {}
+            extra = {"init_score": offset} if self.prior is not None else {}
             final.fit(X, y_arr, **extra)
             models = [final]
         self.model_ = models[0]
         # Calibrate on out-of-fold scores: a row's own fold never saw its label.
-        raw = 1.0 / (1.0 + np.exp(-oof))
-        self.calibration_scores_ = _cv_calibration_scores(raw, y_cal_arr, self.random_state)
+        self.calibration_scores_ = _cv_calibration_scores(
+            oof, offset_cal, y_cal_arr, self.random_state, with_prior=self.prior is not None
+        )
         if self.calibration == "auto":
             self.calibration_ = min(
                 self.calibration_scores_, key=self.calibration_scores_.__getitem__
@@ -242,19 +309,19 @@ class ChurnClassifier(BaseEstimator):
             self.calibration_ = self.calibration
         self.calibrator_ = None
         if self.calibration_ != "none":
-            self.calibrator_ = _make_calibrator(self.calibration_).fit(raw, y_cal_arr)
+            self.calibrator_ = _make_calibrator(self.calibration_).fit(oof, offset_cal, y_cal_arr)
         return self
 
     def _new_model(self, params: Mapping[str, Any], mono: Mapping[str, int]) -> Any:
         return lgb.LGBMClassifier(
             **params,
             monotone_constraints=[int(mono.get(c, 0)) for c in self.feature_names_],
-            monotone_constraints_method="advanced",
+            monotone_constraints_method="basic",
             class_weight=self.class_weight,
             random_state=self.random_state,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=-1,
+            n_jobs=-1 if self.n_jobs is None else int(self.n_jobs),
             verbose=-1,
         )
 
@@ -264,32 +331,41 @@ class ChurnClassifier(BaseEstimator):
             raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}.")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
-            raise ValueError(f"X lacks the features {missing} the classifier was trained on.")
+            raise InputDataError(
+                f"X lacks the features {missing} the classifier was trained on; build them "
+                "with the same FeatureBuilder (and value model) as at training."
+            )
         return X[self.feature_names_]
 
     def _offset(self, X: pd.DataFrame) -> np.ndarray:
-        """Log-odds of no purchase implied by the offset column (0 without offset)."""
-        if self.offset is None:
+        """Log-odds of the prior (0 without one)."""
+        if self.prior is None:
             return np.zeros(len(X))
-        expected = np.clip(X[self.offset].to_numpy(dtype=float), 0.0, None)
-        return _logit(np.exp(-expected))
+        return logit(X[self.prior].to_numpy(dtype=float))
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw (uncalibrated) log-odds of churn, offset included."""
+        """Raw (uncalibrated) log-odds of churn, the prior included, shape ``(n,)``."""
         frame = self._frame(X)
         raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
         return raw + self._offset(frame)
 
-    def predict_proba_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated churn probability."""
-        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+    def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        """Calibrated (or raw) probability of churn, shape ``(n,)``."""
+        frame = self._frame(X)
+        z = self.decision_function(frame)
+        if not calibrated or self.calibrator_ is None:
+            return _sigmoid(z)
+        p = self.calibrator_.predict(z, self._offset(frame))
+        return np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probability, shape ``(n,)``."""
-        raw = self.predict_proba_raw(X)
-        if self.calibrator_ is None:
-            return raw
-        return np.clip(np.asarray(self.calibrator_.predict(raw), dtype=float), 0.0, 1.0)
+        """Calibrated class probabilities, shape ``(n, 2)``: stayed, churned."""
+        p = self.churn_probability(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 (churn) where the calibrated churn probability is at least 0.5."""
+        return (self.churn_probability(X) >= 0.5).astype(int)
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
         """Per-feature contributions to the raw log-odds (LightGBM ``pred_contrib``).
@@ -306,27 +382,19 @@ class ChurnClassifier(BaseEstimator):
         Returns
         -------
         DataFrame
-            One column per feature plus ``bias``; rows sum to the raw log-odds.
+            One column per feature plus ``bias``; rows sum to the raw log-odds. With a
+            prior, its log-odds count as the prior feature's contribution, centred on
+            the training mean (which goes to the bias).
         """
         frame = self._frame(X)
         extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
         values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
-        if self.offset is not None:
-            # The structural model's log-odds count as its input feature's contribution,
-            # centred on the training mean (which goes to the bias).
+        if self.prior is not None:
             off = self._offset(frame)
-            out[self.offset] += off - self.offset_mean_
+            out[self.prior] += off - self.offset_mean_
             out["bias"] += self.offset_mean_
         return out
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Bundles pickled before a parameter existed get the value they were fitted
-        # with: no offset, no cross-fitting.
-        state.setdefault("offset", None)
-        state.setdefault("offset_mean_", 0.0)
-        state.setdefault("cross_fit", 1)
-        self.__dict__.update(state)
 
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
@@ -343,6 +411,11 @@ class ChurnClassifier(BaseEstimator):
             .sort_values("gain", ascending=False)
             .reset_index(drop=True)
         )
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
 
 def _labels(y: Any, name: str) -> np.ndarray:
@@ -367,19 +440,22 @@ def _folds(groups: Any, k: int) -> np.ndarray:
     return (hashes % np.uint64(k)).astype(int)
 
 
-def _cv_calibration_scores(raw: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
-    """2-fold log loss of each calibration method on the calibration snapshot."""
+def _cv_calibration_scores(
+    z: np.ndarray, offset: np.ndarray, y: np.ndarray, seed: int, *, with_prior: bool
+) -> dict[str, float]:
+    """2-fold log loss of each calibration method on the (out-of-fold) calibration scores."""
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(y)) % 2
-    scores: dict[str, float] = {"none": float(log_loss(y, np.clip(raw, 1e-6, 1 - 1e-6)))}
-    for kind in ("isotonic", "sigmoid"):
+    scores: dict[str, float] = {"none": float(log_loss(y, np.clip(_sigmoid(z), _EPS, 1 - _EPS)))}
+    kinds = ("isotonic", "sigmoid", "correction") if with_prior else ("isotonic", "sigmoid")
+    for kind in kinds:
         losses = []
         for k in (0, 1):
             tr, te = fold != k, fold == k
             if len(np.unique(y[tr])) < 2:
                 continue
-            cal = _make_calibrator(kind).fit(raw[tr], y[tr])
-            p = np.clip(np.asarray(cal.predict(raw[te]), dtype=float), 1e-6, 1 - 1e-6)
+            cal = _make_calibrator(kind).fit(z[tr], offset[tr], y[tr])
+            p = np.clip(np.asarray(cal.predict(z[te], offset[te]), dtype=float), _EPS, 1 - _EPS)
             losses.append(log_loss(y[te], p, labels=[0, 1]))
         if losses:
             scores[kind] = float(np.mean(losses))

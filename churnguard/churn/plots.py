@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from churnguard.churn.metrics import gains_table, reliability_table
 
-__all__ = ["plot_gains", "plot_importance", "plot_reliability"]
+__all__ = ["plot_gains", "plot_importance", "plot_reliability", "plot_reliability_tables"]
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -40,14 +40,24 @@ def plot_reliability(
     probabilities : mapping of str to array-like
         Named probability vectors (e.g. raw and calibrated).
     """
+    tables = {
+        name: reliability_table(y_true, p, n_bins=n_bins) for name, p in probabilities.items()
+    }
+    return plot_reliability_tables(tables, path)
+
+
+def plot_reliability_tables(
+    tables: Mapping[str, pd.DataFrame], path: str | os.PathLike[str], title: str = ""
+) -> Path:
+    """Reliability diagram from precomputed :func:`reliability_table` results."""
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
-    for name, p in probabilities.items():
-        table = reliability_table(y_true, p, n_bins=n_bins)
+    for name, table in tables.items():
         ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=name)
     ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate")
-    ax.set(xlim=(0, 1), ylim=(0, 1), title="Reliability (quantile bins)")
+    heading = "Reliability (quantile bins)" + (f": {title}" if title else "")
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=heading)
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)
 

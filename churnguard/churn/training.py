@@ -1,12 +1,16 @@
-"""Out-of-time training plan for the classifier over rolling snapshots.
+"""Out-of-time plans for the classifier over rolling snapshots.
 
-Snapshots are ordered in time. The latest fully observed one is the
-*evaluation* snapshot; an earlier *calibration* snapshot is used for early
-stopping and probability calibration; older ones train the trees. Between them
-an *embargo* of one horizon keeps label windows from overlapping (a training
-label window must end before the calibration cutoff), so the calibration and
-evaluation numbers are honest out-of-time estimates. When the history is too
-short for that, the embargo is dropped and the plan says so.
+Snapshots are ordered in time and every customer appears in many of them, so the
+classifier cross-fits by customer (see :class:`~churnguard.churn.ChurnClassifier`):
+the snapshots that train the trees and those that early-stop and calibrate them may
+overlap, because a customer's own rows never serve both purposes.
+
+What must stay apart is *time*. In production the model learns from snapshots whose
+labels are fully observed, so the latest of them is one horizon older than the scoring
+date; the base rate and the customers' ages move in between. The validation plan
+reproduces that gap: it learns from cutoffs at least one horizon before the latest
+cutoff and is judged on the latest one. When the history is too short for that gap, it
+falls back to adjacent snapshots and says the validation is optimistic.
 """
 
 from __future__ import annotations
@@ -14,120 +18,107 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from churnguard.exceptions import InsufficientHistoryError
-
-__all__ = ["SnapshotPlan", "plan_snapshots", "split_by_plan"]
+__all__ = ["SnapshotPlan", "plan_production", "plan_validation", "split_by_plan"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SnapshotPlan:
-    """Which snapshot cutoffs train, calibrate and evaluate the classifier."""
+    """Which snapshot cutoffs train, calibrate and (for validation) evaluate the classifier.
 
-    train: tuple[dt.date, ...]
-    calibration: dt.date
-    evaluation: dt.date
-    embargo_days: int
-    #: First cutoff of a pooled calibration window ``[calibration_from, calibration]``
-    #: (None: the calibration snapshot alone).
-    calibration_from: dt.date | None = None
+    Attributes
+    ----------
+    fit : tuple of date
+        Cutoffs whose rows train the trees.
+    calibration : tuple of date
+        Cutoffs whose rows early-stop the trees and fit the calibrator (out of fold).
+    evaluation : date or None
+        The held-out cutoff of a validation plan (None for the production plan).
+    gap_days : int
+        Days between the latest learning cutoff and the evaluation cutoff (for the
+        production plan: 0; the scoring date then lies one horizon later).
+    honest : bool
+        Whether the gap is at least one horizon, as between training and scoring.
+    """
+
+    fit: tuple[dt.date, ...]
+    calibration: tuple[dt.date, ...]
+    evaluation: dt.date | None
+    gap_days: int
+    honest: bool
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for metadata and MLflow."""
-        d = asdict(self)
-        d["train"] = [c.isoformat() for c in self.train]
-        d["calibration"] = self.calibration.isoformat()
-        d["evaluation"] = self.evaluation.isoformat()
-        if self.calibration_from is not None:
-            d["calibration_from"] = self.calibration_from.isoformat()
-        return d
-
-    def shifted(
-        self,
-        cutoffs: Sequence[dt.date],
-        *,
-        embargo_days: int | None = None,
-        calibration_days: int = 0,
-    ) -> SnapshotPlan:
-        """The production plan: evaluation becomes calibration, training moves up.
-
-        Trains on every cutoff whose label window ends before the latest cutoff,
-        calibrates on the latest one (no held-out snapshot is left: the metrics of
-        the validation plan describe this procedure).
-
-        Parameters
-        ----------
-        embargo_days : int, optional
-            Overrides the plan's embargo (0 when the classifier cross-fits customers,
-            which keeps a training row's labels out of its own calibration).
-        calibration_days : int
-            Calibrate on every cutoff within this many days before the latest one.
-        """
-        latest = max(cutoffs)
-        embargo = self.embargo_days if embargo_days is None else int(embargo_days)
-        limit = latest - dt.timedelta(days=embargo)
-        train = tuple(c for c in sorted(cutoffs) if c < latest and c <= limit)
-        window = [c for c in cutoffs if c >= latest - dt.timedelta(days=int(calibration_days))]
-        cal_from = min(window) if calibration_days > 0 and len(window) > 1 else None
-        return SnapshotPlan(train, latest, latest, embargo, cal_from)
+        return {
+            "fit": [c.isoformat() for c in self.fit],
+            "calibration": [c.isoformat() for c in self.calibration],
+            "evaluation": self.evaluation.isoformat() if self.evaluation else None,
+            "gap_days": int(self.gap_days),
+            "honest": bool(self.honest),
+        }
 
 
-def plan_snapshots(
-    cutoffs: Sequence[dt.date], horizon_days: int, *, min_train: int = 3
-) -> SnapshotPlan:
-    """Split ``cutoffs`` into train / calibration / evaluation, out of time.
+def _calibration_window(cutoffs: Sequence[dt.date], days: int) -> tuple[dt.date, ...]:
+    latest = max(cutoffs)
+    return tuple(c for c in cutoffs if c >= latest - dt.timedelta(days=int(days)))
+
+
+def plan_validation(
+    cutoffs: Sequence[dt.date], horizon_days: int, *, calibration_days: int = 42
+) -> SnapshotPlan | None:
+    """The out-of-time validation plan, or None when fewer than two cutoffs exist.
 
     Parameters
     ----------
     cutoffs : sequence of date
         Fully observed snapshot cutoffs.
     horizon_days : int
-        Label horizon; used as the embargo between the three groups.
-    min_train : int
-        Fewest training cutoffs acceptable with the embargo before falling back
-        to adjacent snapshots without it.
-
-    Raises
-    ------
-    InsufficientHistoryError
-        With fewer than three cutoffs.
+        Label horizon: the gap kept between the learning cutoffs and the evaluation one.
+    calibration_days : int
+        Calibrate on the learning cutoffs within this many days of the latest of them.
     """
     cs = sorted(set(cutoffs))
-    if len(cs) < 3:
-        raise InsufficientHistoryError(
-            f"out-of-time training needs at least 3 snapshot cutoffs; the data allow {len(cs)} "
-            f"({[c.isoformat() for c in cs]}). Use a longer log, a shorter --horizon-days or a "
-            "smaller snapshot step."
-        )
+    if len(cs) < 2:
+        return None
     evaluation = cs[-1]
-    emb = dt.timedelta(days=int(horizon_days))
-    cal_options = [c for c in cs if c <= evaluation - emb]
-    if cal_options:
-        calibration = cal_options[-1]
-        train = tuple(c for c in cs if c <= calibration - emb)
-        if len(train) >= min_train:
-            return SnapshotPlan(train, calibration, evaluation, int(horizon_days))
-    log.warning(
-        "history too short for a %d-day embargo between snapshots; using adjacent "
-        "snapshots (label windows overlap, so validation is slightly optimistic)",
-        horizon_days,
+    learn = [c for c in cs if c <= evaluation - dt.timedelta(days=int(horizon_days))]
+    honest = bool(learn)
+    if not honest:
+        log.warning(
+            "history too short to validate with a %d-day gap between the latest labelled "
+            "snapshot and the evaluation one; validating on adjacent snapshots (optimistic)",
+            horizon_days,
+        )
+        learn = cs[:-1]
+    return SnapshotPlan(
+        tuple(learn),
+        _calibration_window(learn, calibration_days),
+        evaluation,
+        (evaluation - max(learn)).days,
+        honest,
     )
-    return SnapshotPlan(tuple(cs[:-2]), cs[-2], cs[-1], 0)
+
+
+def plan_production(cutoffs: Sequence[dt.date], *, calibration_days: int = 42) -> SnapshotPlan:
+    """The production plan: learn from every cutoff, calibrate on the latest ones."""
+    cs = sorted(set(cutoffs))
+    if not cs:
+        raise ValueError("plan_production needs at least one cutoff.")
+    return SnapshotPlan(tuple(cs), _calibration_window(cs, calibration_days), None, 0, True)
 
 
 def split_by_plan(
     snapshots: pd.DataFrame, plan: SnapshotPlan
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Return the (train, calibration, evaluation) rows of a snapshot table."""
+    """The (fit, calibration, evaluation) rows of a snapshot table (evaluation may be empty)."""
     day = snapshots["cutoff"].dt.date
-    train = snapshots.loc[day.isin(plan.train)]
-    cal_from = plan.calibration_from or plan.calibration
-    cal = snapshots.loc[(day >= cal_from) & (day <= plan.calibration)]
-    ev = snapshots.loc[day == plan.evaluation]
-    return train, cal, ev
+    fit = snapshots.loc[day.isin(plan.fit)]
+    cal = snapshots.loc[day.isin(plan.calibration)]
+    ev = snapshots.loc[day == plan.evaluation] if plan.evaluation else snapshots.iloc[:0]
+    return fit, cal, ev

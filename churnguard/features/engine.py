@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from churnguard.features.runs import RunSpec, aggregate_runs, date_days
 from churnguard.features.sortkeys import pack_keys
 
-__all__ = ["aggregate_customers", "count_purchase_days", "to_date"]
+__all__ = ["aggregate_customers", "count_purchase_days", "to_date", "window_activity"]
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -343,6 +343,32 @@ def count_purchase_days(source: Any, start: dt.date, end: dt.date) -> pd.DataFra
     SELECT customer_id, COUNT(DISTINCT {day}) AS purchases
     FROM src
     WHERE amount >= 0 AND {day} > {_lit(start)} AND {day} <= {_lit(end)}
+    GROUP BY customer_id
+    """
+    con = _connect(source)
+    try:
+        return con.execute(query).df()
+    finally:
+        con.close()
+
+
+def window_activity(source: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Purchase occasions and net spend per customer on days in ``(start, end]``.
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id``, ``purchases`` (distinct days with a non-negative amount) and
+        ``spend`` (sum of every amount, returns included), for customers with any
+        transaction in the window.
+    """
+    day = 'CAST("date" AS DATE)'
+    query = f"""
+    SELECT customer_id,
+           COUNT(DISTINCT CASE WHEN amount >= 0 THEN {day} END) AS purchases,
+           COALESCE(SUM(amount), 0) AS spend
+    FROM src
+    WHERE {day} > {_lit(start)} AND {day} <= {_lit(end)}
     GROUP BY customer_id
     """
     con = _connect(source)

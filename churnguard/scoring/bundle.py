@@ -47,7 +47,7 @@ METADATA_FILE = "metadata.json"
 def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
     """Everything needed to trace a model: data, horizon, features, fitted parameters."""
     pm, sm = model.purchase_model_, model.spend_model_
-    clf = model.classifier_
+    clf = model.churn_model_
     return {
         "churnguard_version": __version__,
         "training_data_start": model.training_start_.isoformat(),
@@ -71,19 +71,34 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "discount_rate_monthly": float(model.discount_rate),
             "fitted_on_data_to": model.training_end_.isoformat(),
         },
-        "classifier": {
-            "kind": "LightGBM",
-            "calibration": clf.calibration_,
-            "calibration_cv_log_loss": clf.calibration_scores_,
-            "best_iteration": int(clf.best_iteration_),
+        "value_model_note": model.value_model_note_ or None,
+        "churn_model": {
+            "chosen": model.churn_model_name_,
+            "kind": "BTYD P(no purchase)"
+            if model.churn_model_name_ == "prior"
+            else "LightGBM" + (" on the BTYD prior" if model.churn_model_name_ == "anchored" else ""),
+            "calibration": getattr(clf, "calibration_", "none"),
+            "calibration_cv_log_loss": getattr(clf, "calibration_scores_", {}),
+            "best_iteration": int(getattr(clf, "best_iteration_", 0)),
+            "candidates": _records(getattr(model.report_, "candidates", None)),
         },
         "snapshots": {
-            "validation": model.plan_.to_dict(),
-            "production": model.production_plan_.to_dict(),
+            "validation": model.plan_.to_dict() if model.plan_ is not None else None,
+            "production": (
+                model.production_plan_.to_dict() if model.production_plan_ is not None else None
+            ),
             "step_days": int(model.snapshot_step_days),
         },
         "metrics": {k: float(v) for k, v in model.metrics_.items()},
     }
+
+
+def _records(table: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """A metrics table (one row per name) as plain data, NaN as None."""
+    if table is None or table.empty:
+        return {}
+    clean = table.astype(object).where(table.notna(), None)
+    return {str(k): dict(v) for k, v in clean.to_dict(orient="index").items()}
 
 
 def write_diagnostics(model: ChurnGuardModel, folder: str | os.PathLike[str]) -> list[Path]:
@@ -113,7 +128,10 @@ def write_diagnostics(model: ChurnGuardModel, folder: str | os.PathLike[str]) ->
         paths.append(
             plot_reliability(
                 y,
-                {"calibrated": ev["churn_probability"], "raw LightGBM": ev["raw_probability"]},
+                {
+                    "churnguard": ev["churn_probability"],
+                    "BTYD P(no purchase)": ev["baseline_btyd_p_no_purchase"],
+                },
                 out / "reliability.png",
             )
         )
@@ -164,6 +182,7 @@ def save_model(
         if report is not None:
             (tmp / "metrics.json").write_text(json.dumps(report.metrics, indent=2))
             report.comparison.to_csv(tmp / "baselines.csv")
+            report.candidates.to_csv(tmp / "churn_candidates.csv")
             report.value_model_comparison.to_csv(tmp / "value_models.csv", index=False)
             report.feature_importance.to_csv(tmp / "feature_importance.csv", index=False)
             report.evaluation.to_parquet(tmp / "evaluation.parquet", index=False)

@@ -1,4 +1,4 @@
-"""The churnguard model: features -> value models -> calibrated classifier.
+"""The churnguard model: features -> value models -> churn model on the BTYD prior.
 
 :class:`ChurnGuardModel` is what ``churnguard train`` fits and ``churnguard
 score`` applies. It is a plain scikit-learn style estimator over a canonical
@@ -6,11 +6,14 @@ transaction log (see :func:`churnguard.data.clean_transactions`):
 
 1. a :class:`~churnguard.features.FeatureBuilder` learns the log's schema;
 2. candidate buy-till-you-die models are compared on a calibration/holdout split
-   and the best one, with Gamma-Gamma, is refitted on all the data (CLV);
-3. rolling snapshots (features + BTYD outputs + churn label) train the LightGBM
-   classifier out of time; baselines are scored on the same evaluation snapshot;
-4. the production classifier is retrained one step later, calibrated on the
-   latest fully observed snapshot.
+   and the best one whose dropout is identified, with Gamma-Gamma, is refitted on
+   all the data (P(alive), P(no purchase in the horizon), CLV);
+3. rolling snapshots (features + BTYD outputs fitted at each cutoff + churn label)
+   feed three churn candidates (the BTYD prior alone, LightGBM anchored on the prior,
+   plain LightGBM), compared out of time on the latest snapshot with the same gap to
+   their training data as production has to the scoring date
+   (:mod:`churnguard.churn.candidates`); the prior wins unless beaten;
+4. the chosen candidate is refitted on every snapshot.
 """
 
 from __future__ import annotations
@@ -20,17 +23,29 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
-from churnguard.churn.classifier import ChurnClassifier
-from churnguard.churn.metrics import classification_report, compare_scores
+from churnguard.churn.candidates import (
+    CANDIDATES,
+    PRIOR_COLUMN,
+    PriorChurnModel,
+    compare_candidates,
+    fit_candidate,
+)
+from churnguard.churn.metrics import compare_scores
 from churnguard.churn.reasons import explain
-from churnguard.churn.training import SnapshotPlan, plan_snapshots, split_by_plan
+from churnguard.churn.training import (
+    SnapshotPlan,
+    plan_production,
+    plan_validation,
+    split_by_plan,
+)
 from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
-from churnguard.exceptions import InputDataError
+from churnguard.exceptions import InputDataError, InsufficientHistoryError
 from churnguard.features import FeatureBuilder, make_labels, snapshot_cutoffs
 from churnguard.features.engine import count_purchase_days, to_date
 
@@ -38,7 +53,8 @@ __all__ = ["ChurnGuardModel", "TrainingReport", "VALUE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-VALUE_COLUMNS = ["p_alive", "expected_purchases", "expected_spend", "predicted_clv"]
+#: Columns the value models add to the features (all but expected_spend feed the churn model).
+VALUE_COLUMNS = ["p_alive", "expected_purchases", PRIOR_COLUMN, "expected_spend", "predicted_clv"]
 _NOT_FEATURES = {"customer_id", "cutoff", "future_purchases", "churned", "expected_spend"}
 _DAYS_PER_UNIT = {"D": 1.0, "W": 7.0}
 
@@ -49,11 +65,11 @@ class TrainingReport:
 
     metrics: dict[str, float] = field(default_factory=dict)
     comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
     value_model_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
     evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
-    raw_ece: float = float("nan")
-    calibrated_ece: float = float("nan")
+    notes: list[str] = field(default_factory=list)
     #: What the value-model diagnostics need (calibration RFM, holdout, fitted models).
     value_diagnostics: dict[str, Any] = field(default_factory=dict)
 
@@ -73,14 +89,16 @@ class ChurnGuardModel(BaseEstimator):
     max_snapshots : int
         Most recent snapshots used (bounds training time on long logs).
     calibration_days : int
-        With customer cross-fitting (the classifier's default), the production
-        classifier is early-stopped and calibrated on every snapshot of the last
-        ``calibration_days`` days, not only the latest one.
+        The classifier is early-stopped and calibrated on the snapshots of the last
+        ``calibration_days`` days of its learning period (customers cross-fitted).
     value_model : {"auto", "bgnbd", "pareto", "mbgnbd"}
-        Purchase model for P(alive)/expected purchases; ``auto`` picks the best
-        candidate on a calibration/holdout split.
+        Purchase model for P(alive), P(no purchase) and expected purchases; ``auto``
+        picks the best candidate on a calibration/holdout split.
+    churn_model : {"auto", "prior", "anchored", "plain"}
+        ``auto`` compares the three out of time and keeps the best (the prior unless
+        beaten); a name forces that candidate.
     holdout_days : int, optional
-        Holdout length for that comparison; default half the log's span.
+        Holdout length for the value-model comparison; default half the log's span.
     clv_months : int
         CLV horizon in months.
     discount_rate : float
@@ -101,6 +119,7 @@ class ChurnGuardModel(BaseEstimator):
         max_snapshots: int = 24,
         calibration_days: int = 42,
         value_model: str = "auto",
+        churn_model: str = "auto",
         holdout_days: int | None = None,
         clv_months: int = 12,
         discount_rate: float = 0.01,
@@ -114,6 +133,7 @@ class ChurnGuardModel(BaseEstimator):
         self.max_snapshots = max_snapshots
         self.calibration_days = calibration_days
         self.value_model = value_model
+        self.churn_model = churn_model
         self.holdout_days = holdout_days
         self.clv_months = clv_months
         self.discount_rate = discount_rate
@@ -132,6 +152,10 @@ class ChurnGuardModel(BaseEstimator):
                 "value_model must be 'auto', 'bgnbd', 'pareto' or 'mbgnbd'; "
                 f"got {self.value_model!r}."
             )
+        if self.churn_model not in ("auto", *CANDIDATES):
+            raise ValueError(
+                f"churn_model must be 'auto' or one of {CANDIDATES}; got {self.churn_model!r}."
+            )
         if self.time_unit not in _DAYS_PER_UNIT:
             raise ValueError(f"time_unit must be 'W' or 'D'; got {self.time_unit!r}.")
         if not 0 <= float(self.discount_rate) < 1:
@@ -146,6 +170,11 @@ class ChurnGuardModel(BaseEstimator):
         ----------
         transactions : DataFrame
             Cleaned log (``customer_id``, ``date``, ``amount``, optional columns).
+
+        Returns
+        -------
+        ChurnGuardModel
+            ``self``, fitted.
         """
         self._validate()
         if not isinstance(transactions, pd.DataFrame):
@@ -156,17 +185,7 @@ class ChurnGuardModel(BaseEstimator):
         self.training_start_ = to_date(tx["date"].min())
         self.training_end_ = to_date(tx["date"].max())
         self.builder_ = FeatureBuilder(time_unit="D").fit(tx)
-        horizon = int(self.horizon_days)
-        # Fail fast, before any model is fitted, when the log is too short for snapshots.
-        cutoffs = snapshot_cutoffs(
-            self.training_start_,
-            self.training_end_,
-            horizon_days=horizon,
-            gap_days=int(self.gap_days),
-            step_days=int(self.snapshot_step_days),
-            n_snapshots=int(self.max_snapshots),
-        )
-        plan = plan_snapshots(cutoffs, horizon)
+        notes: list[str] = []
 
         log.info("comparing value models on a calibration/holdout split")
         ranking, comparison = self._choose_value_model(tx)
@@ -174,62 +193,134 @@ class ChurnGuardModel(BaseEstimator):
         self.value_model_name_, self.purchase_model_, self.spend_model_ = self._fit_first(
             feats_end, ranking
         )
+        self.value_model_note_ = _degenerate_note(self.purchase_model_)
+        if self.value_model_note_:
+            notes.append(self.value_model_note_)
+            log.warning("%s", self.value_model_note_)
         log.info(
             "value model: %s, fitted on all data to %s", self.value_model_name_, self.training_end_
         )
         self.n_customers_ = len(feats_end)
 
-        log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
-        snaps = self._snapshot_table(tx, cutoffs)
-        self.plan_ = plan
-        self.feature_names_ = [c for c in snaps.columns if c not in _NOT_FEATURES]
-
-        log.info(
-            "validation fit: train %d snapshots, calibrate %s, evaluate %s",
-            len(plan.train),
-            plan.calibration,
-            plan.evaluation,
+        cutoffs = self._cutoffs()
+        snaps = self._snapshot_table(tx, cutoffs) if cutoffs else pd.DataFrame()
+        self.feature_names_ = (
+            [c for c in snaps.columns if c not in _NOT_FEATURES]
+            if not snaps.empty
+            else [c for c in (*self.builder_.feature_names_, *VALUE_COLUMNS) if c not in
+                  _NOT_FEATURES]
+        )  # fmt: skip
+        report = TrainingReport(value_model_comparison=comparison)
+        self.plan_ = plan_validation(
+            cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
-        report = self._validate_out_of_time(snaps, plan)
-        clf = self._new_classifier()
-        cross = int(clf.cross_fit) >= 2
-        # Cross-fitted customers never meet their own labels in calibration, so the
-        # production fit needs no embargo and may pool recent snapshots to calibrate.
-        prod = plan.shifted(
-            cutoffs,
-            embargo_days=0 if cross else None,
-            calibration_days=int(self.calibration_days) if cross else 0,
-        )
-        log.info(
-            "production fit: train %d snapshots, calibrate %s..%s",
-            len(prod.train),
-            prod.calibration_from or prod.calibration,
-            prod.calibration,
-        )
-        train, cal, _ = split_by_plan(snaps, prod)
-        self.classifier_ = self._fit_classifier(clf, train, cal)
-        self.production_plan_ = prod
-        report.value_model_comparison = comparison
+        chosen, reason = self._choose_churn_model(snaps, report)
+        notes.append(f"churn model: {chosen} ({reason})")
+        log.info("churn model: %s (%s)", chosen, reason)
+        self.churn_model_name_ = chosen
+        if chosen == "prior":
+            self.production_plan_: SnapshotPlan | None = None
+            self.churn_model_ = PriorChurnModel(PRIOR_COLUMN).fit(
+                snaps[self.feature_names_] if not snaps.empty else feats_end.assign(
+                    **{PRIOR_COLUMN: 0.5})[[PRIOR_COLUMN]]
+            )  # fmt: skip
+        else:
+            prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
+            fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
+            log.info(
+                "production fit: %d snapshots, calibrated on %d", len(prod.fit), len(prod.calibration)
+            )
+            self.production_plan_ = prod
+            self.churn_model_ = fit_candidate(
+                chosen,
+                fit_rows,
+                cal_rows,
+                self.feature_names_,
+                classifier_params=self.classifier_params,
+                random_state=self.random_state,
+            )
+        report.notes = notes
         report.value_diagnostics = self.__dict__.pop("_diagnostics", {})
         self.report_: TrainingReport | None = report
         self.metrics_ = report.metrics
         return self
 
-    def _new_classifier(self) -> ChurnClassifier:
-        return ChurnClassifier(**(self.classifier_params or {}), random_state=self.random_state)
+    def _cutoffs(self) -> list[dt.date]:
+        try:
+            return snapshot_cutoffs(
+                self.training_start_,
+                self.training_end_,
+                horizon_days=int(self.horizon_days),
+                gap_days=int(self.gap_days),
+                step_days=int(self.snapshot_step_days),
+                n_snapshots=int(self.max_snapshots),
+            )
+        except InsufficientHistoryError as exc:
+            log.warning("no labelled snapshot fits in the log (%s)", exc)
+            return []
 
-    def _fit_classifier(
-        self, clf: ChurnClassifier, train: pd.DataFrame, cal: pd.DataFrame
-    ) -> ChurnClassifier:
-        f = self.feature_names_
-        return clf.fit(
-            train[f],
-            train["churned"],
-            cal[f],
-            cal["churned"],
-            groups=train["customer_id"].to_numpy(),
-            groups_cal=cal["customer_id"].to_numpy(),
+    def _choose_churn_model(self, snaps: pd.DataFrame, report: TrainingReport) -> tuple[str, str]:
+        """Compare the churn candidates on the validation plan; fill ``report``."""
+        plan = self.plan_
+        forced = None if self.churn_model == "auto" else str(self.churn_model)
+        if plan is None:
+            reason = (
+                "too few labelled snapshots to validate a learned model out of time; the "
+                "BTYD prior is used as the churn probability"
+            )
+            return ("prior" if forced in (None, "prior") else str(forced)), reason
+        fit_rows, cal_rows, ev = split_by_plan(snaps, plan)
+        log.info(
+            "validation: %d learning snapshots, evaluated on %s (%d days later%s)",
+            len(plan.fit),
+            plan.evaluation,
+            plan.gap_days,
+            "" if plan.honest else ", optimistic: shorter than the horizon",
         )
+        result = compare_candidates(
+            fit_rows,
+            cal_rows,
+            ev,
+            self.feature_names_,
+            candidates=CANDIDATES if forced is None else tuple({"prior", forced}),
+            classifier_params=self.classifier_params,
+            random_state=self.random_state,
+        )
+        chosen = forced or result.chosen
+        reason = result.reason if forced is None else "forced by churn_model"
+        y = ev["churned"].to_numpy()
+        baselines = baseline_scores(ev)
+        scores = {"churnguard": result.scores.get(chosen, baselines["btyd_p_no_purchase"])}
+        scores |= {f"candidate_{k}": v for k, v in result.scores.items()}
+        comparison = compare_scores(
+            y,
+            {**scores, **baselines},
+            probabilities=("churnguard", *[k for k in scores if k != "churnguard"],
+                           *BASELINE_PROBABILITIES),
+        ).set_index("score")  # fmt: skip
+        metrics = {k: float(v) for k, v in comparison.loc["churnguard"].items()}
+        best = comparison.loc[list(baselines)]
+        metrics |= {
+            "best_baseline_roc_auc": float(best["roc_auc"].max()),
+            "roc_auc_margin": float(metrics["roc_auc"] - best["roc_auc"].max()),
+            "validation_gap_days": float(plan.gap_days),
+            "validation_honest": float(plan.honest),
+        }
+        model = result.models.get(chosen)
+        report.metrics = metrics
+        report.comparison = comparison
+        report.candidates = result.table
+        report.evaluation = pd.DataFrame(
+            {
+                "customer_id": ev["customer_id"].to_numpy(),
+                "churned": y,
+                "churn_probability": scores["churnguard"],
+                **{f"baseline_{k}": v for k, v in baselines.items()},
+            }
+        )
+        if model is not None:
+            report.feature_importance = model.feature_importance()
+        return chosen, reason
 
     def _rfm(self, feats: pd.DataFrame) -> pd.DataFrame:
         unit = _DAYS_PER_UNIT[self.time_unit]
@@ -279,8 +370,13 @@ class ChurnGuardModel(BaseEstimator):
     def _fit_first(
         self, feats: pd.DataFrame, ranking: list[str]
     ) -> tuple[str, PurchaseModel, SpendModel]:
-        """Fit the best-ranked purchase model that converges on ``feats``."""
+        """Fit the best-ranked purchase model that converges and identifies a dropout.
+
+        A fit whose dropout sits at its boundary ("nobody ever leaves") is kept only
+        when every candidate is degenerate; the first such fit is then returned.
+        """
         errors = []
+        degenerate: tuple[str, PurchaseModel, SpendModel] | None = None
         for kind in [*ranking, *(["bgnbd"] if "bgnbd" not in ranking else [])]:
             try:
                 pm, sm = self._fit_value_models(feats, kind)
@@ -290,7 +386,12 @@ class ChurnGuardModel(BaseEstimator):
                 )
                 errors.append(str(exc))
                 continue
+            if _degenerate_note(pm) and len(ranking) > 1:
+                degenerate = degenerate or (kind, pm, sm)
+                continue
             return kind, pm, sm
+        if degenerate is not None:
+            return degenerate
         raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
 
     def _fit_value_models(self, feats: pd.DataFrame, kind: str) -> tuple[PurchaseModel, SpendModel]:
@@ -298,17 +399,26 @@ class ChurnGuardModel(BaseEstimator):
         return PurchaseModel(model=kind).fit(rfm), SpendModel().fit(rfm)
 
     def _value(self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel) -> pd.DataFrame:
-        return value_frame(
+        rfm = self._rfm(feats)
+        values = value_frame(
             pm,
             sm,
-            self._rfm(feats),
+            rfm,
             self._horizon_units(),
             months=int(self.clv_months),
             discount_rate=float(self.discount_rate),
             time_unit=self.time_unit,
         )
+        values[PRIOR_COLUMN] = pm.p_no_purchase_arrays(
+            self._horizon_units(),
+            rfm["frequency"].to_numpy(dtype=float),
+            rfm["recency"].to_numpy(dtype=float),
+            rfm["T"].to_numpy(dtype=float),
+        )
+        return _sanitize(values)
 
     def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
+        log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
         frames = []
         for c in cutoffs:
             feats = self.builder_.transform(tx, c)
@@ -324,31 +434,10 @@ class ChurnGuardModel(BaseEstimator):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def _validate_out_of_time(self, snaps: pd.DataFrame, plan: SnapshotPlan) -> TrainingReport:
-        train, cal, ev = split_by_plan(snaps, plan)
-        clf = self._fit_classifier(self._new_classifier(), train, cal)
-        return evaluation_report(clf, ev, self.bgnbd_baseline_frame(ev), self.feature_names_)
-
-    def bgnbd_baseline_frame(self, ev: pd.DataFrame) -> pd.DataFrame:
-        """``ev`` with BG/NBD ``p_alive`` and ``expected_purchases`` for the baselines.
-
-        When the chosen purchase model is not BG/NBD, a BG/NBD is fitted on ``ev``'s
-        own RFM columns (data up to its cutoff only), so the baselines are what a user
-        of plain BG/NBD would have had on that date.
-        """
-        if self.value_model_name_ == "bgnbd":
-            return ev
-        pm = PurchaseModel(model="bgnbd").fit(self._rfm(ev))
-        pred = pm.predict(self._rfm(ev), self._horizon_units())
-        return ev.assign(
-            p_alive=pred["p_alive"].to_numpy(),
-            expected_purchases=pred["expected_purchases"].to_numpy(),
-        )
-
     # ---------------------------------------------------------------- score
     def features(self, transactions: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
         """Features and value-model outputs of every customer as of ``as_of``."""
-        check_is_fitted(self, "classifier_")
+        check_is_fitted(self, "churn_model_")
         as_of_date = to_date(as_of) if as_of is not None else to_date(transactions["date"].max())
         feats = self.builder_.transform(transactions, as_of_date)
         if feats.empty:
@@ -357,6 +446,18 @@ class ChurnGuardModel(BaseEstimator):
             )
         value = self._value(feats, self.purchase_model_, self.spend_model_)
         return feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+
+    def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``."""
+        check_is_fitted(self, "churn_model_")
+        return np.asarray(self.churn_model_.churn_probability(frame[self.feature_names_]))
+
+    def window_value(self, frame: pd.DataFrame) -> np.ndarray:
+        """Expected spend over the churn horizon of each row of a :meth:`features` frame."""
+        check_is_fitted(self, "churn_model_")
+        expected = frame["expected_purchases"].to_numpy(dtype=float)
+        spend = frame["expected_spend"].to_numpy(dtype=float)
+        return np.nan_to_num(expected * spend)
 
     def score(
         self, transactions: pd.DataFrame, as_of: Any = None, *, reasons_limit: int | None = 25_000
@@ -379,18 +480,18 @@ class ChurnGuardModel(BaseEstimator):
         Returns
         -------
         DataFrame
-            Features, ``p_alive``, ``expected_purchases``, ``expected_spend``,
-            ``predicted_clv``, ``churn_probability``, ``value_at_risk`` and ``reasons``.
+            Features, the value columns, ``churn_probability``, ``value_at_risk`` and
+            ``reasons``.
         """
         frame = self.features(transactions, as_of)
         X = frame[self.feature_names_]
-        frame["churn_probability"] = self.classifier_.predict_proba(X)
+        frame["churn_probability"] = self.churn_probability(frame)
         frame["value_at_risk"] = frame["churn_probability"] * frame["predicted_clv"]
         frame["reasons"] = "not explained: outside the top reasons_limit customers by value at risk"
         n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
         if n > 0:
             top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
-            contrib = self.classifier_.contributions(X.loc[top])
+            contrib = self.churn_model_.contributions(X.loc[top])
             frame.loc[top, "reasons"] = explain(contrib, frame.loc[top]).to_numpy()
         return frame
 
@@ -399,51 +500,36 @@ class ChurnGuardModel(BaseEstimator):
         state["report_"] = None  # evaluation tables live next to the model, not inside it
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Bundles saved before pooled calibration existed calibrated on one snapshot.
-        state.setdefault("calibration_days", 0)
-        self.__dict__.update(state)
+
+def _degenerate_note(pm: PurchaseModel) -> str:
+    """One line when the purchase model's dropout sits at its boundary, else ''."""
+    reason = getattr(pm, "degenerate_", None)
+    if not reason:
+        return ""
+    return (
+        f"{pm.model_name} could not identify customer dropout ({reason}): P(alive) is not "
+        "reported; the churn probability comes from purchase rates and the classifier"
+    )
+
+
+def _sanitize(values: pd.DataFrame) -> pd.DataFrame:
+    """Non-finite model outputs become NaN (features) or a safe value (the prior).
+
+    A buy-till-you-die closed form can overflow for an extreme customer; one such
+    customer must not stop a training run or a scoring job.
+    """
+    out = values.copy()
+    for col in ("p_alive", "expected_purchases", "expected_spend", "predicted_clv"):
+        if col in out:
+            v = out[col].to_numpy(dtype=float)
+            out[col] = np.where(np.isfinite(v), v, np.nan)
+    p0 = out[PRIOR_COLUMN].to_numpy(dtype=float)
+    if not np.isfinite(p0).all():
+        expected = out["expected_purchases"].to_numpy(dtype=float)
+        fallback = np.where(np.isfinite(expected), np.exp(-np.clip(expected, 0, None)), 0.5)
+        out[PRIOR_COLUMN] = np.where(np.isfinite(p0), np.clip(p0, 0.0, 1.0), fallback)
+    return out
 
 
 def _criterion_column(table: pd.DataFrame) -> str:
     return "rmse_per_customer" if "rmse_per_customer" in table else str(table.columns[-1])
-
-
-def evaluation_report(
-    clf: ChurnClassifier, ev: pd.DataFrame, baseline_frame: pd.DataFrame, features: list[str]
-) -> TrainingReport:
-    """Score the evaluation snapshot with ``clf`` and the baselines."""
-    y = ev["churned"].to_numpy()
-    prob = clf.predict_proba(ev[features])
-    raw = clf.predict_proba_raw(ev[features])
-    baselines = baseline_scores(baseline_frame)
-    comparison = compare_scores(
-        y, {"churnguard": prob, **baselines}, probabilities=("churnguard", *BASELINE_PROBABILITIES)
-    ).set_index("score")
-    metrics = classification_report(y, prob)
-    raw_report = classification_report(y, raw)
-    evaluation = pd.DataFrame(
-        {
-            "customer_id": ev["customer_id"].to_numpy(),
-            "churned": y,
-            "churn_probability": prob,
-            "raw_probability": raw,
-            **{f"baseline_{k}": v for k, v in baselines.items()},
-        }
-    )
-    best_baseline = comparison.drop(index="churnguard", errors="ignore")["roc_auc"].max()
-    metrics = {
-        **metrics,
-        "raw_ece": raw_report["ece"],
-        "best_baseline_roc_auc": float(best_baseline),
-        "roc_auc_margin": float(metrics["roc_auc"] - best_baseline),
-        "best_iteration": float(clf.best_iteration_),
-    }
-    return TrainingReport(
-        metrics=metrics,
-        comparison=comparison,
-        evaluation=evaluation,
-        feature_importance=clf.feature_importance(),
-        raw_ece=raw_report["ece"],
-        calibrated_ece=metrics["ece"],
-    )

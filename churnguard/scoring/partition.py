@@ -164,7 +164,7 @@ def explain_partition(model: Any, scored: Path, top_ids: Path | None, out: Path)
     if frame.empty:
         return False
     # One LightGBM thread: this runs alongside the whole-base stage (see PartitionRunner).
-    contrib = model.classifier_.contributions(frame[model.feature_names_], num_threads=1)
+    contrib = model.churn_model_.contributions(frame[model.feature_names_], num_threads=1)
     frame["reasons"] = explain(contrib, frame).to_numpy()
     frame[["customer_id", "reasons"]].to_parquet(out, index=False)
     return True

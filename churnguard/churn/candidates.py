@@ -1,0 +1,192 @@
+"""Churn-model candidates and their out-of-time comparison.
+
+Three ways to turn a customer's snapshot into a churn probability compete on the
+validation snapshot (see :mod:`churnguard.churn.training`):
+
+* ``prior``: the buy-till-you-die model's closed-form P(no purchase in the horizon),
+  no learning at all. It is the fallback: whatever is chosen must not be worse than it.
+* ``anchored``: LightGBM started from the prior's log-odds, learning corrections from
+  the behavioural features (:class:`~churnguard.churn.ChurnClassifier` with ``prior``).
+* ``plain``: LightGBM on the same features (the prior is one of them), no anchor.
+
+The candidate with the lowest validation log loss wins, the prior on ties, so a learned
+model is only used where it beat the prior out of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from churnguard.churn.classifier import ChurnClassifier, logit
+from churnguard.churn.metrics import classification_report
+from churnguard.exceptions import InputDataError
+
+__all__ = [
+    "CANDIDATES",
+    "PRIOR_COLUMN",
+    "CandidateComparison",
+    "PriorChurnModel",
+    "compare_candidates",
+    "fit_candidate",
+]
+
+#: Candidate names, in the order they are reported.
+CANDIDATES: tuple[str, ...] = ("prior", "anchored", "plain")
+#: The feature holding the BTYD model's P(no purchase in the horizon).
+PRIOR_COLUMN = "p_no_purchase"
+
+
+class PriorChurnModel(ClassifierMixin, BaseEstimator):
+    """The structural prior used as the churn probability, with the classifier's interface.
+
+    Parameters
+    ----------
+    prior : str
+        Column of P(no purchase in the horizon).
+    """
+
+    def __init__(self, prior: str = PRIOR_COLUMN) -> None:
+        self.prior = prior
+
+    def fit(self, X: pd.DataFrame, y: Any = None, *args: Any, **kwargs: Any) -> PriorChurnModel:
+        """Nothing to learn; records the feature it reads (other arguments are ignored)."""
+        if not isinstance(X, pd.DataFrame) or self.prior not in X.columns:
+            raise InputDataError(f"PriorChurnModel needs a DataFrame with a {self.prior!r} column.")
+        self.feature_names_ = [self.prior]
+        self.classes_ = np.array([0, 1])
+        self.calibration_ = "none"
+        self.best_iteration_ = 0
+        return self
+
+    def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        """The prior itself, clipped to [0, 1]."""
+        check_is_fitted(self, "feature_names_")
+        return np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the prior."""
+        return logit(self.churn_probability(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, shape ``(n, 2)``: stayed, churned."""
+        p = self.churn_probability(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 (churn) where the prior is at least 0.5."""
+        return (self.churn_probability(X) >= 0.5).astype(int)
+
+    def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
+        """The prior's log-odds as its own contribution (bias 0): one driver, the prior."""
+        z = self.decision_function(X)
+        return pd.DataFrame({self.prior: z, "bias": np.zeros(len(z))}, index=X.index)
+
+    def feature_importance(self) -> pd.DataFrame:
+        """A single row: the prior carries everything."""
+        return pd.DataFrame({"feature": [self.prior], "gain": [1.0], "split": [0]})
+
+
+def fit_candidate(
+    name: str,
+    fit_rows: pd.DataFrame,
+    cal_rows: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    classifier_params: Mapping[str, Any] | None = None,
+    random_state: int = 0,
+) -> Any:
+    """Fit candidate ``name`` on snapshot rows (``churned`` and ``customer_id`` columns).
+
+    Returns
+    -------
+    PriorChurnModel or ChurnClassifier
+    """
+    if name == "prior":
+        return PriorChurnModel(PRIOR_COLUMN).fit(fit_rows[list(features)])
+    if name not in CANDIDATES:
+        raise ValueError(f"unknown churn candidate {name!r}; expected one of {CANDIDATES}.")
+    params = dict(classifier_params or {})
+    if name == "anchored":
+        params["prior"] = PRIOR_COLUMN
+    else:
+        params.pop("prior", None)
+    clf = ChurnClassifier(**params, random_state=random_state)
+    f = list(features)
+    return clf.fit(
+        fit_rows[f],
+        fit_rows["churned"],
+        cal_rows[f],
+        cal_rows["churned"],
+        groups=fit_rows["customer_id"].to_numpy(),
+        groups_cal=cal_rows["customer_id"].to_numpy(),
+    )
+
+
+@dataclass
+class CandidateComparison:
+    """The validation scores of every candidate and the one chosen."""
+
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chosen: str = "prior"
+    reason: str = ""
+    models: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def compare_candidates(
+    fit_rows: pd.DataFrame,
+    cal_rows: pd.DataFrame,
+    eval_rows: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    candidates: Sequence[str] = CANDIDATES,
+    classifier_params: Mapping[str, Any] | None = None,
+    random_state: int = 0,
+) -> CandidateComparison:
+    """Fit every candidate on the learning rows and score them on ``eval_rows``.
+
+    A candidate that cannot be fitted (e.g. its training labels hold one class) is
+    reported with its error and not chosen. The winner has the lowest log loss on the
+    evaluation rows; the prior wins ties and is the answer when nothing else fits.
+    """
+    y = eval_rows["churned"].to_numpy()
+    rows: list[dict[str, Any]] = []
+    out = CandidateComparison()
+    for name in candidates:
+        try:
+            model = fit_candidate(
+                name,
+                fit_rows,
+                cal_rows,
+                features,
+                classifier_params=classifier_params,
+                random_state=random_state,
+            )
+        except ValueError as exc:
+            rows.append({"candidate": name, "error": str(exc)})
+            continue
+        p = model.churn_probability(eval_rows[list(features)])
+        out.models[name] = model
+        out.scores[name] = p
+        rows.append({"candidate": name, **classification_report(y, p)})
+    table = pd.DataFrame(rows).set_index("candidate")
+    scored = table["log_loss"].dropna() if "log_loss" in table else pd.Series(dtype=float)
+    best = "prior"
+    if not scored.empty:
+        best = str(scored.idxmin())
+        if "prior" in scored and scored[best] >= scored["prior"]:
+            best = "prior"
+    out.table, out.chosen = table, best
+    if best == "prior":
+        out.reason = "no learned candidate beat the BTYD prior's validation log loss"
+    else:
+        gain = float(scored["prior"] - scored[best]) if "prior" in scored else float("nan")
+        out.reason = f"{best} beat the BTYD prior's validation log loss by {gain:.4f}"
+    return out
