@@ -20,12 +20,19 @@ from churnguard.clv.diagnostics import (
     plot_cumulative_tracking,
     plot_p_alive_matrix,
 )
-from churnguard.clv.purchase import MODEL_NAMES, ModelFitError, PurchaseModel, check_rfm
+from churnguard.clv.purchase import (
+    MODEL_NAMES,
+    DegenerateFitWarning,
+    ModelFitError,
+    PurchaseModel,
+    check_rfm,
+)
 from churnguard.clv.selection import ModelComparison, compare_models
 from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import customer_equity, customer_lifetime_value, value_frame
 
 __all__ = [
+    "DegenerateFitWarning",
     "MODEL_NAMES",
     "ModelComparison",
     "ModelFitError",

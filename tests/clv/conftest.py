@@ -53,6 +53,64 @@ def simulate_bgnbd(
     )
 
 
+def simulate_btyd_future(
+    rng: np.random.Generator,
+    model: str,
+    n: int,
+    params: dict[str, float],
+    *,
+    T: np.ndarray,
+    horizon: float,
+) -> pd.DataFrame:
+    """Exact, vectorised draw of a BTYD model's history to T *and* its future to T + horizon.
+
+    BG/NBD and MBG/NBD: an immortal twin buys at Poisson rate lambda ~ Gamma(r, alpha); death
+    trials with p ~ Beta(a, b) happen after each repeat purchase (and, for MBG/NBD, at time 0),
+    so the first fatal trial K is Geometric(p) (minus 1 for MBG/NBD), the customer makes
+    min(N, K) of the twin's N purchases, and is alive at age u iff K > N(u). Pareto/NBD: the
+    customer buys at rate lambda until an Exponential(mu) death time, mu ~ Gamma(s, beta).
+
+    Returns columns frequency, recency, T (the history at T), alive (at T), future (purchases
+    in (T, T + horizon]), alive_end (alive at T + horizon, i.e. throughout) and
+    future_if_retained (the twin's purchases in (T, T + horizon]: what a customer alive at T
+    would buy with the dropout process switched off).
+    """
+    age = np.asarray(T, dtype=float)
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    if model == "pareto":
+        death = rng.exponential(1.0 / rng.gamma(params["s"], 1.0 / params["beta"], n))
+        seen = np.minimum(age, death)
+        x = rng.poisson(lam * seen)
+        recency = np.where(x > 0, seen * rng.beta(np.maximum(x, 1), 1.0), 0.0)
+        alive = death > age
+        future = rng.poisson(lam * np.clip(np.minimum(death, age + horizon) - age, 0.0, None))
+        alive_end = death > age + horizon
+        retained = rng.poisson(lam * horizon)
+    else:
+        p = rng.beta(params["a"], params["b"], n)
+        fatal = rng.geometric(p) - (1 if model == "mbgnbd" else 0)
+        twin_past = rng.poisson(lam * age)
+        retained = rng.poisson(lam * horizon)
+        x = np.minimum(twin_past, fatal)
+        # the x-th of the twin's uniform purchase times in (0, T]
+        recency = np.where(x > 0, age * rng.beta(np.maximum(x, 1), twin_past - x + 1), 0.0)
+        alive = fatal > twin_past
+        future = np.where(alive, np.minimum(retained, fatal - twin_past), 0)
+        alive_end = fatal > twin_past + retained
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "frequency": x.astype(float),
+            "recency": recency,
+            "T": age,
+            "alive": alive,
+            "future": future.astype(float),
+            "alive_end": alive_end,
+            "future_if_retained": retained.astype(float),
+        }
+    )
+
+
 def simulate_gamma_gamma(
     rng: np.random.Generator, frequency: np.ndarray, *, p: float, q: float, v: float
 ) -> np.ndarray:
@@ -112,6 +170,12 @@ def cdnow_rfm(cdnow_cal_holdout: pd.DataFrame) -> pd.DataFrame:
 def bgnbd_sampler() -> Callable[..., pd.DataFrame]:
     """The BG/NBD simulator, as a fixture so test modules need no helper imports."""
     return simulate_bgnbd
+
+
+@pytest.fixture
+def btyd_future_sampler() -> Callable[..., pd.DataFrame]:
+    """The history-and-future simulator of all three purchase models."""
+    return simulate_btyd_future
 
 
 @pytest.fixture
