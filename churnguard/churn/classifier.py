@@ -23,6 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
+from churnguard._crossfit import customer_folds
 from churnguard.exceptions import InputDataError
 
 __all__ = ["CALIBRATIONS", "DEFAULT_LGBM_PARAMS", "DEFAULT_MONOTONE", "ChurnClassifier", "logit"]
@@ -85,20 +86,21 @@ class _Platt:
 
 
 class _Correction:
-    """Platt scaling of the trees' correction only: ``sigmoid(prior + a * (z - prior) + b)``.
+    """Scale of the trees' correction only: ``sigmoid(prior + a * (z - prior))``.
 
-    The prior's log-odds keep a coefficient of one, so when the base rate moves
-    between the calibration snapshot and the scoring date, the prior (refitted on the
-    latest data) carries the move and the calibrator does not pin the old level.
+    The prior's log-odds keep a coefficient of one and no intercept is fitted, so when
+    the base rate moves between the calibration snapshot and the scoring date, the
+    prior (refitted on the latest data) carries the move and the calibrator does not
+    pin the old level. Only how far to trust the trees is learned.
     """
 
     def fit(self, z: np.ndarray, offset: np.ndarray, y: np.ndarray) -> _Correction:
         corr = z - offset
-        self.coef_ = _fit_logistic(np.column_stack([corr, np.ones_like(corr)]), offset, y)
+        self.coef_ = _fit_logistic(corr.reshape(-1, 1), offset, y)
         return self
 
     def predict(self, z: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        return _sigmoid(offset + self.coef_[0] * (z - offset) + self.coef_[1])
+        return _sigmoid(offset + self.coef_[0] * (z - offset))
 
 
 class _Isotonic:
@@ -141,8 +143,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         (features absent from the data are ignored). Pass ``{}`` for none.
     calibration : {"auto", "isotonic", "sigmoid", "correction", "none"}
         ``auto`` picks the method with the lowest 2-fold log loss on the calibration
-        set. ``correction`` (only with ``prior``) rescales the trees' correction and
-        leaves the prior's log-odds untouched (see :class:`_Correction`).
+        set: among ``none``, ``isotonic`` and ``sigmoid`` without a prior, and among
+        ``none`` and ``correction`` with one. ``correction`` (only with ``prior``)
+        rescales the trees' correction and leaves the prior's log-odds untouched (see
+        :class:`_Correction`): with a prior, the level of the probabilities is the
+        prior's, refitted at the scoring date, not the calibration snapshot's.
     early_stopping_rounds : int
         Rounds without log-loss improvement on the calibration set before stopping.
     class_weight : {None, "balanced"}
@@ -260,7 +265,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         params = {**DEFAULT_LGBM_PARAMS, **(self.lgbm_params or {})}
         k = int(self.cross_fit) if groups is not None and groups_cal is not None else 1
         if k >= 2:
-            fold, fold_cal = _folds(groups, k), _folds(groups_cal, k)
+            fold, fold_cal = customer_folds(groups, k), customer_folds(groups_cal, k)
         else:
             fold, fold_cal = np.zeros(len(X), dtype=int), np.zeros(len(X_cal), dtype=int)
         offset, offset_cal = self._offset(X), self._offset(X_cal)
@@ -429,17 +434,6 @@ def _labels(y: Any, name: str) -> np.ndarray:
     return arr.astype(int)
 
 
-def _folds(groups: Any, k: int) -> np.ndarray:
-    """Stable fold of each row's group (customer id): same customer, same fold.
-
-    pandas' hash of the id text has a fixed key, so folds do not change between
-    runs, machines or row orders.
-    """
-    ids = pd.Series(np.asarray(groups, dtype=object)).astype(str)
-    hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
-    return (hashes % np.uint64(k)).astype(int)
-
-
 def _cv_calibration_scores(
     z: np.ndarray, offset: np.ndarray, y: np.ndarray, seed: int, *, with_prior: bool
 ) -> dict[str, float]:
@@ -447,7 +441,9 @@ def _cv_calibration_scores(
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(y)) % 2
     scores: dict[str, float] = {"none": float(log_loss(y, np.clip(_sigmoid(z), _EPS, 1 - _EPS)))}
-    kinds = ("isotonic", "sigmoid", "correction") if with_prior else ("isotonic", "sigmoid")
+    # With a prior, only calibrators that leave its level alone: the calibration snapshot
+    # is one horizon older than the scoring date, and its base rate may not hold there.
+    kinds = ("correction",) if with_prior else ("isotonic", "sigmoid")
     for kind in kinds:
         losses = []
         for k in (0, 1):

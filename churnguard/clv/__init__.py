@@ -29,7 +29,12 @@ from churnguard.clv.purchase import (
 )
 from churnguard.clv.selection import ModelComparison, compare_models
 from churnguard.clv.spend import SpendModel
-from churnguard.clv.value import customer_equity, customer_lifetime_value, value_frame
+from churnguard.clv.value import (
+    customer_equity,
+    customer_lifetime_value,
+    value_frame,
+    value_if_retained,
+)
 
 __all__ = [
     "DegenerateFitWarning",
@@ -49,4 +54,5 @@ __all__ = [
     "plot_cumulative_tracking",
     "plot_p_alive_matrix",
     "value_frame",
+    "value_if_retained",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "customer_equity",
     "customer_lifetime_value",
     "value_frame",
+    "value_if_retained",
 ]
 
 #: Model time units per month, as in lifetimes (a month is 30 days or 4.345 weeks).
@@ -74,6 +75,52 @@ def _clv_arrays(
         discounted_purchases += (cumulative - previous) / (1 + discount_rate) ** i
         previous = cumulative
     return spend * discounted_purchases[codes]
+
+
+def _discount_annuity(months: int, discount_rate: float) -> float:
+    """``sum_{i=1..months} (1 + d)^-i``: the discounted weight of a steady monthly stream."""
+    return float(sum((1 + discount_rate) ** -i for i in range(1, months + 1)))
+
+
+def value_if_retained(
+    purchase_model: PurchaseModel,
+    spend_model: SpendModel,
+    rfm: pd.DataFrame,
+    *,
+    months: int = 12,
+    discount_rate: float = 0.01,
+    time_unit: str = "W",
+) -> np.ndarray:
+    """Discounted value of each customer over ``months`` *if they stay active throughout*.
+
+    ``sum_i E[purchases in month i | active] * E[spend per purchase] / (1 + d)^i``: the
+    purchase rate of a customer known to be alive, ``(r + x) / (alpha + T)`` (the
+    posterior mean of lambda given alive, the same in BG/NBD, MBG/NBD and Pareto/NBD),
+    with dropout switched off over the horizon. It is what the business loses when the
+    customer leaves now, so ``value_at_risk = churn_probability * value_if_retained``;
+    ``predicted_clv`` already multiplies by the chance of being alive, and multiplying it
+    by a churn probability would count the risk twice.
+
+    Parameters and returns as in :func:`customer_lifetime_value`.
+    """
+    factor = _check_value_args(months, discount_rate, time_unit)
+    arr = check_rfm(rfm, _RFM_MONEY_COLUMNS, caller="value_if_retained")
+    return _retained_arrays(purchase_model, spend_model, arr, months, float(discount_rate), factor)
+
+
+def _retained_arrays(
+    purchase_model: PurchaseModel,
+    spend_model: SpendModel,
+    arr: dict[str, np.ndarray],
+    months: int,
+    discount_rate: float,
+    factor: float,
+) -> np.ndarray:
+    spend = spend_model.expected_spend_arrays(arr["frequency"], arr["monetary_value"])
+    per_month = purchase_model.expected_purchases_if_alive_arrays(
+        factor, arr["frequency"], arr["recency"], arr["T"]
+    )
+    return spend * per_month * _discount_annuity(months, discount_rate)
 
 
 def customer_lifetime_value(
@@ -156,7 +203,7 @@ def value_frame(
     discount_rate: float = 0.01,
     time_unit: str = "W",
 ) -> pd.DataFrame:
-    """Per-customer value table: P(alive), expected purchases and spend, and CLV.
+    """Per-customer value table: P(alive), purchases, spend, CLV and value if retained.
 
     Parameters
     ----------
@@ -174,8 +221,9 @@ def value_frame(
     Returns
     -------
     pandas.DataFrame
-        Columns customer_id, p_alive, expected_purchases, expected_spend, predicted_clv,
-        with the index of ``rfm``.
+        Columns customer_id, p_alive, expected_purchases, ``p_no_purchase`` (probability
+        of no purchase within ``horizon``), expected_spend, predicted_clv and
+        value_if_retained (see :func:`value_if_retained`), with the index of ``rfm``.
     """
     factor = _check_value_args(months, discount_rate, time_unit)
     arr = check_rfm(rfm, _RFM_MONEY_COLUMNS, caller="value_frame")
@@ -187,9 +235,13 @@ def value_frame(
             "customer_id": customer_ids,
             "p_alive": purchase_model.p_alive_arrays(x, tx, age),
             "expected_purchases": purchase_model.expected_purchases_arrays(horizon, x, tx, age),
+            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, x, tx, age),
             "expected_spend": spend,
             "predicted_clv": _clv_arrays(
                 purchase_model, spend, arr, months, float(discount_rate), factor
+            ),
+            "value_if_retained": _retained_arrays(
+                purchase_model, spend_model, arr, months, float(discount_rate), factor
             ),
         },
         index=rfm.index,

@@ -46,16 +46,39 @@ from churnguard.churn.training import (
 )
 from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
 from churnguard.exceptions import InputDataError, InsufficientHistoryError
-from churnguard.features import FeatureBuilder, make_labels, snapshot_cutoffs
-from churnguard.features.engine import count_purchase_days, to_date
+from churnguard.features import FeatureBuilder, snapshot_cutoffs
+from churnguard.features.engine import count_purchase_days, to_date, window_activity
+from churnguard.scoring.value_choice import (
+    ACTIVE_SPEND,
+    VALUE_CANDIDATES,
+    add_active_spend,
+    compare_value_candidates,
+    fit_spend_model,
+    value_ratio,
+    window_value,
+)
 
 __all__ = ["ChurnGuardModel", "TrainingReport", "VALUE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 #: Columns the value models add to the features (all but expected_spend feed the churn model).
-VALUE_COLUMNS = ["p_alive", "expected_purchases", PRIOR_COLUMN, "expected_spend", "predicted_clv"]
-_NOT_FEATURES = {"customer_id", "cutoff", "future_purchases", "churned", "expected_spend"}
+VALUE_COLUMNS = [
+    "p_alive",
+    "expected_purchases",
+    PRIOR_COLUMN,
+    "expected_spend",
+    "predicted_clv",
+    "value_if_retained",
+]
+_NOT_FEATURES = {
+    "customer_id",
+    "cutoff",
+    "future_purchases",
+    "future_spend",
+    "churned",
+    "expected_spend",
+}
 _DAYS_PER_UNIT = {"D": 1.0, "W": 7.0}
 
 
@@ -66,6 +89,7 @@ class TrainingReport:
     metrics: dict[str, float] = field(default_factory=dict)
     comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    value_candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
     value_model_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
     evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -97,6 +121,10 @@ class ChurnGuardModel(BaseEstimator):
     churn_model : {"auto", "prior", "anchored", "plain"}
         ``auto`` compares the three out of time and keeps the best (the prior unless
         beaten); a name forces that candidate.
+    value_choice : {"auto", "btyd", "hurdle", "blend"}
+        Which prediction of next-window spend orders value (see
+        :mod:`churnguard.scoring.value_choice`); ``auto`` keeps the best out of time
+        (BTYD x Gamma-Gamma unless beaten).
     holdout_days : int, optional
         Holdout length for the value-model comparison; default half the log's span.
     clv_months : int
@@ -120,6 +148,7 @@ class ChurnGuardModel(BaseEstimator):
         calibration_days: int = 42,
         value_model: str = "auto",
         churn_model: str = "auto",
+        value_choice: str = "auto",
         holdout_days: int | None = None,
         clv_months: int = 12,
         discount_rate: float = 0.01,
@@ -134,6 +163,7 @@ class ChurnGuardModel(BaseEstimator):
         self.calibration_days = calibration_days
         self.value_model = value_model
         self.churn_model = churn_model
+        self.value_choice = value_choice
         self.holdout_days = holdout_days
         self.clv_months = clv_months
         self.discount_rate = discount_rate
@@ -155,6 +185,11 @@ class ChurnGuardModel(BaseEstimator):
         if self.churn_model not in ("auto", *CANDIDATES):
             raise ValueError(
                 f"churn_model must be 'auto' or one of {CANDIDATES}; got {self.churn_model!r}."
+            )
+        if self.value_choice not in ("auto", *VALUE_CANDIDATES):
+            raise ValueError(
+                f"value_choice must be 'auto' or one of {VALUE_CANDIDATES}; "
+                f"got {self.value_choice!r}."
             )
         if self.time_unit not in _DAYS_PER_UNIT:
             raise ValueError(f"time_unit must be 'W' or 'D'; got {self.time_unit!r}.")
@@ -214,10 +249,13 @@ class ChurnGuardModel(BaseEstimator):
         self.plan_ = plan_validation(
             cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
-        chosen, reason = self._choose_churn_model(snaps, report)
+        chosen, reason, churn_eval = self._choose_churn_model(snaps, report)
         notes.append(f"churn model: {chosen} ({reason})")
         log.info("churn model: %s (%s)", chosen, reason)
         self.churn_model_name_ = chosen
+        self.value_model_choice_, value_reason = self._choose_value(snaps, churn_eval, report)
+        notes.append(f"value model: {self.value_model_choice_} ({value_reason})")
+        log.info("value model: %s (%s)", self.value_model_choice_, value_reason)
         if chosen == "prior":
             self.production_plan_: SnapshotPlan | None = None
             self.churn_model_ = PriorChurnModel(PRIOR_COLUMN).fit(
@@ -239,6 +277,13 @@ class ChurnGuardModel(BaseEstimator):
                 classifier_params=self.classifier_params,
                 random_state=self.random_state,
             )
+        self.window_spend_model_ = None
+        if self.value_model_choice_ != "btyd":
+            prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
+            fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
+            self.window_spend_model_ = fit_spend_model(
+                fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
+            )
         report.notes = notes
         report.value_diagnostics = self.__dict__.pop("_diagnostics", {})
         self.report_: TrainingReport | None = report
@@ -259,8 +304,35 @@ class ChurnGuardModel(BaseEstimator):
             log.warning("no labelled snapshot fits in the log (%s)", exc)
             return []
 
-    def _choose_churn_model(self, snaps: pd.DataFrame, report: TrainingReport) -> tuple[str, str]:
-        """Compare the churn candidates on the validation plan; fill ``report``."""
+    def _choose_value(
+        self, snaps: pd.DataFrame, churn_eval: np.ndarray | None, report: TrainingReport
+    ) -> tuple[str, str]:
+        """Compare the value candidates on the validation plan; fill ``report``."""
+        forced = None if self.value_choice == "auto" else str(self.value_choice)
+        if self.plan_ is None or churn_eval is None:
+            if forced not in (None, "btyd"):
+                raise InsufficientHistoryError(
+                    f"value_choice={forced!r} needs labelled snapshots to learn from; the log "
+                    "is too short. Use value_choice='auto' or 'btyd'."
+                )
+            return "btyd", "too few labelled snapshots to validate a learned value model"
+        fit_rows, cal_rows, ev = split_by_plan(snaps, self.plan_)
+        result = compare_value_candidates(
+            fit_rows, cal_rows, ev, churn_eval, self.feature_names_, random_state=self.random_state
+        )
+        report.value_candidates = result.table
+        if forced is not None:
+            return forced, "forced by value_choice"
+        return result.chosen, result.reason
+
+    def _choose_churn_model(
+        self, snaps: pd.DataFrame, report: TrainingReport
+    ) -> tuple[str, str, np.ndarray | None]:
+        """Compare the churn candidates on the validation plan; fill ``report``.
+
+        Returns the chosen name, the reason, and the chosen candidate's validation
+        probabilities (None without a validation plan).
+        """
         plan = self.plan_
         forced = None if self.churn_model == "auto" else str(self.churn_model)
         if plan is None:
@@ -268,7 +340,7 @@ class ChurnGuardModel(BaseEstimator):
                 "too few labelled snapshots to validate a learned model out of time; the "
                 "BTYD prior is used as the churn probability"
             )
-            return ("prior" if forced in (None, "prior") else str(forced)), reason
+            return ("prior" if forced in (None, "prior") else str(forced)), reason, None
         fit_rows, cal_rows, ev = split_by_plan(snaps, plan)
         log.info(
             "validation: %d learning snapshots, evaluated on %s (%d days later%s)",
@@ -320,7 +392,7 @@ class ChurnGuardModel(BaseEstimator):
         )
         if model is not None:
             report.feature_importance = model.feature_importance()
-        return chosen, reason
+        return chosen, reason, scores["churnguard"]
 
     def _rfm(self, feats: pd.DataFrame) -> pd.DataFrame:
         unit = _DAYS_PER_UNIT[self.time_unit]
@@ -409,12 +481,10 @@ class ChurnGuardModel(BaseEstimator):
             discount_rate=float(self.discount_rate),
             time_unit=self.time_unit,
         )
-        values[PRIOR_COLUMN] = pm.p_no_purchase_arrays(
-            self._horizon_units(),
-            rfm["frequency"].to_numpy(dtype=float),
-            rfm["recency"].to_numpy(dtype=float),
-            rfm["T"].to_numpy(dtype=float),
-        )
+        if getattr(pm, "degenerate_", None):
+            # No dropout identified: P(alive) would read 1.000 for everyone, a certainty
+            # the data cannot support.
+            values["p_alive"] = np.nan
         return _sanitize(values)
 
     def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
@@ -424,13 +494,16 @@ class ChurnGuardModel(BaseEstimator):
             feats = self.builder_.transform(tx, c)
             _, pm, sm = self._fit_first(feats, [self.value_model_name_])
             value = self._value(feats, pm, sm)
-            labels = make_labels(
-                tx, feats["customer_id"], c, int(self.horizon_days), int(self.gap_days)
-            )
             frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+            add_active_spend(frame, self._horizon_units(), pm)
             frame.insert(0, "cutoff", pd.Timestamp(c))
-            frame["future_purchases"] = labels["future_purchases"].to_numpy()
-            frame["churned"] = labels["churned"].to_numpy()
+            start = c + dt.timedelta(days=int(self.gap_days))
+            act = window_activity(tx, start, start + dt.timedelta(days=int(self.horizon_days)))
+            act = act.set_index("customer_id").reindex(pd.Index(feats["customer_id"], dtype=object))
+            purchases = act["purchases"].fillna(0).to_numpy(dtype=np.int64)
+            frame["future_purchases"] = purchases
+            frame["future_spend"] = np.clip(act["spend"].fillna(0.0).to_numpy(dtype=float), 0, None)
+            frame["churned"] = (purchases == 0).astype(np.int8)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
@@ -445,19 +518,40 @@ class ChurnGuardModel(BaseEstimator):
                 f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
             )
         value = self._value(feats, self.purchase_model_, self.spend_model_)
-        return feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+        frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+        add_active_spend(frame, self._horizon_units(), self.purchase_model_)
+        return frame
 
     def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``."""
         check_is_fitted(self, "churn_model_")
         return np.asarray(self.churn_model_.churn_probability(frame[self.feature_names_]))
 
-    def window_value(self, frame: pd.DataFrame) -> np.ndarray:
-        """Expected spend over the churn horizon of each row of a :meth:`features` frame."""
+    def window_value(
+        self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Expected spend over the churn horizon of each row of a :meth:`features` frame.
+
+        With the ``hurdle`` value model it is ``(1 - churn_probability)`` times the
+        learned spend of an active window; ``churn_probability`` defaults to the
+        model's own.
+        """
         check_is_fitted(self, "churn_model_")
-        expected = frame["expected_purchases"].to_numpy(dtype=float)
-        spend = frame["expected_spend"].to_numpy(dtype=float)
-        return np.nan_to_num(expected * spend)
+        p = self.churn_probability(frame) if churn_probability is None else churn_probability
+        return window_value(self.value_model_choice_, frame, p, self.window_spend_model_)
+
+    def value_columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """``predicted_clv`` and ``value_if_retained`` with the chosen value model's correction.
+
+        BTYD x Gamma-Gamma values times the learned spend of an active window over the
+        structural one (1 when BTYD x Gamma-Gamma was kept).
+        """
+        check_is_fitted(self, "churn_model_")
+        r = value_ratio(self.value_model_choice_, frame, self.window_spend_model_)
+        return {
+            col: np.nan_to_num(frame[col].to_numpy(dtype=float)) * r
+            for col in ("predicted_clv", "value_if_retained")
+        }
 
     def score(
         self, transactions: pd.DataFrame, as_of: Any = None, *, reasons_limit: int | None = 25_000
@@ -486,7 +580,9 @@ class ChurnGuardModel(BaseEstimator):
         frame = self.features(transactions, as_of)
         X = frame[self.feature_names_]
         frame["churn_probability"] = self.churn_probability(frame)
-        frame["value_at_risk"] = frame["churn_probability"] * frame["predicted_clv"]
+        for col, values in self.value_columns(frame).items():
+            frame[col] = values
+        frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
         frame["reasons"] = "not explained: outside the top reasons_limit customers by value at risk"
         n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
         if n > 0:

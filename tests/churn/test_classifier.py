@@ -31,8 +31,8 @@ def test_calibration_beats_raw_probabilities_on_held_out_data(data: dict) -> Non
     """Re-weighted classes distort raw probabilities; the calibrator must undo it."""
     (X, y), (Xc, yc), (Xt, yt) = data["train"], data["cal"], data["test"]
     clf = ChurnClassifier(FAST, class_weight="balanced", calibration="isotonic").fit(X, y, Xc, yc)
-    raw = expected_calibration_error(yt, clf.predict_proba_raw(Xt))
-    calibrated = expected_calibration_error(yt, clf.predict_proba(Xt))
+    raw = expected_calibration_error(yt, clf.churn_probability(Xt, calibrated=False))
+    calibrated = expected_calibration_error(yt, clf.churn_probability(Xt))
     assert calibrated < raw / 2
     assert calibrated < 0.03
 
@@ -47,21 +47,21 @@ def test_auto_calibration_picks_a_method_and_records_scores(data: dict) -> None:
 
 def test_deterministic_and_monotone_in_recency(data: dict) -> None:
     (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
-    a = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).predict_proba(Xt)
-    b = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).predict_proba(Xt)
+    a = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).churn_probability(Xt)
+    b = ChurnClassifier(FAST, random_state=5).fit(X, y, Xc, yc).churn_probability(Xt)
     np.testing.assert_array_equal(a, b)
     clf = ChurnClassifier(FAST, calibration="none").fit(X, y, Xc, yc)
     grid = pd.DataFrame(
         {"days_since_last": np.linspace(0, 400, 50), "frequency": 2.0, "noise": 0.0}
     )
-    assert np.all(np.diff(clf.predict_proba(grid)) >= 0)
+    assert np.all(np.diff(clf.churn_probability(grid)) >= 0)
 
 
 def test_contributions_sum_to_raw_log_odds(data: dict) -> None:
     (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
     clf = ChurnClassifier(FAST, calibration="none").fit(X, y, Xc, yc)
     contrib = clf.contributions(Xt.head(200))
-    p = clf.predict_proba_raw(Xt.head(200))
+    p = clf.churn_probability(Xt.head(200), calibrated=False)
     np.testing.assert_allclose(contrib.sum(axis=1), np.log(p / (1 - p)), atol=1e-6)
     assert clf.feature_importance()["feature"].iloc[0] in {"days_since_last", "frequency"}
 
@@ -78,24 +78,52 @@ def test_input_errors(data: dict) -> None:
         ChurnClassifier().fit(X.to_numpy(), y, Xc, yc)  # type: ignore[arg-type]
 
 
-def test_offset_starts_from_the_structural_model(data: dict) -> None:
-    """With an offset, predictions are the baseline's log-odds plus the trees' corrections."""
+def test_prior_starts_the_trees_from_its_log_odds(data: dict) -> None:
+    """With a prior, predictions are the prior's log-odds plus the trees' corrections."""
     (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
 
-    def with_expected(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.assign(expected_purchases=np.exp(-0.01 * frame["days_since_last"]))
+    def with_prior(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(p_no_purchase=1 - np.exp(-0.01 * frame["days_since_last"]))
 
-    clf = ChurnClassifier(FAST, calibration="none", offset="expected_purchases").fit(
-        with_expected(X), y, with_expected(Xc), yc
+    clf = ChurnClassifier(FAST, calibration="none", prior="p_no_purchase").fit(
+        with_prior(X), y, with_prior(Xc), yc
     )
-    Xt2 = with_expected(Xt).head(300)
+    Xt2 = with_prior(Xt).head(300)
     contrib = clf.contributions(Xt2)
     np.testing.assert_allclose(contrib.sum(axis=1), clf.decision_function(Xt2), atol=1e-6)
-    p0 = np.exp(-Xt2["expected_purchases"].to_numpy())
+    p0 = Xt2["p_no_purchase"].clip(1e-6, 1 - 1e-6).to_numpy()
     trees = np.asarray(clf.model_.predict(Xt2, raw_score=True))
     np.testing.assert_allclose(clf.decision_function(Xt2), np.log(p0 / (1 - p0)) + trees, atol=1e-6)
-    with pytest.raises(ValueError, match="offset column"):
-        ChurnClassifier(FAST, offset="nope").fit(X, y, Xc, yc)
+    with pytest.raises(ValueError, match="prior column"):
+        ChurnClassifier(FAST, prior="nope").fit(X, y, Xc, yc)
+    with pytest.raises(ValueError, match="correction"):
+        ChurnClassifier(FAST, calibration="correction").fit(X, y, Xc, yc)
+
+
+def test_with_a_prior_calibration_keeps_the_priors_level(data: dict) -> None:
+    """Only calibrators that leave the prior's level alone are candidates."""
+    (X, y), (Xc, yc) = data["train"], data["cal"]
+
+    def with_prior(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(p_no_purchase=1 - np.exp(-0.01 * frame["days_since_last"]))
+
+    clf = ChurnClassifier(FAST, prior="p_no_purchase").fit(with_prior(X), y, with_prior(Xc), yc)
+    assert set(clf.calibration_scores_) == {"none", "correction"}
+    # Shifting the prior's level moves the calibrated probabilities with it.
+    shifted = with_prior(X).head(500)
+    base = clf.churn_probability(shifted).mean()
+    higher = clf.churn_probability(shifted.assign(p_no_purchase=shifted["p_no_purchase"] ** 0.5))
+    assert higher.mean() > base
+
+
+def test_scikit_learn_shapes(data: dict) -> None:
+    (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
+    clf = ChurnClassifier(FAST).fit(X, y, Xc, yc)
+    proba = clf.predict_proba(Xt)
+    assert proba.shape == (len(Xt), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    assert set(np.unique(clf.predict(Xt))) <= {0, 1}
 
 
 def _repeated_customers(seed: int) -> dict:
@@ -127,12 +155,12 @@ def test_cross_fitting_keeps_a_customers_own_outcome_out_of_early_stopping() -> 
     # ... and unpredictable, as they are, when each half is judged by the other half's trees.
     assert fair.best_iteration_ < 20
     fresh = _repeated_customers(22)
-    p = fair.predict_proba(fresh["X"])
+    p = fair.churn_probability(fresh["X"])
     assert abs(p.mean() - 0.5) < 0.05 and p.std() < 0.1
 
 
 def test_folds_follow_the_customer_not_the_row() -> None:
-    from churnguard.churn.classifier import _folds
+    from churnguard._crossfit import customer_folds as _folds
 
     ids = np.array(["a", "b", "c", "d"] * 500, dtype=object)
     folds = _folds(ids, 2)
@@ -140,18 +168,3 @@ def test_folds_follow_the_customer_not_the_row() -> None:
     assert all(len(set(folds[ids == g])) == 1 for g in "abcd")
     order = np.random.default_rng(3).permutation(len(ids))
     np.testing.assert_array_equal(_folds(ids[order], 2), folds[order])
-
-
-def test_bundles_pickled_before_newer_parameters_still_load(data: dict) -> None:
-    import pickle
-
-    (X, y), (X_cal, y_cal) = data["train"], data["cal"]
-    clf = ChurnClassifier(lgbm_params={"n_estimators": 20}).fit(X, y, X_cal, y_cal)
-    old = ChurnClassifier.__new__(ChurnClassifier)
-    old.__dict__.update(
-        {k: v for k, v in clf.__dict__.items() if k not in ("offset", "offset_mean_", "cross_fit")}
-    )
-    loaded = pickle.loads(pickle.dumps(old))
-    assert loaded.cross_fit == 1 and loaded.offset is None
-    assert "ChurnClassifier(" in repr(loaded)
-    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X))

@@ -74,8 +74,10 @@ def test_value_frame_columns_and_consistency(cdnow_rfm: pd.DataFrame, models: di
         "customer_id",
         "p_alive",
         "expected_purchases",
+        "p_no_purchase",
         "expected_spend",
         "predicted_clv",
+        "value_if_retained",
     ]
     assert out.index.equals(rfm.index)
     assert out["customer_id"].tolist() == rfm["customer_id"].tolist()
@@ -86,6 +88,28 @@ def test_value_frame_columns_and_consistency(cdnow_rfm: pd.DataFrame, models: di
         out["predicted_clv"],
         customer_lifetime_value(purchase_model, spend_model, rfm, months=6, discount_rate=0.02),
     )
+
+
+def test_value_if_retained_is_a_steady_stream_of_the_alive_rate(
+    cdnow_rfm: pd.DataFrame, models: dict
+) -> None:
+    """Value if retained: the alive purchase rate (r + x) / (alpha + T) for every month,
+    discounted, times the expected spend; never below the expected CLV."""
+    from churnguard.clv import value_if_retained
+
+    pm, sm = models["bgnbd"], models["spend"]
+    out = value_if_retained(pm, sm, cdnow_rfm, months=12, discount_rate=0.01)
+    p = pm.params_
+    rate = (p["r"] + cdnow_rfm["frequency"]) / (p["alpha"] + cdnow_rfm["T"])
+    annuity = sum(1.01**-i for i in range(1, 13))
+    expected = rate * 4.345 * annuity * sm.expected_spend(cdnow_rfm)
+    np.testing.assert_allclose(out, expected, rtol=1e-10)
+    clv = customer_lifetime_value(pm, sm, cdnow_rfm, months=12, discount_rate=0.01)
+    assert (out >= clv - 1e-9).all()
+    # A long-lapsed heavy buyer is worth little in expectation but much if retained.
+    lapsed = (cdnow_rfm["frequency"] >= 5) & (cdnow_rfm["T"] - cdnow_rfm["recency"] > 20)
+    assert lapsed.any()
+    assert (out[lapsed.to_numpy()] > 5 * clv[lapsed.to_numpy()]).all()
 
 
 def test_customer_equity() -> None:

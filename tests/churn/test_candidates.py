@@ -1,0 +1,75 @@
+"""Churn candidates: the learned models are used only where they beat the BTYD prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.churn import PriorChurnModel, compare_candidates
+
+FAST = {"lgbm_params": {"n_estimators": 150}}
+
+
+def _rows(n: int, seed: int, *, signal: float) -> pd.DataFrame:
+    """Snapshot-like rows: a prior, a behavioural feature and labels.
+
+    ``signal`` is how much the feature moves the true log-odds beyond the prior: 0
+    makes the prior the exact truth, a negative value reverses the feature's effect.
+    """
+    rng = np.random.default_rng(seed)
+    prior = rng.uniform(0.2, 0.95, n)
+    feature = rng.normal(size=n)
+    z = np.log(prior / (1 - prior)) + signal * feature
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{seed}-{i}" for i in range(n)],
+            "p_no_purchase": prior,
+            "spend_trend": feature,
+            "churned": y,
+        }
+    )
+
+
+FEATURES = ["p_no_purchase", "spend_trend"]
+
+
+def test_prior_is_kept_when_the_learned_pattern_does_not_hold_out_of_time() -> None:
+    """Trees learn a pattern that reverses later: the prior must win, not the trees."""
+    learn = _rows(6000, 1, signal=1.0)
+    later = _rows(6000, 2, signal=-1.0)
+    result = compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST)
+    assert result.chosen == "prior"
+    assert "no learned candidate" in result.reason
+    loss = result.table["log_loss"]
+    assert loss["prior"] < loss["anchored"] and loss["prior"] < loss["plain"]
+
+
+def test_a_learned_candidate_wins_when_it_beats_the_prior_out_of_time() -> None:
+    learn = _rows(6000, 3, signal=1.0)
+    later = _rows(6000, 4, signal=1.0)
+    result = compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST)
+    assert result.chosen in ("anchored", "plain")
+    assert result.table.loc[result.chosen, "log_loss"] < result.table.loc["prior", "log_loss"]
+    assert result.table.loc[result.chosen, "roc_auc"] > result.table.loc["prior", "roc_auc"]
+
+
+def test_a_candidate_that_cannot_be_fitted_is_reported_not_chosen() -> None:
+    learn = _rows(500, 5, signal=1.0).assign(churned=1)  # one class: trees cannot learn
+    later = _rows(500, 6, signal=1.0)
+    result = compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST)
+    assert result.chosen == "prior"
+    assert "both classes" in str(result.table.loc["anchored", "error"])
+
+
+def test_prior_model_has_the_classifier_interface() -> None:
+    rows = _rows(50, 7, signal=0.0)
+    model = PriorChurnModel().fit(rows[FEATURES])
+    p = model.churn_probability(rows)
+    np.testing.assert_allclose(p, rows["p_no_purchase"])
+    assert model.predict_proba(rows).shape == (50, 2)
+    contrib = model.contributions(rows)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.decision_function(rows))
+    with pytest.raises(ValueError, match="p_no_purchase"):
+        PriorChurnModel().fit(rows[["spend_trend"]])
