@@ -5,10 +5,10 @@ exists, so peak RSS is the stage's own):
 
 * ``train``: fit on a 100k-customer sample of the log (``--train-customers``);
 * ``score-memory``: :func:`churnguard.pipeline.score_transactions` on all customers;
-* ``score-partitioned``: :func:`churnguard.scoring.batch.score_parquet_partitioned`;
+* ``score-partitioned``: :func:`churnguard.execution.partitioned.score_parquet_partitioned`;
 * ``score-partitioned-big`` (``--big``): the same at 5M customers / 50M transactions,
   to show that peak RSS stays roughly flat;
-* ``spark`` (``--spark``): :func:`churnguard.spark.score_spark` on ``local[2]``.
+* ``spark`` (``--spark``): :func:`churnguard.execution.spark.score_spark` on ``local[2]``.
 
 Usage::
 
@@ -102,7 +102,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         return {"customers": len(mem.retention), "seconds_inner": time.perf_counter() - start}
     if stage in ("score-partitioned", "score-partitioned-big"):
-        from churnguard.scoring.batch import score_parquet_partitioned
+        from churnguard.execution.partitioned import score_parquet_partitioned
 
         n = args.big_customers if stage.endswith("big") else args.customers
         path = _log_path(data_dir, n)
@@ -128,7 +128,7 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
 
         from churnguard.data import write_table
         from churnguard.pipeline import resolve_model
-        from churnguard.spark import retention_list_spark, score_spark
+        from churnguard.execution.spark import retention_list_spark, score_spark
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         path = _log_path(data_dir, args.customers)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 __all__ = [
     "ChurnguardError",
+    "ConfigError",
     "ConvergenceWarning",
     "InputDataError",
     "InsufficientHistoryError",
     "InvalidModelError",
     "NotFittedError",
+    "ParameterError",
+    "ParameterTypeError",
 ]
 
 from sklearn.exceptions import NotFittedError
@@ -26,6 +29,18 @@ class ChurnguardError(Exception):
 
 class InputDataError(ChurnguardError, ValueError):
     """A transaction log, feature table or score file cannot be used as given."""
+
+
+class ParameterError(ChurnguardError, ValueError):
+    """A parameter or option has a value churnguard cannot use (e.g. a negative horizon)."""
+
+
+class ParameterTypeError(ChurnguardError, TypeError):
+    """A parameter or argument has the wrong type (e.g. a list where a frame is expected)."""
+
+
+class ConfigError(ChurnguardError, ValueError):
+    """A playbook or segment rule file is missing, not valid TOML, or holds a bad setting."""
 
 
 class InsufficientHistoryError(ChurnguardError, ValueError):

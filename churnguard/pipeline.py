@@ -1,9 +1,15 @@
-"""The batch jobs behind the CLI, usable the same way from Python.
+"""The jobs behind the CLI, usable the same way from Python.
 
-``train_model`` reads a log, fits a :class:`ChurnGuardModel`, saves the model
-directory and logs the MLflow run; ``score_transactions`` turns a log and a model
-into the prioritised retention list. Each returns a small result object that
-says where everything went, so a notebook and a cron job see the same facts.
+Each job reads a log, runs one stage of churnguard and says where everything went, so a
+notebook and a cron job see the same facts:
+
+* :func:`train_model`: fit a :class:`~churnguard.model.ChurnGuardModel`, save the model
+  folder, log the MLflow run;
+* :func:`score_transactions`: the prioritised retention list, in memory or in bounded
+  memory (:mod:`churnguard.execution`), with its report;
+* :func:`evaluate_model`: a model's churn probabilities against what followed a date;
+* :func:`run_backtest`: train, score and observe at several dates;
+* :func:`build_features`: the point-in-time feature table.
 """
 
 from __future__ import annotations
@@ -11,31 +17,40 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from churnguard.data import ColumnMap, LoadedTransactions, load_transactions, write_table
-from churnguard.features.engine import to_date
-from churnguard.scoring.bundle import load_model, save_model
-from churnguard.scoring.model import ChurnGuardModel
-from churnguard.scoring.retention import build_retention_list, retention_summary
+from churnguard.data import ColumnMap, LoadedTransactions, clean_transactions, load_transactions
+from churnguard.data.io import table_format, write_table
+from churnguard.evaluation import BacktestResult, EvaluationResult, backtest, evaluate_as_of
+from churnguard.exceptions import InputDataError
+from churnguard.execution import ScoreResult, ScoringRequest, score_in_memory, write_quarantine
+from churnguard.execution.outputs import quarantine_path
+from churnguard.execution.request import DEFAULT_REASONS_LIMIT
+from churnguard.features import FeatureBuilder
+from churnguard.model import ChurnGuardModel, save_model
+from churnguard.tracking.registry import resolve_model
 
 __all__ = [
     "EvaluationResult",
     "ScoreResult",
     "TrainResult",
+    "build_features",
+    "evaluate_model",
     "quarantine_path",
     "resolve_model",
-    "evaluate_model",
     "run_backtest",
     "score_transactions",
     "train_model",
 ]
 
 log = logging.getLogger(__name__)
+
+Log = str | os.PathLike[str] | pd.DataFrame | LoadedTransactions
 
 
 @dataclass
@@ -51,51 +66,16 @@ class TrainResult:
     seconds: float = 0.0
 
 
-@dataclass
-class ScoreResult:
-    """A retention list and the facts of the scoring run."""
-
-    retention: pd.DataFrame
-    summary: dict[str, Any]
-    out: Path | None = None
-    quarantined: int = 0
-    quarantine_file: Path | None = None
-    seconds: float = 0.0
-
-
-def quarantine_path(output: str | os.PathLike[str]) -> Path:
-    """Where the unusable rows of a run go: ``<output>.quarantine.csv`` beside it."""
-    out = Path(output)
-    if out.suffix:
-        return out.with_name(out.stem + ".quarantine.csv")
-    return out / "quarantine.csv"
-
-
-def _load(
-    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
-    columns: ColumnMap | None,
-) -> LoadedTransactions:
+def _load(transactions: Log, columns: ColumnMap | None) -> LoadedTransactions:
     if isinstance(transactions, LoadedTransactions):
         return transactions
     if isinstance(transactions, pd.DataFrame):
-        from churnguard.data import clean_transactions
-
         return clean_transactions(transactions, columns)
     return load_transactions(transactions, columns)
 
 
-def _write_quarantine(loaded: LoadedTransactions, output: str | os.PathLike[str]) -> Path | None:
-    if loaded.n_quarantined == 0:
-        return None
-    path = quarantine_path(output)
-    write_table(loaded.quarantine, path)
-    reasons = loaded.quarantine["reason"].value_counts().to_dict()
-    log.warning("%d unusable rows set aside in %s: %s", loaded.n_quarantined, path, reasons)
-    return path
-
-
 def train_model(
-    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    transactions: Log,
     model_dir: str | os.PathLike[str] = "models/churnguard",
     *,
     columns: ColumnMap | None = None,
@@ -136,7 +116,7 @@ def train_model(
         "rows_quarantined": loaded.n_quarantined,
     }
     path = save_model(model, model_dir, extra=extra)
-    qfile = _write_quarantine(loaded, path)
+    qfile = write_quarantine(loaded.quarantine, path)
     tracking: dict[str, str] = {}
     if track:
         from churnguard.tracking import log_training_run
@@ -144,6 +124,7 @@ def train_model(
         tracking = log_training_run(
             model,
             path,
+            experiment=experiment,
             register_as=register_as,
             alias=alias,
             tags={"churnguard.source": loaded.source},
@@ -159,31 +140,32 @@ def train_model(
     )
 
 
-def resolve_model(model: str | os.PathLike[str] | ChurnGuardModel) -> ChurnGuardModel:
-    """A fitted model from a model directory, an MLflow URI, or a model object."""
-    if isinstance(model, ChurnGuardModel):
-        return model
-    text = str(model)
-    if text.startswith(("models:/", "runs:/")) or (":/" in text and not Path(text).exists()):
-        from churnguard.scoring.pyfunc import load_churnguard_model
-
-        return load_churnguard_model(text)
-    return load_model(text)
-
-
 def score_transactions(
-    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    transactions: Log,
     model: str | os.PathLike[str] | ChurnGuardModel,
     *,
     out: str | os.PathLike[str] | None = None,
     as_of: Any = None,
     columns: ColumnMap | None = None,
-    playbook: str | os.PathLike[str] | None = None,
-    segment_rules: str | os.PathLike[str] | None = None,
+    playbook: Any = None,
+    segment_rules: Any = None,
     capacity: int | None = None,
     budget: float | None = None,
+    report: str | os.PathLike[str] | None = None,
+    top: int = 10,
+    reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
+    partitions: int | None = None,
+    max_memory_gb: float | None = None,
+    workers: int | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> ScoreResult:
     """Score a log as of a date and build the prioritised retention list.
+
+    Every option is checked, and the playbook and segment rules are read, before the
+    log is (see :class:`~churnguard.execution.ScoringRequest`). With ``partitions``,
+    ``max_memory_gb`` or ``workers``, a Parquet log is scored in bounded memory
+    (:func:`churnguard.execution.partitioned.score_parquet_partitioned`); the list is
+    the same.
 
     Parameters
     ----------
@@ -195,53 +177,54 @@ def score_transactions(
         Where to write the list (``.csv`` or ``.parquet``, atomically).
     as_of : date-like, optional
         Scoring date; default the last date in the log.
-    playbook, segment_rules : path, optional
+    playbook, segment_rules : Playbook, SegmentRules or path, optional
         User-edited playbook and segment rule files.
     capacity, budget : optional
-        Budgeted contact list (see :func:`build_retention_list`).
+        Budgeted contact list (see :func:`churnguard.decision.decide`).
+    report : path, optional
+        Also write the HTML report here.
+    top : int
+        Rows of the list kept in :attr:`ScoreResult.top`.
+    reasons_limit : int, optional
+        Reasons for the customers with the highest value at risk only (see
+        :meth:`ChurnGuardModel.predict`); None for everyone.
+    partitions, max_memory_gb, workers : optional
+        Bounded-memory execution of a Parquet log.
+    progress : callable, optional
+        Called after each partition of a partitioned run.
     """
-    start = time.perf_counter()
-    fitted = resolve_model(model)
-    loaded = _load(transactions, columns)
-    tx = loaded.transactions
-    as_of_date = to_date(as_of) if as_of is not None else to_date(tx["date"].max())
-    log.info("scoring %d customers' transactions as of %s", tx["customer_id"].nunique(), as_of_date)
-    scored = fitted.score(tx, as_of_date)
-    retention = build_retention_list(
-        scored, playbook=playbook, segment_rules=segment_rules, capacity=capacity, budget=budget
+    request = ScoringRequest.build(
+        as_of=as_of,
+        columns=columns,
+        playbook=playbook,
+        segment_rules=segment_rules,
+        capacity=capacity,
+        budget=budget,
+        out=out,
+        report=report,
+        top=top,
+        reasons_limit=reasons_limit,
+        partitions=partitions,
+        max_memory_gb=max_memory_gb,
+        workers=workers,
     )
-    summary = retention_summary(retention)
-    summary.update(
-        as_of=as_of_date.isoformat(),
-        horizon_days=int(fitted.horizon_days),
-        model_trained_to=fitted.training_end_.isoformat(),
-        value_model=fitted.purchase_model_.model_name,
-        rows_quarantined=loaded.n_quarantined,
-    )
-    qfile = None
-    out_path = None
-    if out is not None:
-        out_path = write_table(retention, out)
-        qfile = _write_quarantine(loaded, out_path)
-    return ScoreResult(
-        retention, summary, out_path, loaded.n_quarantined, qfile, time.perf_counter() - start
-    )
+    if request.execution.partitioned:
+        given = transactions if isinstance(transactions, str | os.PathLike) else None
+        if given is None or table_format(given) != "parquet":
+            raise InputDataError(
+                "--partitions, --max-memory and --workers score a Parquet log in bounded "
+                f"memory; {given or 'a frame'} is not a .parquet file. Convert it (e.g. "
+                "duckdb -c \"COPY (FROM 'log.csv') TO 'log.parquet'\") or drop those options."
+            )
+        from churnguard.execution.partitioned import score_parquet_partitioned
 
-
-@dataclass
-class EvaluationResult:
-    """Out-of-time metrics of a model and the baselines on one as-of date."""
-
-    comparison: pd.DataFrame
-    metrics: dict[str, float]
-    as_of: str
-    out_dir: Path | None = None
-    files: list[Path] = field(default_factory=list)
-    tracking: dict[str, str] = field(default_factory=dict)
+        fitted = resolve_model(model)
+        return score_parquet_partitioned(given, fitted, request, progress=progress)
+    return score_in_memory(transactions, resolve_model(model), request)
 
 
 def evaluate_model(
-    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    transactions: Log,
     model: str | os.PathLike[str] | ChurnGuardModel,
     as_of: Any,
     *,
@@ -251,17 +234,15 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Score as of ``as_of`` and compare with what happened in the following horizon.
 
-    The log must extend at least ``horizon_days`` past ``as_of``; the outcomes are
-    read from it, the features and the baselines (recency, the model's BTYD expected
-    purchases and P(no purchase)) only from transactions up to ``as_of``.
+    See :func:`churnguard.evaluation.evaluate_as_of`; this reads the log and writes
+    the files and the MLflow run.
 
     Parameters
     ----------
     transactions : path, DataFrame or LoadedTransactions
         A log covering ``as_of`` and the horizon after it.
     model : path, URI or ChurnGuardModel
-        Ideally trained on data that ends on or before ``as_of``; a warning says when
-        it is not (the evaluation is then partly in-sample).
+        Ideally trained on data that ends on or before ``as_of``.
     as_of : date-like
         The scoring date.
     out_dir : path, optional
@@ -269,89 +250,63 @@ def evaluate_model(
     track : bool
         Log the evaluation as an MLflow run.
     """
-    from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
-    from churnguard.churn.metrics import (
-        classification_report,
-        compare_scores,
-        gains_table,
-        reliability_table,
-    )
+    from churnguard.churn.metrics import gains_table, reliability_table
     from churnguard.churn.plots import plot_gains, plot_reliability
-    from churnguard.evaluation.backtest import observe_outcomes
 
     fitted = resolve_model(model)
     loaded = _load(transactions, columns)
-    tx = loaded.transactions
-    day = to_date(as_of)
-    if fitted.training_end_ > day:
-        log.warning(
-            "the model was trained on data up to %s, after the as-of date %s: "
-            "this evaluation is partly in-sample",
-            fitted.training_end_,
-            day,
-        )
-    history = tx.loc[tx["date"] < pd.Timestamp(day) + pd.Timedelta(days=1)]
-    # Fails fast, before scoring, when the log does not cover the outcome window.
-    observe_outcomes(tx, pd.Series(dtype=object), day, int(fitted.horizon_days))
-    frame = fitted.features(history, day)
-    outcomes = observe_outcomes(tx, frame["customer_id"], day, int(fitted.horizon_days))
-    y = outcomes["churned"].to_numpy()
-    prob = fitted.churn_probability(frame)
-    baselines = baseline_scores(frame)
-    comparison = compare_scores(
-        y,
-        {"churnguard": prob, **baselines},
-        probabilities=("churnguard", *BASELINE_PROBABILITIES),
-    ).set_index("score")
-    metrics = classification_report(y, prob)
-    result = EvaluationResult(comparison, metrics, day.isoformat())
+    result = evaluate_as_of(fitted, loaded.transactions, as_of)
     if out_dir is not None:
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        comparison.to_csv(folder / "metrics.csv")
+        scores = result.scores
+        y = scores["churned"].to_numpy()
+        prob = scores["churn_probability"]
+        result.comparison.to_csv(folder / "metrics.csv")
         (folder / "metrics.json").write_text(
-            pd.Series({**metrics, "as_of": day.isoformat()}).to_json(indent=2)
+            pd.Series({**result.metrics, "as_of": result.as_of}).to_json(indent=2)
         )
         gains_table(y, prob).to_csv(folder / "gains.csv", index=False)
         reliability_table(y, prob).to_csv(folder / "reliability.csv", index=False)
+        named = {c: scores[c] for c in scores.columns if c not in ("customer_id", "churned")}
         result.files = [
-            plot_gains(y, {"churnguard": prob, **baselines}, folder / "gains.png"),
+            plot_gains(y, named, folder / "gains.png"),
             plot_reliability(
                 y,
-                {"churnguard": prob, "BTYD P(no purchase)": baselines["btyd_p_no_purchase"]},
+                {"churnguard": prob, "BTYD P(no purchase)": scores["btyd_p_no_purchase"]},
                 folder / "reliability.png",
             ),
         ]
+        qfile = write_quarantine(loaded.quarantine, folder)
+        if qfile is not None:
+            result.files.append(qfile)
         result.out_dir = folder
     if track:
         from churnguard.tracking import log_evaluation_run
 
-        result.tracking = log_evaluation_run(comparison, metrics, day.isoformat(), result.out_dir)
+        result.tracking = log_evaluation_run(
+            result.comparison, result.metrics, result.as_of, result.out_dir
+        )
     return result
 
 
 def run_backtest(
-    transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
+    transactions: Log,
     as_of: list[Any],
     horizon_days: int | list[int] = 90,
     *,
     columns: ColumnMap | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     track: bool = True,
-    progress: Any = None,
+    progress: Callable[[Any], None] | None = None,
     **model_params: Any,
-) -> Any:
+) -> BacktestResult:
     """Backtest churnguard on a log: train as of each date, score, observe the next window.
 
     See :func:`churnguard.evaluation.backtest`; this reads and cleans the log first
-    (unusable rows are counted and written to ``<out_dir>/quarantine.csv``).
-
-    Returns
-    -------
-    churnguard.evaluation.BacktestResult
+    (unusable rows are counted and written to ``<out_dir>/quarantine.csv``) and logs
+    the backtest as one MLflow run when ``track``.
     """
-    from churnguard.evaluation.backtest import backtest
-
     loaded = _load(transactions, columns)
     result = backtest(
         loaded.transactions,
@@ -359,11 +314,44 @@ def run_backtest(
         horizon_days,
         model_params=model_params,
         out_dir=out_dir,
-        track=track,
         progress=progress,
     )
     if out_dir is not None:
-        qfile = _write_quarantine(loaded, Path(out_dir))
+        qfile = write_quarantine(loaded.quarantine, Path(out_dir))
         if qfile is not None:
             result.files.append(qfile)
+    if track:
+        from churnguard.tracking import log_backtest_run
+
+        result.tracking = log_backtest_run(result)
+    return result
+
+
+@dataclass
+class FeaturesResult:
+    """A feature table and where it went."""
+
+    features: pd.DataFrame
+    out: Path | None = None
+    quarantined: int = 0
+    quarantine_file: Path | None = None
+
+
+def build_features(
+    transactions: Log,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    as_of: Any = None,
+    time_unit: str = "D",
+    columns: ColumnMap | None = None,
+) -> FeaturesResult:
+    """Point-in-time features of every customer as of a date (default: the last date)."""
+    if out is not None:
+        table_format(out, role="output")  # before the log is read
+    loaded = _load(transactions, columns)
+    table = FeatureBuilder(time_unit=time_unit).fit_transform(loaded.transactions, cutoff=as_of)
+    result = FeaturesResult(table, quarantined=loaded.n_quarantined)
+    if out is not None:
+        result.out = write_table(table, out)
+        result.quarantine_file = write_quarantine(loaded.quarantine, result.out)
     return result

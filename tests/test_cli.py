@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from churnguard.cli import app
 from churnguard.data import write_cdnow
-from churnguard.scoring.retention import CONTRACT_COLUMNS
+from churnguard.decision.retention import CONTRACT_COLUMNS
 
 runner = CliRunner()
 

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnguard.churn.classifier import ChurnClassifier, logit
 from churnguard.churn.metrics import classification_report
-from churnguard.exceptions import InputDataError
+from churnguard.exceptions import InputDataError, ParameterError
 
 __all__ = [
     "CANDIDATES",
@@ -111,7 +111,7 @@ def fit_candidate(
     if name == "prior":
         return PriorChurnModel(PRIOR_COLUMN).fit(fit_rows[list(features)])
     if name not in CANDIDATES:
-        raise ValueError(f"unknown churn candidate {name!r}; expected one of {CANDIDATES}.")
+        raise ParameterError(f"unknown churn candidate {name!r}; expected one of {CANDIDATES}.")
     params = dict(classifier_params or {})
     if name == "anchored":
         params["prior"] = PRIOR_COLUMN

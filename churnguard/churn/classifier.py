@@ -24,7 +24,7 @@ from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
-from churnguard.exceptions import InputDataError
+from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 
 __all__ = ["CALIBRATIONS", "DEFAULT_LGBM_PARAMS", "DEFAULT_MONOTONE", "ChurnClassifier", "logit"]
 
@@ -211,16 +211,18 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_params(self, columns: list[str]) -> None:
         if self.calibration not in CALIBRATIONS:
-            raise ValueError(
+            raise ParameterError(
                 f"calibration must be one of {CALIBRATIONS}; got {self.calibration!r}."
             )
         if self.calibration == "correction" and self.prior is None:
-            raise ValueError(
+            raise ParameterError(
                 "calibration='correction' rescales the trees' correction to a prior; "
                 "pass prior='p_no_purchase' (a column of P(no purchase)) or another method."
             )
         if self.prior is not None and self.prior not in columns:
-            raise ValueError(f"prior column {self.prior!r} is not among the features {columns}.")
+            raise ParameterError(
+                f"prior column {self.prior!r} is not among the features {columns}."
+            )
 
     def fit(
         self,
@@ -251,9 +253,11 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         """
         for name, frame in (("X", X), ("X_cal", X_cal)):
             if not isinstance(frame, pd.DataFrame):
-                raise TypeError(f"{name} must be a pandas DataFrame; got {type(frame).__name__}.")
+                raise ParameterTypeError(
+                    f"{name} must be a pandas DataFrame; got {type(frame).__name__}."
+                )
         if list(X.columns) != list(X_cal.columns):
-            raise ValueError(
+            raise ParameterError(
                 "X and X_cal must have the same columns in the same order; "
                 f"got {list(X.columns)} and {list(X_cal.columns)}."
             )
@@ -333,7 +337,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self, "model_")
         if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame; got {type(X).__name__}.")
+            raise ParameterTypeError(f"X must be a pandas DataFrame; got {type(X).__name__}.")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise InputDataError(
@@ -427,7 +431,7 @@ def _labels(y: Any, name: str) -> np.ndarray:
     arr = np.asarray(y)
     values = set(np.unique(arr).tolist())
     if not values <= {0, 1} or len(values) < 2:
-        raise ValueError(
+        raise ParameterError(
             f"{name} must contain both classes 0 (stayed) and 1 (churned); "
             f"got values {sorted(values)}."
         )

@@ -26,6 +26,8 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from churnguard.exceptions import ParameterError, ParameterTypeError
+
 __all__ = [
     "CLASSIFICATION_METRICS",
     "classification_report",
@@ -60,18 +62,18 @@ FloatArray = npt.NDArray[np.float64]
 # --------------------------------------------------------------------------- validation
 def _as_1d(values: Any, name: str) -> npt.NDArray[Any]:
     if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
-        raise TypeError(
+        raise ParameterTypeError(
             f"{name} must be a 1-D array-like (list, numpy array or pandas Series); "
             f"received {type(values).__name__}. Pass one value per customer."
         )
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(
+        raise ParameterError(
             f"{name} must be 1-D; received an array of shape {arr.shape}. "
             "Pass one value per customer (e.g. a single column)."
         )
     if arr.size == 0:
-        raise ValueError(f"{name} is empty; expected at least one customer.")
+        raise ParameterError(f"{name} is empty; expected at least one customer.")
     return arr
 
 
@@ -80,7 +82,7 @@ def _to_float(arr: npt.NDArray[Any], name: str) -> FloatArray:
         try:
             return arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise TypeError(
+            raise ParameterTypeError(
                 f"{name} must be numeric; received dtype {arr.dtype} "
                 f"(first values: {arr[:3].tolist()}). Convert it to numbers first."
             ) from exc
@@ -92,7 +94,7 @@ def _check_labels(y_true: Any) -> FloatArray:
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
         examples = np.unique(y[bad])[:5].tolist()
-        raise ValueError(
+        raise ParameterError(
             f"y_true must hold binary churn labels (1 = churned, 0 = retained); found "
             f"{int(bad.sum())} other value(s), e.g. {examples}. Map your labels to 0/1 and "
             "drop or fill missing outcomes."
@@ -103,12 +105,12 @@ def _check_labels(y_true: Any) -> FloatArray:
 def _check_scores(score: Any, name: str, n: int) -> FloatArray:
     s = _to_float(_as_1d(score, name), name)
     if s.shape[0] != n:
-        raise ValueError(
+        raise ParameterError(
             f"{name} has {s.shape[0]} values but y_true has {n}; expected one score per "
             "labelled customer. Align both on customer_id first."
         )
     if not np.isfinite(s).all():
-        raise ValueError(
+        raise ParameterError(
             f"{name} contains {int((~np.isfinite(s)).sum())} missing or infinite value(s); "
             "expected finite numbers. Fill or drop those customers first."
         )
@@ -119,7 +121,7 @@ def _check_probabilities(y_prob: Any, name: str, n: int) -> FloatArray:
     p = _check_scores(y_prob, name, n)
     outside = (p < 0.0) | (p > 1.0)
     if outside.any():
-        raise ValueError(
+        raise ParameterError(
             f"{name} must be probabilities within [0, 1]; {int(outside.sum())} value(s) fall "
             f"outside (min {p.min():.4g}, max {p.max():.4g}). Pass churn probabilities, or "
             "use compare_scores for a ranking score."
@@ -129,11 +131,11 @@ def _check_probabilities(y_prob: Any, name: str, n: int) -> FloatArray:
 
 def _check_bins(n_bins: int, strategy: str | None = None) -> None:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)):
-        raise TypeError(f"n_bins must be an int; received {type(n_bins).__name__}.")
+        raise ParameterTypeError(f"n_bins must be an int; received {type(n_bins).__name__}.")
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1; received {n_bins}.")
+        raise ParameterError(f"n_bins must be at least 1; received {n_bins}.")
     if strategy is not None and strategy not in _STRATEGIES:
-        raise ValueError(
+        raise ParameterError(
             f"strategy must be one of {_STRATEGIES}; received {strategy!r}. Use 'quantile' "
             "for equal-count bins or 'uniform' for equal-width bins on [0, 1]."
         )
@@ -287,7 +289,7 @@ def top_decile_lift(y_true: Any, score: Any, fraction: float = 0.1) -> float:
         1 = no better than random; NaN (with a warning) when nobody churned.
     """
     if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(
+        raise ParameterError(
             f"fraction must be within (0, 1]; received {fraction}. Use 0.1 for the top decile."
         )
     y = _check_labels(y_true)
@@ -457,12 +459,12 @@ def compare_scores(
         score; single-class ``y_true`` gives NaN AUCs with one warning.
     """
     if not isinstance(scores, Mapping) or not scores:
-        raise TypeError(
+        raise ParameterTypeError(
             "scores must be a non-empty mapping of name to array, e.g. "
             f"{{'model': proba, 'recency_days': recency}}; received {type(scores).__name__}."
         )
     if isinstance(probabilities, str):
-        raise TypeError(
+        raise ParameterTypeError(
             f"probabilities must be a collection of score names; received the string "
             f"{probabilities!r}. Wrap it in a list: [{probabilities!r}]."
         )
@@ -470,13 +472,13 @@ def compare_scores(
     flagged = set(probabilities)
     unknown = (set(direction) | flagged) - set(scores)
     if unknown:
-        raise ValueError(
+        raise ParameterError(
             f"higher_is_churn/probabilities name unknown score(s) {sorted(unknown)}; the "
             f"scores given are {list(scores)}. Check the spelling."
         )
     contradictory = sorted(name for name in flagged if direction.get(name) is False)
     if contradictory:
-        raise ValueError(
+        raise ParameterError(
             f"score(s) {contradictory} are flagged as churn probabilities but also as "
             "higher_is_churn=False; a churn probability rises with churn. Pass 1 - p or "
             "drop the flag."

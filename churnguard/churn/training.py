@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from churnguard.exceptions import ParameterError
+
 __all__ = ["SnapshotPlan", "plan_production", "plan_validation", "split_by_plan"]
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ def plan_production(cutoffs: Sequence[dt.date], *, calibration_days: int = 42) -
     """The production plan: learn from every cutoff, calibrate on the latest ones."""
     cs = sorted(set(cutoffs))
     if not cs:
-        raise ValueError("plan_production needs at least one cutoff.")
+        raise ParameterError("plan_production needs at least one cutoff.")
     return SnapshotPlan(tuple(cs), _calibration_window(cs, calibration_days), None, 0, True)
 
 

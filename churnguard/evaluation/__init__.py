@@ -1,4 +1,4 @@
-"""Judging churnguard out of time: backtests and value metrics."""
+"""Judging churnguard out of time: one date (:func:`evaluate_as_of`) or a backtest."""
 
 from churnguard.evaluation.backtest import (
     BacktestResult,
@@ -7,25 +7,14 @@ from churnguard.evaluation.backtest import (
     observe_outcomes,
     score_as_of,
 )
-from churnguard.evaluation.value_metrics import (
-    VALUE_METRICS,
-    compare_values,
-    decile_table,
-    normalized_gini,
-    top_share,
-    value_report,
-)
+from churnguard.evaluation.evaluate import EvaluationResult, evaluate_as_of
 
 __all__ = [
-    "VALUE_METRICS",
     "BacktestResult",
     "BacktestRun",
+    "EvaluationResult",
     "backtest",
-    "compare_values",
-    "decile_table",
-    "normalized_gini",
+    "evaluate_as_of",
     "observe_outcomes",
     "score_as_of",
-    "top_share",
-    "value_report",
 ]

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._dates import to_date
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.metrics import compare_scores, reliability_table
-from churnguard.evaluation.value_metrics import compare_values
+from churnguard.clv.metrics import compare_values
 from churnguard.exceptions import InputDataError, InsufficientHistoryError
-from churnguard.features.engine import to_date, window_activity
+from churnguard.features.engine import window_activity
 
 __all__ = ["BacktestResult", "BacktestRun", "backtest", "observe_outcomes", "score_as_of"]
 
@@ -204,7 +205,6 @@ def backtest(
     *,
     model_params: Mapping[str, Any] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
-    track: bool = False,
     progress: Callable[[BacktestRun], None] | None = None,
 ) -> BacktestResult:
     """Train, score and observe at every as-of date and horizon.
@@ -219,16 +219,14 @@ def backtest(
     horizon_days : int or sequence of int
         Churn horizon(s); each as-of date is run with each horizon.
     model_params : mapping, optional
-        Other :class:`~churnguard.scoring.ChurnGuardModel` parameters.
+        Other :class:`~churnguard.model.ChurnGuardModel` parameters.
     out_dir : path, optional
         Writes ``backtest.csv`` (every run, model and baselines), ``aggregate.csv``,
         ``summary.json`` and a reliability plot per run.
-    track : bool
-        Log the backtest as one MLflow run (metrics per run, files as artifacts).
     progress : callable, optional
         Called with each finished :class:`BacktestRun`.
     """
-    from churnguard.scoring.model import ChurnGuardModel
+    from churnguard.model import ChurnGuardModel
 
     if isinstance(as_of, str) or not isinstance(as_of, Sequence) or not as_of:
         raise InputDataError(
@@ -262,10 +260,6 @@ def backtest(
     result = BacktestResult(runs, table, _aggregate(table))
     if out_dir is not None:
         result.out_dir, result.files = _write(result, Path(out_dir))
-    if track:
-        from churnguard.tracking import log_backtest_run
-
-        result.tracking = log_backtest_run(result)
     return result
 
 

@@ -16,14 +16,15 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.data.transactions import OPTIONAL_COLUMNS
-from churnguard.exceptions import InputDataError
-from churnguard.features.engine import aggregate_customers, to_date
+from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
+from churnguard.features.engine import aggregate_customers, last_date
 
 __all__ = ["RFM_COLUMNS", "TIME_UNITS", "FeatureBuilder", "rfm_summary"]
 
-#: Days per model time unit.
-TIME_UNITS = {"D": 1.0, "W": 7.0}
+#: Days per model time unit (the same table as churnguard._dates.DAYS_PER_UNIT).
+TIME_UNITS = DAYS_PER_UNIT
 RFM_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
 _REQUIRED = ("customer_id", "date", "amount")
 
@@ -86,13 +87,13 @@ class FeatureBuilder(BaseEstimator):
 
     def _validate_params(self) -> None:
         if self.time_unit not in TIME_UNITS:
-            raise ValueError(
+            raise ParameterError(
                 f"time_unit must be one of {list(TIME_UNITS)}; got {self.time_unit!r}."
             )
         if not self.windows or any(int(w) <= 0 for w in self.windows):
-            raise ValueError(f"windows must be positive day counts; got {self.windows!r}.")
+            raise ParameterError(f"windows must be positive day counts; got {self.windows!r}.")
         if int(self.trend_window) <= 0:
-            raise ValueError(
+            raise ParameterError(
                 f"trend_window must be a positive day count; got {self.trend_window!r}."
             )
 
@@ -141,7 +142,7 @@ class FeatureBuilder(BaseEstimator):
         """
         check_is_fitted(self, "feature_names_")
         if cutoff is None:
-            cutoff = _last_date(transactions)
+            cutoff = last_date(transactions)
         missing = [c for c in self.optional_columns_ if c not in _columns_of(transactions)]
         if missing:
             raise InputDataError(
@@ -221,13 +222,13 @@ class FeatureBuilder(BaseEstimator):
 def _window_spend(agg: pd.DataFrame, days: int) -> pd.Series:
     if f"spend_{days}d" in agg:
         return agg[f"spend_{days}d"]
-    raise ValueError(f"trend_window={days} must be one of the windows.")
+    raise ParameterError(f"trend_window={days} must be one of the windows.")
 
 
 def _window_count(agg: pd.DataFrame, days: int) -> pd.Series:
     if f"purchases_{days}d" in agg:
         return agg[f"purchases_{days}d"]
-    raise ValueError(f"trend_window={days} must be one of the windows.")
+    raise ParameterError(f"trend_window={days} must be one of the windows.")
 
 
 def _columns_of(transactions: Any) -> list[str]:
@@ -240,7 +241,7 @@ def _columns_of(transactions: Any) -> list[str]:
     elif hasattr(transactions, "column_names"):
         cols = list(transactions.column_names)
     else:
-        raise TypeError(
+        raise ParameterTypeError(
             "transactions must be a pandas DataFrame, a pyarrow Table or a Parquet path; "
             f"got {type(transactions).__name__}."
         )
@@ -251,26 +252,6 @@ def _columns_of(transactions: Any) -> list[str]:
             "Load raw logs with churnguard.data.load_transactions (or clean_transactions) first."
         )
     return cols
-
-
-def _last_date(transactions: Any) -> dt.date:
-    if isinstance(transactions, pd.DataFrame):
-        return to_date(transactions["date"].max())
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        if isinstance(transactions, str):
-            row = con.execute(
-                f"SELECT MAX(CAST(date AS DATE)) FROM read_parquet('{transactions}')"
-            ).fetchone()
-        else:
-            con.register("src", transactions)
-            row = con.execute("SELECT MAX(CAST(date AS DATE)) FROM src").fetchone()
-    finally:
-        con.close()
-    assert row is not None
-    return to_date(row[0])
 
 
 def rfm_summary(transactions: Any, cutoff: Any = None, time_unit: str = "D") -> pd.DataFrame:

@@ -36,49 +36,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard._dates import to_date
+from churnguard._duckdb import connect as _connect
+from churnguard._duckdb import fetch_arrow as _arrow
+from churnguard.exceptions import ParameterError
 from churnguard.features.runs import RunSpec, aggregate_runs, date_days
 from churnguard.features.sortkeys import pack_keys
 
-__all__ = ["aggregate_customers", "count_purchase_days", "to_date", "window_activity"]
+__all__ = ["aggregate_customers", "count_purchase_days", "last_date", "window_activity"]
 
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def to_date(value: Any) -> dt.date:
-    """Coerce a date-like value (``str``, ``datetime``, ``Timestamp``) to ``datetime.date``."""
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        raise ValueError(f"expected a date such as '2024-03-31'; got {value!r}.")
-    return ts.date()
-
-
 def _lit(day: dt.date) -> str:
     return f"DATE '{day.isoformat()}'"
-
-
-def _connect(source: Any) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    # A library must not draw DuckDB's progress bar on the caller's stdout (it does
-    # for any query over 2 s, e.g. every build on a 10M-row log).
-    try:
-        con.execute("SET enable_progress_bar = false")
-    except duckdb.Error:
-        # Under Jupyter without ipywidgets DuckDB refuses to touch the setting (and
-        # draws no bar there either), so there is nothing to turn off.
-        pass
-    if isinstance(source, str):
-        con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet('{source}')")
-    else:
-        con.register("src", source)
-    return con
-
-
-def _arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    rel = con.sql(query)
-    # duckdb >= 1.4 names it to_arrow_table; older releases only have arrow().
-    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
-    table = fetch()
-    return table if isinstance(table, pa.Table) else table.read_all()
 
 
 def _new_customer(ids: pa.ChunkedArray) -> np.ndarray:
@@ -376,3 +347,17 @@ def window_activity(source: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
         return con.execute(query).df()
     finally:
         con.close()
+
+
+def last_date(source: Any) -> dt.date:
+    """The latest transaction day of a frame, an Arrow table or a Parquet path."""
+    if isinstance(source, pd.DataFrame):
+        return to_date(source["date"].max())
+    con = _connect(source)
+    try:
+        row = con.execute('SELECT MAX(CAST("date" AS DATE)) FROM src').fetchone()
+    finally:
+        con.close()
+    if row is None or row[0] is None:
+        raise ParameterError("the log has no dated transaction.")
+    return to_date(row[0])

@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from churnguard._dates import to_date
 from churnguard.exceptions import InsufficientHistoryError
-from churnguard.features.builder import FeatureBuilder, _last_date
-from churnguard.features.engine import count_purchase_days, to_date
+from churnguard.features.builder import FeatureBuilder
+from churnguard.features.engine import count_purchase_days, last_date
 
 __all__ = ["label_window", "make_labels", "make_snapshots", "snapshot_cutoffs"]
 
@@ -123,7 +124,7 @@ def make_snapshots(
         and ``churned``; one row per customer and cutoff.
     """
     fb = builder if builder is not None else FeatureBuilder().fit(transactions)
-    last = _last_date(transactions)
+    last = last_date(transactions)
     frames = []
     for cutoff in cutoffs:
         c = to_date(cutoff)

@@ -1,0 +1,421 @@
+"""Retention playbook: what to do with each customer, what it costs, what it saves.
+
+A playbook maps every value tier x churn-risk band to an action, a unit cost
+and an assumed save rate (share of the value at risk the action keeps), with
+optional overrides for named RFM segments. Applied to scored customers it gives
+each one an ``expected_net_benefit = value_at_risk * save_rate - unit_cost``;
+:func:`select_contacts` then spends a limited capacity or budget on the
+customers where that benefit is largest, and :func:`contact_summary` reports
+what the campaign is expected to return.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard._checks import (
+    check_number,
+    check_thresholds,
+    require_columns,
+    require_frame,
+    require_numeric,
+)
+from churnguard.decision._config import read_toml, reject_unknown, with_context
+from churnguard.decision._ranks import ranked_positions
+from churnguard.decision.tiers import RISK_BANDS, TIERS, risk_band
+from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
+
+__all__ = [
+    "ASSIGN_COLUMNS",
+    "Override",
+    "Playbook",
+    "Treatment",
+    "contact_summary",
+    "select_contacts",
+]
+
+ASSIGN_COLUMNS: tuple[str, ...] = (
+    "risk_band",
+    "action",
+    "unit_cost",
+    "save_rate",
+    "expected_net_benefit",
+)
+"""Columns returned by :meth:`Playbook.assign`."""
+
+_TREATMENT_KEYS = frozenset({"action", "unit_cost", "save_rate"})
+_OVERRIDE_KEYS = _TREATMENT_KEYS | {"segment", "tier", "band"}
+# Budget sums are compared with a relative tolerance so that costs of 0.1 + 0.2
+# still fit a budget of 0.3 despite binary floating point.
+_BUDGET_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """One action with its unit cost (>= 0) and assumed save rate (0..1)."""
+
+    action: str
+    unit_cost: float
+    save_rate: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.action, str) or not self.action.strip():
+            raise ParameterTypeError(f"action must be non-empty text; received {self.action!r}.")
+        cost = check_number(self.unit_cost, "unit_cost", low=0.0, high=math.inf, example="5.0")
+        rate = check_number(self.save_rate, "save_rate", low=0.0, high=1.0, example="0.2")
+        object.__setattr__(self, "unit_cost", cost)
+        object.__setattr__(self, "save_rate", rate)
+
+
+@dataclass(frozen=True)
+class Override:
+    """A treatment for customers of one RFM segment, optionally narrowed by tier and band."""
+
+    segment: str
+    treatment: Treatment
+    tier: str | None = None
+    band: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.segment, str) or not self.segment:
+            raise ParameterTypeError(
+                f"override segment must be a segment name; got {self.segment!r}."
+            )
+        if self.tier is not None and self.tier not in TIERS:
+            raise ParameterError(f"override tier must be one of {TIERS}; received {self.tier!r}.")
+        if self.band is not None and self.band not in RISK_BANDS:
+            raise ParameterError(
+                f"override band must be one of {RISK_BANDS}; received {self.band!r}."
+            )
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """Actions, unit costs and save rates by value tier x risk band.
+
+    Parameters
+    ----------
+    treatments : mapping of (tier, band) to Treatment
+        Must cover every tier in ``("vip", "stable", "low")`` x every band in
+        ``("low", "medium", "high")``.
+    thresholds : (float, float), default (0.3, 0.6)
+        Risk-band edges applied to ``churn_probability`` (see
+        :func:`churnguard.decision.tiers.risk_band`).
+    overrides : tuple of Override, default ()
+        Segment-specific treatments, tried in order, first match wins.
+    source : str
+        Where the playbook came from, for error messages.
+
+    Examples
+    --------
+    >>> book = Playbook.load()  # the packaged default
+    >>> plan = customers.join(book.assign(customers))  # doctest: +SKIP
+    """
+
+    treatments: Mapping[tuple[str, str], Treatment]
+    thresholds: tuple[float, float] = (0.3, 0.6)
+    overrides: tuple[Override, ...] = ()
+    source: str = "<Playbook>"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.treatments, Mapping):
+            raise ParameterTypeError(
+                f"{self.source}: treatments must map (tier, band) to Treatment."
+            )
+        expected = {(t, b) for t in TIERS for b in RISK_BANDS}
+        unknown = sorted(set(self.treatments) - expected, key=str)
+        if unknown:
+            raise ParameterError(
+                f"{self.source}: unknown tier x band pair(s) {unknown}; tiers are {TIERS} and "
+                f"risk bands are {RISK_BANDS}."
+            )
+        missing = sorted(expected - set(self.treatments))
+        if missing:
+            tables = ", ".join(f"[actions.{t}.{b}]" for t, b in missing)
+            raise ParameterError(
+                f"{self.source}: every value tier x risk band needs a treatment; missing "
+                f"{missing}. Add {tables} with action, unit_cost and save_rate."
+            )
+        for key, treatment in self.treatments.items():
+            if not isinstance(treatment, Treatment):
+                raise ParameterTypeError(f"{self.source}: treatment for {key} must be a Treatment.")
+        if not all(isinstance(o, Override) for o in self.overrides):
+            raise ParameterTypeError(f"{self.source}: overrides must be a tuple of Override.")
+        thresholds = with_context(self.source, check_thresholds, self.thresholds)
+        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "treatments", dict(self.treatments))
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Playbook:
+        """Build a playbook from parsed TOML (see the packaged ``playbook.toml``)."""
+        if not isinstance(data, Mapping):
+            raise ParameterTypeError(
+                f"{source}: expected a table of settings; received {type(data)}."
+            )
+        reject_unknown(data, frozenset({"risk_bands", "actions", "overrides"}), source)
+        bands, actions = data.get("risk_bands", {}), data.get("actions", {})
+        overrides_raw = data.get("overrides", [])
+        if not (isinstance(bands, Mapping) and isinstance(actions, Mapping)) or not isinstance(
+            overrides_raw, list
+        ):
+            raise ParameterTypeError(
+                f"{source}: [risk_bands] and [actions] must be tables and overrides a list of "
+                "[[overrides]] tables; compare with the packaged playbook.toml."
+            )
+        reject_unknown(bands, frozenset({"thresholds"}), f"{source} [risk_bands]")
+        treatments: dict[tuple[str, str], Treatment] = {}
+        for tier, by_band in actions.items():
+            if tier not in TIERS or not isinstance(by_band, Mapping):
+                raise ParameterError(
+                    f"{source}: [actions.{tier}] is not a value tier table; tiers are {TIERS}, "
+                    "each with [actions.<tier>.<band>] tables for bands low, medium, high."
+                )
+            for band, table in by_band.items():
+                where = f"{source} [actions.{tier}.{band}]"
+                if band not in RISK_BANDS or not isinstance(table, Mapping):
+                    raise ParameterError(f"{where}: risk band must be one of {RISK_BANDS}.")
+                treatments[(tier, band)] = _treatment(table, _TREATMENT_KEYS, where)
+        overrides = []
+        for i, table in enumerate(overrides_raw):
+            where = f"{source} [[overrides]] #{i + 1}"
+            if not isinstance(table, Mapping) or "segment" not in table:
+                raise ParameterError(
+                    f"{where}: needs at least segment, action, unit_cost, save_rate."
+                )
+            treatment = _treatment(table, _OVERRIDE_KEYS, where)
+            overrides.append(
+                with_context(
+                    where,
+                    Override,
+                    table["segment"],
+                    treatment,
+                    table.get("tier"),
+                    table.get("band"),
+                )
+            )
+        thresholds = bands.get("thresholds", (0.3, 0.6))
+        return cls(treatments, thresholds, tuple(overrides), source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Playbook:
+        """Read a playbook TOML file (default: the packaged ``playbook.toml``).
+
+        Parameters
+        ----------
+        path : path-like, optional
+            Your own playbook; copy the packaged one as a starting point.
+
+        Returns
+        -------
+        Playbook
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` does not exist.
+        ValueError, TypeError
+            Invalid TOML, unknown keys, a tier x band without treatment, a
+            negative cost or a save rate outside [0, 1].
+        """
+        data, source = read_toml(path, "playbook.toml")
+        return cls.from_dict(data, source)
+
+    def assign(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Give every customer its treatment and expected net benefit.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per customer with ``value_tier``, ``churn_probability`` and
+            ``value_at_risk`` (and ``segment`` when the playbook has overrides).
+
+        Returns
+        -------
+        DataFrame
+            :data:`ASSIGN_COLUMNS` (``risk_band``, ``action``, ``unit_cost``,
+            ``save_rate``, ``expected_net_benefit``), indexed like ``df``.
+        """
+        require_frame(df, "Playbook.assign")
+        require_columns(
+            df,
+            ["value_tier"],
+            func="Playbook.assign",
+            hint="Add it with df.assign(value_tier=assign_value_tiers(df)).",
+        )
+        require_numeric(
+            df,
+            ["churn_probability", "value_at_risk"],
+            func="Playbook.assign",
+            hint="value_at_risk is churn_probability * predicted_clv; add it with "
+            "df.assign(value_at_risk=df.churn_probability * df.predicted_clv).",
+        )
+        # Everything below works on small integer codes: text labels would cost
+        # ~100 bytes per customer on a base of millions.
+        tier_codes = pd.Categorical(df["value_tier"], categories=list(TIERS)).codes
+        if (tier_codes < 0).any():
+            bad = df["value_tier"][tier_codes < 0].astype(str).unique()
+            raise InputDataError(
+                f"Playbook.assign(): value_tier has unknown value(s) {sorted(bad)[:5]}; expected "
+                f"{TIERS}. Recompute tiers with assign_value_tiers(df)."
+            )
+        band_cat = risk_band(df["churn_probability"], self.thresholds)
+        band_codes = band_cat.cat.codes.to_numpy()
+        # Treatment k is row k of these arrays: the tier x band table, then the overrides.
+        pairs = [(t, b) for t in TIERS for b in RISK_BANDS]
+        chosen = [self.treatments[p] for p in pairs] + [o.treatment for o in self.overrides]
+        pick = (tier_codes.astype(np.int16) * len(RISK_BANDS) + band_codes).astype(np.int16)
+        if self.overrides:
+            self._apply_overrides(df, pick, tier_codes, band_codes, first=len(pairs))
+        actions = np.array([t.action for t in chosen], dtype=object)
+        unit_cost = np.array([t.unit_cost for t in chosen], dtype=float)[pick]
+        save_rate = np.array([t.save_rate for t in chosen], dtype=float)[pick]
+        value_at_risk = df["value_at_risk"].to_numpy(dtype=float)
+        return pd.DataFrame(
+            {
+                "risk_band": band_cat.array,
+                "action": actions[pick],
+                "unit_cost": unit_cost,
+                "save_rate": save_rate,
+                "expected_net_benefit": value_at_risk * save_rate - unit_cost,
+            },
+            index=df.index,
+            columns=list(ASSIGN_COLUMNS),
+        )
+
+    def _apply_overrides(
+        self,
+        df: pd.DataFrame,
+        pick: np.ndarray,
+        tier_codes: np.ndarray,
+        band_codes: np.ndarray,
+        *,
+        first: int,
+    ) -> None:
+        if "segment" not in df.columns:
+            raise InputDataError(
+                f"playbook {self.source} has segment overrides, so Playbook.assign() needs a "
+                "segment column; add it with df.assign(segment=assign_segments(df)) or use a "
+                "playbook without [[overrides]]."
+            )
+        segments = df["segment"]
+        if not isinstance(segments.dtype, pd.CategoricalDtype):
+            segments = segments.astype(str)
+        taken = np.zeros(len(df), dtype=bool)
+        for k, o in enumerate(self.overrides):  # a handful of rules, each vectorised
+            hit = (segments == o.segment).to_numpy() & ~taken
+            if o.tier is not None:
+                hit &= tier_codes == TIERS.index(o.tier)
+            if o.band is not None:
+                hit &= band_codes == RISK_BANDS.index(o.band)
+            pick[hit] = first + k
+            taken |= hit
+
+
+def _treatment(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> Treatment:
+    reject_unknown(table, allowed, where)
+    missing = sorted(_TREATMENT_KEYS - set(table))
+    if missing:
+        raise ParameterError(
+            f"{where}: missing {missing}; each treatment needs action (text), unit_cost "
+            "(>= 0) and save_rate (0..1)."
+        )
+    return with_context(where, Treatment, table["action"], table["unit_cost"], table["save_rate"])
+
+
+def select_contacts(
+    df: pd.DataFrame, *, capacity: int | None = None, budget: float | None = None
+) -> pd.Series:
+    """Choose whom to contact: best expected net benefit first, within limits.
+
+    Customers are taken in decreasing ``expected_net_benefit`` (ties by
+    ``customer_id``, then row position) as a **greedy prefix**: selection stops
+    at the first customer whose benefit is not positive, who would exceed
+    ``capacity``, or whose ``unit_cost`` would take the running total above
+    ``budget``. It never skips an expensive customer to fit a cheaper one
+    further down: the list is then exactly "the top k", easy to explain and
+    stable when the budget changes, at the price of possibly leaving a little
+    budget unspent.
+
+    Parameters
+    ----------
+    df : DataFrame
+        With ``expected_net_benefit`` and ``unit_cost`` (see :meth:`Playbook.assign`).
+    capacity : int, optional
+        Maximum number of customers to contact (e.g. calls an account team can make).
+    budget : float, optional
+        Maximum total unit cost.
+
+    Returns
+    -------
+    Series
+        Boolean named ``contact``, indexed like ``df``.
+    """
+    require_frame(df, "select_contacts")
+    require_numeric(
+        df,
+        ["expected_net_benefit", "unit_cost"],
+        func="select_contacts",
+        hint="Join Playbook.assign(df) first: df.join(playbook.assign(df)).",
+    )
+    if capacity is not None and (
+        isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 0
+    ):
+        raise ParameterTypeError(
+            f"capacity must be a whole number >= 0 or None; received {capacity!r}."
+        )
+    if budget is not None:
+        budget = check_number(budget, "budget", low=0.0, high=math.inf, example="5000.0")
+    order = ranked_positions(df["expected_net_benefit"], df)
+    net = df["expected_net_benefit"].to_numpy(dtype=float)[order]
+    ok = net > 0
+    if capacity is not None:
+        ok &= np.arange(len(df)) < capacity
+    if budget is not None:
+        spent = np.cumsum(df["unit_cost"].to_numpy(dtype=float)[order])
+        ok &= spent <= budget * (1 + _BUDGET_RTOL) + _BUDGET_RTOL
+    chosen = np.empty(len(df), dtype=bool)
+    chosen[order] = np.logical_and.accumulate(ok)
+    return pd.Series(chosen, index=df.index, name="contact")
+
+
+def contact_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """What the selected contacts cost and are expected to return.
+
+    Parameters
+    ----------
+    df : DataFrame
+        With a boolean ``contact`` column (see :func:`select_contacts`) and
+        ``unit_cost``, ``save_rate``, ``value_at_risk``.
+
+    Returns
+    -------
+    dict
+        ``n_contacted``; ``spend`` (sum of unit costs); ``expected_value_retained``
+        (sum of ``value_at_risk * save_rate``); ``expected_net_benefit``
+        (retained minus spend), all over contacted customers.
+    """
+    require_frame(df, "contact_summary")
+    require_numeric(
+        df,
+        ["contact", "unit_cost", "save_rate", "value_at_risk"],
+        func="contact_summary",
+        hint="Add contact with df.assign(contact=select_contacts(df, ...)) after joining "
+        "Playbook.assign(df).",
+    )
+    chosen = df.loc[df["contact"].astype(bool)]
+    spend = float(chosen["unit_cost"].sum())
+    retained = float((chosen["value_at_risk"] * chosen["save_rate"]).sum())
+    return {
+        "n_contacted": len(chosen),
+        "spend": spend,
+        "expected_value_retained": retained,
+        "expected_net_benefit": retained - spend,
+    }

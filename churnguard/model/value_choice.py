@@ -1,0 +1,143 @@
+"""Which value model orders the list: BTYD x Gamma-Gamma, the learned hurdle, or a blend.
+
+Three predictions of a customer's spend in the next window compete out of time on the
+validation snapshot, like the churn candidates (:mod:`churnguard.churn.candidates`):
+
+* ``btyd``: expected purchases x Gamma-Gamma spend per purchase, the textbook answer;
+* ``hurdle``: (1 - churn probability) x the learned spend of an active window
+  (:class:`~churnguard.clv.learned.WindowSpendModel`);
+* ``blend``: the mean of the two.
+
+The winner has the highest normalised Gini of next-window spend; ``btyd`` wins ties,
+so where a buy-till-you-die model is the truth the textbook answer stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard.clv.learned import WindowSpendModel, btyd_active_spend, spend_ratio
+from churnguard.clv.metrics import compare_values
+from churnguard.exceptions import InputDataError
+
+__all__ = [
+    "ACTIVE_SPEND",
+    "VALUE_CANDIDATES",
+    "ValueComparison",
+    "add_active_spend",
+    "compare_value_candidates",
+    "fit_spend_model",
+    "value_ratio",
+    "window_value",
+]
+
+#: Value candidates, in the order they are reported.
+VALUE_CANDIDATES: tuple[str, ...] = ("btyd", "hurdle", "blend")
+#: Column of the structural spend of an active window (the spend model's starting point).
+ACTIVE_SPEND = "btyd_active_spend"
+# Learned gains below this are noise, not a reason to leave the textbook model.
+_MIN_GINI_GAIN = 0.002
+
+
+def add_active_spend(frame: pd.DataFrame, horizon_units: float, purchase_model: Any) -> None:
+    """Add :data:`ACTIVE_SPEND` to a frame of features and value columns, in place."""
+    rfm = [frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
+    frame[ACTIVE_SPEND] = btyd_active_spend(
+        frame["expected_purchases"].to_numpy(dtype=float),
+        frame["p_no_purchase"].to_numpy(dtype=float),
+        frame["expected_spend"].to_numpy(dtype=float),
+        purchase_model.expected_purchases_if_alive_arrays(horizon_units, *rfm),
+    )
+
+
+def fit_spend_model(
+    fit_rows: pd.DataFrame,
+    cal_rows: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    random_state: int = 0,
+) -> WindowSpendModel:
+    """Fit the spend model on the rows whose window holds a purchase."""
+    f = [*features, ACTIVE_SPEND] if ACTIVE_SPEND not in features else list(features)
+    a = fit_rows.loc[fit_rows["future_purchases"] > 0]
+    b = cal_rows.loc[cal_rows["future_purchases"] > 0]
+    return WindowSpendModel(base=ACTIVE_SPEND, random_state=random_state).fit(
+        a[f],
+        a["future_spend"],
+        b[f],
+        b["future_spend"],
+        groups=a["customer_id"].to_numpy(),
+        groups_cal=b["customer_id"].to_numpy(),
+    )
+
+
+def window_value(
+    name: str, frame: pd.DataFrame, churn_probability: np.ndarray, spend: WindowSpendModel | None
+) -> np.ndarray:
+    """Candidate ``name``'s expected spend in the next window for each row of ``frame``."""
+    btyd = np.nan_to_num(
+        frame["expected_purchases"].to_numpy(dtype=float)
+        * frame["expected_spend"].to_numpy(dtype=float)
+    )
+    if name == "btyd" or spend is None:
+        return btyd
+    hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * spend.predict(frame)
+    hurdle = np.where(np.isfinite(hurdle), hurdle, btyd)
+    return hurdle if name == "hurdle" else 0.5 * (hurdle + btyd)
+
+
+def value_ratio(name: str, frame: pd.DataFrame, spend: WindowSpendModel | None) -> np.ndarray:
+    """Factor applied to the BTYD x GG CLV columns: the learned correction of active spend."""
+    if name == "btyd" or spend is None:
+        return np.ones(len(frame))
+    r = spend_ratio(spend.predict(frame), frame[ACTIVE_SPEND].to_numpy(dtype=float))
+    return r if name == "hurdle" else 0.5 * (r + 1.0)
+
+
+@dataclass
+class ValueComparison:
+    """The validation scores of every value candidate and the one chosen."""
+
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chosen: str = "btyd"
+    reason: str = ""
+
+
+def compare_value_candidates(
+    fit_rows: pd.DataFrame,
+    cal_rows: pd.DataFrame,
+    eval_rows: pd.DataFrame,
+    churn_probability: np.ndarray,
+    features: Sequence[str],
+    *,
+    random_state: int = 0,
+) -> ValueComparison:
+    """Score every value candidate on ``eval_rows`` (``future_spend`` observed)."""
+    out = ValueComparison()
+    try:
+        spend = fit_spend_model(fit_rows, cal_rows, features, random_state=random_state)
+    except (InputDataError, ValueError) as exc:
+        out.reason = f"the spend model could not be fitted ({exc}); BTYD x Gamma-Gamma is used"
+        return out
+    actual = eval_rows["future_spend"].to_numpy(dtype=float)
+    preds = {
+        name: window_value(name, eval_rows, churn_probability, spend) for name in VALUE_CANDIDATES
+    }
+    table = compare_values(actual, preds)
+    gini = table["gini"]
+    best = str(gini.idxmax())
+    if best != "btyd" and gini[best] - gini["btyd"] < _MIN_GINI_GAIN:
+        best = "btyd"
+    out.table, out.chosen = table, best
+    if best == "btyd":
+        out.reason = "no learned value candidate beat BTYD x Gamma-Gamma's validation Gini"
+    else:
+        out.reason = (
+            f"{best} beat BTYD x Gamma-Gamma's validation Gini by {gini[best] - gini['btyd']:.4f}"
+        )
+    return out

@@ -1,0 +1,292 @@
+"""Partitioned scoring gives the in-memory retention list, atomically and deterministically."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.data import ColumnMap, clean_transactions
+from churnguard.decision.retention import CONTRACT_COLUMNS, build_retention_list
+from churnguard.exceptions import InputDataError
+from churnguard.execution import partitioned
+from churnguard.execution.partitioned import (
+    BYTES_PER_ROW,
+    PartitionStats,
+    choose_partitions,
+    choose_workers,
+)
+from churnguard.model.estimator import ChurnGuardModel
+from churnguard.pipeline import score_transactions
+
+AS_OF = "2024-12-31"
+
+
+def synthetic_log(n_customers: int = 900, seed: int = 7) -> pd.DataFrame:
+    """Two years of purchases: gamma rates, geometric lifetimes, gamma spend; text ids."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2023-01-01")
+    birth = rng.integers(0, 600, n_customers)
+    counts = 1 + rng.poisson(rng.gamma(0.8, 4.0, n_customers))
+    owner = np.repeat(np.arange(n_customers), counts)
+    life = np.minimum(rng.geometric(0.004, n_customers), 730 - birth)
+    offset = (rng.random(len(owner)) * life[owner]).astype(int)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    offset[first] = 0
+    amount = np.round(rng.gamma(3.0, 12.0, len(owner)), 2)
+    ids = np.char.add("c", np.char.zfill(np.arange(n_customers).astype(str), 5))
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids[owner],
+            "date": start + pd.to_timedelta(birth[owner] + offset, unit="D"),
+            "amount": amount,
+        }
+    )
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def log_frame() -> pd.DataFrame:
+    return synthetic_log()
+
+
+@pytest.fixture(scope="module")
+def fitted(log_frame: pd.DataFrame) -> ChurnGuardModel:
+    tx = clean_transactions(log_frame).transactions
+    return ChurnGuardModel(
+        horizon_days=90,
+        value_model="bgnbd",
+        max_snapshots=3,
+        classifier_params={"lgbm_params": {"n_estimators": 20}},
+    ).fit(tx)
+
+
+@pytest.fixture
+def log_path(tmp_path: Path, log_frame: pd.DataFrame) -> Path:
+    path = tmp_path / "log.parquet"
+    log_frame.to_parquet(path, index=False)
+    return path
+
+
+def assert_same_list(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Same rows in the same priority order; floats within 1e-9, everything else equal."""
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected)
+    for col in expected.columns:
+        a, b = expected[col], got[col]
+        if pd.api.types.is_float_dtype(a):
+            np.testing.assert_allclose(
+                b.to_numpy(float), a.to_numpy(float), rtol=0, atol=1e-9, err_msg=col
+            )
+        else:
+            assert b.astype(str).tolist() == a.astype(str).tolist(), col
+
+
+@pytest.mark.slow
+def test_partitioned_list_equals_in_memory_list(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel
+) -> None:
+    memory = score_transactions(log_path, fitted, out=tmp_path / "memory.parquet")
+    result = score_transactions(log_path, fitted, out=tmp_path / "out.parquet", partitions=4)
+    got = pd.read_parquet(tmp_path / "out.parquet")
+    assert_same_list(got, pd.read_parquet(tmp_path / "memory.parquet"))
+    assert list(got.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert result.customers == len(memory.retention) and result.partitions == 4
+    assert {k: v for k, v in result.summary.items() if k != "partitions"} == memory.summary
+    assert sum(s.customers for s in result.details["partition_stats"]) == result.customers
+    assert all(s.customers > 0 for s in result.details["partition_stats"])
+    assert_same_list(result.top, got.head(len(result.top)))
+
+
+@pytest.mark.slow
+def test_parallel_partitions_write_the_same_list_and_quarantine(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    raw = log_frame.copy()
+    raw.loc[5, "amount"] = np.nan  # one quarantined row
+    path = tmp_path / "log.parquet"
+    raw.to_parquet(path, index=False)
+    kwargs: dict[str, Any] = {"as_of": AS_OF, "partitions": 4, "reasons_limit": 100}
+    local = score_transactions(path, fitted, out=tmp_path / "one.parquet", workers=1, **kwargs)
+    pooled = score_transactions(path, fitted, out=tmp_path / "two.parquet", workers=2, **kwargs)
+    assert (tmp_path / "two.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    assert pooled.quarantined == local.quarantined == 1
+    assert (tmp_path / "two.quarantine.csv").read_bytes() == (
+        tmp_path / "one.quarantine.csv"
+    ).read_bytes()
+    assert [s.index for s in pooled.details["partition_stats"]] == [0, 1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["log.parquet", "one.parquet", "two.parquet", "one.quarantine.csv", "two.quarantine.csv"]
+    )
+
+
+@pytest.mark.slow
+def test_reasons_go_to_the_top_of_the_whole_base(
+    tmp_path: Path, log_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    tx = clean_transactions(log_frame).transactions
+    expected = build_retention_list(fitted.predict(tx, AS_OF, reasons_limit=50))
+    out = tmp_path / "out.parquet"
+    score_transactions(log_path, fitted, out=out, as_of=AS_OF, partitions=3, reasons_limit=50)
+    got = pd.read_parquet(out)
+    assert_same_list(got, expected)
+    assert (~got["reasons"].str.startswith("not explained")).sum() == 50
+
+
+@pytest.mark.slow
+def test_mapped_text_columns_csv_and_quarantine_match_in_memory(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    raw = log_frame.rename(columns={"customer_id": "cust", "date": "day", "amount": "amt"})
+    raw["day"] = raw["day"].dt.strftime("%Y-%m-%d")
+    bad = pd.DataFrame(
+        {
+            "cust": [None, "c00001", " c00002 ", "c00003"],
+            "day": ["2023-03-01", "not a date", "2023-02-02", "2023-05-05"],
+            "amt": [1.0, 2.0, 3.0, np.nan],
+        }
+    )
+    raw = pd.concat([raw.iloc[:40], bad, raw.iloc[40:]], ignore_index=True)
+    path = tmp_path / "raw.parquet"
+    raw.to_parquet(path, index=False)
+    cmap = ColumnMap(customer="cust", date="day", amount="amt")
+    memory = score_transactions(path, fitted, out=tmp_path / "memory.csv", columns=cmap)
+    result = score_transactions(path, fitted, out=tmp_path / "out.csv", partitions=3, columns=cmap)
+    assert memory.quarantined == result.quarantined == 3
+    assert result.quarantine_file == tmp_path / "out.quarantine.csv"
+    assert (tmp_path / "out.quarantine.csv").read_bytes() == (
+        tmp_path / "memory.quarantine.csv"
+    ).read_bytes()
+    assert_same_list(
+        pd.read_csv(tmp_path / "out.csv", dtype={"customer_id": str}),
+        pd.read_csv(tmp_path / "memory.csv", dtype={"customer_id": str}),
+    )
+
+
+@pytest.mark.slow
+def test_rerun_writes_identical_bytes(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel
+) -> None:
+    out = tmp_path / "out.parquet"
+    score_transactions(log_path, fitted, out=out, partitions=4)
+    first = out.read_bytes()
+    score_transactions(log_path, fitted, out=out, partitions=4)
+    assert out.read_bytes() == first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["partition", "reasons"])
+def test_failure_leaves_no_output_and_no_temp_files(
+    tmp_path: Path,
+    log_path: Path,
+    fitted: ChurnGuardModel,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+) -> None:
+    if stage == "partition":
+        real = ChurnGuardModel.score
+        calls = {"n": 0}
+
+        def flaky(self: ChurnGuardModel, *args: Any, **kwargs: Any) -> pd.DataFrame:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise MemoryError("simulated: killed while scoring partition 3")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ChurnGuardModel, "score", flaky)
+        error: type[BaseException] = MemoryError
+    else:
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise OSError("simulated: disk full while explaining")
+
+        monkeypatch.setattr(partitioned, "_start_reasons", broken)
+        error = OSError
+    with pytest.raises(error, match="simulated"):
+        score_transactions(log_path, fitted, out=tmp_path / "out.parquet", partitions=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.parquet"]
+
+
+@pytest.mark.slow
+def test_progress_callback_and_log_lines(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[PartitionStats] = []
+    score_transactions(
+        log_path, fitted, out=tmp_path / "a.parquet", partitions=2, progress=seen.append
+    )
+    assert [(s.index, s.total) for s in seen] == [(0, 2), (1, 2)]
+    assert sum(s.rows for s in seen) == pd.read_parquet(log_path).shape[0]
+    caplog.clear()  # only the second run's lines, whatever logging earlier tests set up
+    with caplog.at_level(logging.INFO, logger="churnguard.execution.partitioned"):
+        score_transactions(log_path, fitted, out=tmp_path / "b.parquet", partitions=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("partition ")]
+    assert len(lines) == 2 and lines[0].startswith("partition 1/2: ")
+    assert lines[0].endswith(" s") and "customers" in lines[0]
+
+
+@pytest.mark.slow
+def test_as_of_before_every_purchase_is_an_input_error(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel
+) -> None:
+    with pytest.raises(InputDataError, match="choose a later --as-of"):
+        score_transactions(
+            log_path, fitted, out=tmp_path / "out.parquet", as_of="2000-01-01", partitions=2
+        )
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_partition_count_follows_the_memory_rule() -> None:
+    per_partition = 2.0e9 / 2 / BYTES_PER_ROW
+    assert choose_partitions(int(10 * per_partition), 2.0) == 10
+    assert choose_partitions(int(10 * per_partition) + 1, 2.0) == 11
+    assert choose_partitions(int(10 * per_partition), 4.0) == 5
+    assert choose_partitions(1) == 1
+    assert choose_partitions(0) == 1
+
+
+def test_workers_share_the_partition_memory() -> None:
+    per_partition = 2.0e9 / 2 / BYTES_PER_ROW
+    assert choose_partitions(int(10 * per_partition), 2.0, workers=2) == 20
+    assert choose_partitions(1000, 2.0, workers=3) == 3  # one partition per worker at least
+    assert choose_workers(10, 3) == 3
+    assert choose_workers(10) == 1  # small logs gain nothing from more partitions
+    assert choose_workers(partitioned.PARALLEL_FROM_ROWS) >= 1
+
+
+@pytest.mark.parametrize("workers", [0, -1, 2.5, True])
+def test_bad_worker_count_is_rejected(workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers must be a whole number"):
+        choose_workers(10, workers)
+
+
+@pytest.mark.parametrize("memory", [0, -1.0])
+def test_partition_count_rejects_a_non_positive_budget(memory: float) -> None:
+    with pytest.raises(ValueError, match="max_memory_gb"):
+        choose_partitions(1000, memory)
+
+
+@pytest.mark.parametrize("partitions", [0, -2, 1.5, True])
+def test_bad_partition_count_is_rejected(tmp_path: Path, partitions: Any) -> None:
+    with pytest.raises(ValueError, match="partitions must be a whole number"):
+        score_transactions(
+            tmp_path / "log.parquet", "models/x", out=tmp_path / "o.parquet", partitions=partitions
+        )
+
+
+def test_csv_input_is_rejected_with_a_fix(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1.0]}).to_csv(path)
+    with pytest.raises(InputDataError, match="Convert it"):
+        score_transactions(path, "models/x", out=tmp_path / "o.parquet", partitions=2)
+
+
+def test_unknown_output_format_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="extension"):
+        score_transactions(
+            tmp_path / "log.parquet", "models/x", out=tmp_path / "o.xlsx", partitions=2
+        )
