@@ -158,6 +158,8 @@ def score_transactions(
     max_memory_gb: float | None = None,
     workers: int | None = None,
     progress: Callable[[Any], None] | None = None,
+    currency: str = "",
+    recompute_reference: bool = False,
 ) -> ScoreResult:
     """Score a log as of a date and build the prioritised retention list.
 
@@ -192,6 +194,12 @@ def score_transactions(
         Bounded-memory execution of a Parquet log.
     progress : callable, optional
         Called after each partition of a partitioned run.
+    currency : str
+        Prefix of money amounts in the reasons, the console and the report (``$``).
+    recompute_reference : bool
+        Measure tiers, risk bands and RFM scores against the scored customers instead
+        of the model's reference base (the training base): then scoring a subset
+        ranks it among itself.
     """
     request = ScoringRequest.build(
         as_of=as_of,
@@ -207,6 +215,8 @@ def score_transactions(
         partitions=partitions,
         max_memory_gb=max_memory_gb,
         workers=workers,
+        currency=currency,
+        recompute_reference=recompute_reference,
     )
     if request.execution.partitioned:
         given = transactions if isinstance(transactions, str | os.PathLike) else None

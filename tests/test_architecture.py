@@ -22,16 +22,16 @@ ALLOWED: dict[str, set[str]] = {
     "clv": {"data", "features"},
     "churn": {"data", "features", "clv"},
     "decision": {"config"},
-    "model": {"data", "features", "clv", "churn"},
+    "model": {"data", "features", "clv", "churn", "decision"},
     "report": {"data", "churn", "decision"},
-    "evaluation": {"data", "features", "clv", "churn", "model"},
+    "evaluation": {"data", "features", "clv", "churn", "decision", "model"},
     "execution": {"data", "features", "clv", "churn", "model", "decision", "report"},
-    "tracking": {"data", "model", "execution"},
+    "tracking": {"data", "decision", "model", "execution"},
     "pipeline": {
         "data", "features", "clv", "churn", "model", "decision", "report", "evaluation",
         "execution", "tracking",
     },
-    "cli": {"data", "config", "pipeline", "report"},
+    "cli": {"data", "config", "decision", "pipeline", "report"},
 }  # fmt: skip
 #: Private modules every part may use (shared internals).
 SHARED = {"_dates", "_duckdb", "_checks", "_crossfit", "exceptions", "__init__"}

@@ -18,7 +18,7 @@ from churnguard.churn.metrics import (
     reliability_table,
     top_decile_lift,
 )
-from churnguard.churn.reasons import describe_feature, explain
+from churnguard.churn.reasons import ReasonReference, describe_driver, explain
 from churnguard.churn.training import SnapshotPlan, plan_production, plan_validation, split_by_plan
 
 __all__ = [
@@ -31,12 +31,13 @@ __all__ = [
     "CandidateComparison",
     "ChurnClassifier",
     "PriorChurnModel",
+    "ReasonReference",
     "SnapshotPlan",
     "baseline_scores",
     "classification_report",
     "compare_candidates",
     "compare_scores",
-    "describe_feature",
+    "describe_driver",
     "expected_calibration_error",
     "explain",
     "fit_candidate",

@@ -83,58 +83,79 @@ def console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
-def print_list(frame: Any, title: str, n: int = 10) -> None:
-    """The top ``n`` rows of a retention list as a table."""
+def print_list(frame: Any, title: str, n: int = 10, currency: str = "") -> None:
+    """The top ``n`` rows of a retention list as a table, in plain English."""
     from rich.table import Table
+
+    from churnguard.decision.labels import COLUMN_LABELS, label, money
 
     cols = [
         "priority",
         "customer_id",
         "churn_probability",
-        "predicted_clv",
+        "value_if_retained",
         "value_at_risk",
         "value_tier",
+        "risk_band",
         "segment",
         "action",
         "reasons",
     ]
+    cols = [c for c in cols if c in frame.columns]
     table = Table(title=title, show_lines=False)
     for col in cols:
         table.add_column(
-            col, overflow="fold", max_width=48 if col in ("reasons", "action") else None
+            COLUMN_LABELS.get(col, col),
+            overflow="fold",
+            max_width=48 if col in ("reasons", "action") else None,
         )
-    for row in frame.head(n).itertuples(index=False):
-        d = row._asdict()
-        table.add_row(
-            str(d["priority"]),
-            str(d["customer_id"]),
-            f"{d['churn_probability']:.2f}",
-            f"{d['predicted_clv']:,.0f}",
-            f"{d['value_at_risk']:,.0f}",
-            d["value_tier"],
-            d["segment"],
-            d["action"],
-            d["reasons"],
-        )
+    for row in frame.head(n).to_dict(orient="records"):
+        cells = {
+            "priority": str(row.get("priority")),
+            "customer_id": str(row.get("customer_id")),
+            "churn_probability": f"{row.get('churn_probability', float('nan')):.0%}",
+            "value_if_retained": money(row.get("value_if_retained", float("nan")), currency),
+            "value_at_risk": money(row.get("value_at_risk", float("nan")), currency),
+            "value_tier": label(row.get("value_tier")),
+            "risk_band": label(row.get("risk_band")),
+            "segment": label(row.get("segment")),
+            "action": str(row.get("action")),
+            "reasons": str(row.get("reasons")),
+        }
+        table.add_row(*[cells[c] for c in cols])
     console().print(table)
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any], currency: str = "") -> None:
     """The run's headline figures: equity, value at risk, concentration, contacts."""
+    from churnguard.decision.labels import money
+
     conc = summary.get("concentration", {})
     lines = [
         f"as of {summary.get('as_of')}: {summary['customers']:,} customers, "
-        f"customer equity {summary['customer_equity']:,.0f}, "
-        f"value at risk {summary['value_at_risk']:,.0f}",
+        f"customer equity {money(summary['customer_equity'], currency)}, "
+        f"value at risk {money(summary['value_at_risk'], currency)}",
     ]
     if conc:
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in conc.items() if k.startswith("top_share_"))
+        names = {"historical_revenue": "of revenue so far", "predicted_clv": "of expected value"}
+        shares = ", ".join(
+            f"{v:.0%} {names.get(k.removeprefix('top_share_'), k.removeprefix('top_share_'))}"
+            for k, v in conc.items()
+            if k.startswith("top_share_")
+        )
         if shares:
-            lines.append(f"top 20% of customers hold: {shares}")
+            lines.append(f"the top 20% of customers hold {shares}")
     contacts = summary.get("contacts")
     if contacts:
         lines.append(
-            f"contact {contacts['n_contacted']:,} customers: spend {contacts['spend']:,.0f}, "
-            f"expected value retained {contacts['expected_value_retained']:,.0f}"
+            f"contact {contacts['n_contacted']:,} customers: spend "
+            f"{money(contacts['spend'], currency)}, expected value retained "
+            f"{money(contacts['expected_value_retained'], currency)}"
+        )
+    decision = summary.get("decision")
+    if decision:
+        lines.append(
+            f"tiers, risk bands and RFM scores measured against the {decision['reference']}; "
+            f"risk bands {decision['risk_bands']}; list ordered by {decision['ordered_by']}"
         )
     console().print("\n".join(lines))

@@ -148,6 +148,17 @@ def score(
             "4, from 1M rows on)."
         ),
     ] = None,
+    currency: Annotated[
+        str, typer.Option(help="Currency symbol or code of money amounts, e.g. $ or EUR.")
+    ] = "",
+    recompute_reference: Annotated[
+        bool,
+        typer.Option(
+            "--recompute-reference",
+            help="Measure tiers, risk bands and RFM scores on the scored customers, not on "
+            "the model's training base.",
+        ),
+    ] = False,
 ) -> None:
     """Score customers as of a date and write the prioritised retention list."""
     from churnguard.pipeline import score_transactions
@@ -168,9 +179,13 @@ def score(
         partitions=partitions,
         max_memory_gb=max_memory,
         workers=workers,
+        currency=currency,
+        recompute_reference=recompute_reference,
     )
-    print_list(result.top, f"retention list (top {top} of {result.customers:,})", top)
-    print_summary(result.summary)
+    print_list(
+        result.top, f"retention list (top {top} of {result.customers:,})", top, currency=currency
+    )
+    print_summary(result.summary, currency=currency)
     how = f"{result.partitions} partitions, " if result.mode == "partitioned" else ""
     typer.echo(f"retention list written to {result.out} ({how}{result.seconds:.1f} s)")
     if result.quarantined:
@@ -342,6 +357,7 @@ def demo(
         bool, typer.Option(help="Use the 2,357-customer CDNOW sample (faster).")
     ] = False,
     mlflow: MlflowOpt = True,
+    currency: Annotated[str, typer.Option(help="Currency of the amounts (CDNOW: $).")] = "$",
 ) -> None:
     """Train and score on the CDNOW log shipped with lifetimes, end to end."""
     from churnguard.data import write_cdnow
@@ -358,4 +374,5 @@ def demo(
         out=workdir / "retention_list.csv",
         report=workdir / "report.html",
         capacity=500,
+        currency=currency,
     )

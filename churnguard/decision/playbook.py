@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,21 +22,23 @@ import pandas as pd
 
 from churnguard._checks import (
     check_number,
-    check_thresholds,
     require_columns,
     require_frame,
     require_numeric,
 )
 from churnguard.decision._config import read_toml, reject_unknown, with_context
 from churnguard.decision._ranks import ranked_positions
-from churnguard.decision.tiers import RISK_BANDS, TIERS, risk_band
-from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
+from churnguard.decision.reference import EmpiricalCDF, RiskBands
+from churnguard.decision.tiers import RISK_BANDS, TIERS
+from churnguard.exceptions import ConfigError, InputDataError, ParameterError, ParameterTypeError
 
 __all__ = [
     "ASSIGN_COLUMNS",
+    "NO_VALUE_ACTION",
     "Override",
     "Playbook",
     "Treatment",
+    "WinBack",
     "contact_summary",
     "select_contacts",
 ]
@@ -51,6 +53,9 @@ ASSIGN_COLUMNS: tuple[str, ...] = (
 """Columns returned by :meth:`Playbook.assign`."""
 
 _TREATMENT_KEYS = frozenset({"action", "unit_cost", "save_rate"})
+_WIN_BACK_KEYS = _TREATMENT_KEYS | {"enabled", "min_overdue_ratio", "one_time_min_days"}
+#: Action of customers whose historical value is zero or negative.
+NO_VALUE_ACTION = "no paid action: no value to protect"
 _OVERRIDE_KEYS = _TREATMENT_KEYS | {"segment", "tier", "band"}
 # Budget sums are compared with a relative tolerance so that costs of 0.1 + 0.2
 # still fit a budget of 0.3 despite binary floating point.
@@ -97,6 +102,41 @@ class Override:
 
 
 @dataclass(frozen=True)
+class WinBack:
+    """The win-back track: lost customers who used to be among the best.
+
+    Recovering lost customers is a strategy of its own: a customer who is high risk,
+    silent for ``min_overdue_ratio`` times their own usual gap between purchases (a
+    one-time buyer: for ``one_time_min_days``), and whose historical value (revenue, or
+    margin when known) was in the reference base's top 20%, gets ``treatment`` and the
+    segment ``win_back``, priced by what they were worth.
+    """
+
+    treatment: Treatment = field(
+        default_factory=lambda: Treatment(
+            "win-back: personal call with a reason to come back", 15.0, 0.10
+        )
+    )
+    min_overdue_ratio: float = 3.0
+    one_time_min_days: int = 365
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.treatment, Treatment):
+            raise ParameterTypeError("win_back treatment must be a Treatment.")
+        check_number(self.min_overdue_ratio, "min_overdue_ratio", low=1.0, high=1e6, example="3")
+        check_number(self.one_time_min_days, "one_time_min_days", low=1, high=1e6, example="365")
+
+    def lapsed(self, days_since_last: Any, mean_gap_days: Any) -> np.ndarray:
+        """Whether each customer is silent long enough, measured against their own gap."""
+        days = np.asarray(days_since_last, dtype=float)
+        gap = np.asarray(mean_gap_days, dtype=float)
+        repeat = np.isfinite(gap) & (gap > 0)
+        with np.errstate(invalid="ignore"):
+            overdue = days >= self.min_overdue_ratio * np.where(repeat, gap, np.inf)
+        return np.where(repeat, overdue, days >= self.one_time_min_days)
+
+
+@dataclass(frozen=True)
 class Playbook:
     """Actions, unit costs and save rates by value tier x risk band.
 
@@ -105,11 +145,17 @@ class Playbook:
     treatments : mapping of (tier, band) to Treatment
         Must cover every tier in ``("vip", "stable", "low")`` x every band in
         ``("low", "medium", "high")``.
-    thresholds : (float, float), default (0.3, 0.6)
-        Risk-band edges applied to ``churn_probability`` (see
-        :func:`churnguard.decision.tiers.risk_band`).
+    risk_bands : RiskBands
+        How churn probabilities are cut into bands (default: by quantile of the
+        reference base, so no band is empty at any base rate).
     overrides : tuple of Override, default ()
         Segment-specific treatments, tried in order, first match wins.
+    win_back : WinBack, optional
+        The win-back track: lapsed customers who used to be among the best (see
+        :class:`WinBack`); None switches it off.
+    no_value : Treatment
+        For customers whose historical value (revenue, or margin when known) is zero or
+        negative: never a paid action.
     source : str
         Where the playbook came from, for error messages.
 
@@ -120,9 +166,11 @@ class Playbook:
     """
 
     treatments: Mapping[tuple[str, str], Treatment]
-    thresholds: tuple[float, float] = (0.3, 0.6)
+    risk_bands: RiskBands = field(default_factory=RiskBands)
     overrides: tuple[Override, ...] = ()
     source: str = "<Playbook>"
+    win_back: WinBack | None = field(default_factory=lambda: WinBack())
+    no_value: Treatment = field(default_factory=lambda: Treatment(NO_VALUE_ACTION, 0.0, 0.0))
 
     def __post_init__(self) -> None:
         if not isinstance(self.treatments, Mapping):
@@ -148,10 +196,15 @@ class Playbook:
                 raise ParameterTypeError(f"{self.source}: treatment for {key} must be a Treatment.")
         if not all(isinstance(o, Override) for o in self.overrides):
             raise ParameterTypeError(f"{self.source}: overrides must be a tuple of Override.")
-        thresholds = with_context(self.source, check_thresholds, self.thresholds)
-        object.__setattr__(self, "thresholds", thresholds)
+        if not isinstance(self.risk_bands, RiskBands):
+            raise ParameterTypeError(f"{self.source}: risk_bands must be a RiskBands.")
         object.__setattr__(self, "treatments", dict(self.treatments))
         object.__setattr__(self, "overrides", tuple(self.overrides))
+
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """The fixed probability edges (used when ``risk_bands.method == "fixed"``)."""
+        return self.risk_bands.thresholds
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Playbook:
@@ -160,7 +213,11 @@ class Playbook:
             raise ParameterTypeError(
                 f"{source}: expected a table of settings; received {type(data)}."
             )
-        reject_unknown(data, frozenset({"risk_bands", "actions", "overrides"}), source)
+        reject_unknown(
+            data,
+            frozenset({"risk_bands", "actions", "overrides", "win_back", "no_value"}),
+            source,
+        )
         bands, actions = data.get("risk_bands", {}), data.get("actions", {})
         overrides_raw = data.get("overrides", [])
         if not (isinstance(bands, Mapping) and isinstance(actions, Mapping)) or not isinstance(
@@ -170,7 +227,11 @@ class Playbook:
                 f"{source}: [risk_bands] and [actions] must be tables and overrides a list of "
                 "[[overrides]] tables; compare with the packaged playbook.toml."
             )
-        reject_unknown(bands, frozenset({"thresholds"}), f"{source} [risk_bands]")
+        reject_unknown(
+            bands,
+            frozenset({"method", "shares", "odds_ratios", "thresholds"}),
+            f"{source} [risk_bands]",
+        )
         treatments: dict[tuple[str, str], Treatment] = {}
         for tier, by_band in actions.items():
             if tier not in TIERS or not isinstance(by_band, Mapping):
@@ -201,8 +262,17 @@ class Playbook:
                     table.get("band"),
                 )
             )
-        thresholds = bands.get("thresholds", (0.3, 0.6))
-        return cls(treatments, thresholds, tuple(overrides), source)
+        band_args = {k: tuple(v) if isinstance(v, list) else v for k, v in bands.items()}
+        if "thresholds" in bands and "method" not in bands:
+            band_args["method"] = "fixed"  # a file of the earlier format
+        risk = with_context(f"{source} [risk_bands]", RiskBands, *_ordered(band_args))
+        win_back = _win_back(data.get("win_back"), source)
+        none = data.get("no_value", {})
+        if not isinstance(none, Mapping):
+            raise ConfigError(f"{source} [no_value] must be a table with an action.")
+        reject_unknown(none, frozenset({"action"}), f"{source} [no_value]")
+        no_value = Treatment(str(none.get("action", NO_VALUE_ACTION)), 0.0, 0.0)
+        return cls(treatments, risk, tuple(overrides), source, win_back, no_value)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Playbook:
@@ -228,14 +298,29 @@ class Playbook:
         data, source = read_toml(path, "playbook.toml")
         return cls.from_dict(data, source)
 
-    def assign(self, df: pd.DataFrame) -> pd.DataFrame:
+    def risk_edges(self, churn_probability: Any) -> tuple[float, float]:
+        """Band edges measured on these probabilities (when no reference is given)."""
+        return self.risk_bands.edges(EmpiricalCDF.fit(churn_probability))
+
+    def assign(
+        self, df: pd.DataFrame, *, risk_edges: tuple[float, float] | None = None
+    ) -> pd.DataFrame:
         """Give every customer its treatment and expected net benefit.
+
+        Precedence: customers with no historical value get :attr:`no_value` (never a
+        paid action); then the win-back track (rows flagged ``win_back``); then the
+        segment overrides; then the tier x risk band table.
 
         Parameters
         ----------
         df : DataFrame
             One row per customer with ``value_tier``, ``churn_probability`` and
-            ``value_at_risk`` (and ``segment`` when the playbook has overrides).
+            ``value_at_risk``; ``segment`` when the playbook has overrides; optional
+            booleans ``win_back`` and ``no_value`` (else ``no_value`` is
+            ``historical_revenue <= 0`` when that column exists).
+        risk_edges : (float, float), optional
+            Probability edges of the risk bands, from the stored reference; default:
+            measured on ``df`` itself with :attr:`risk_bands`.
 
         Returns
         -------
@@ -254,8 +339,8 @@ class Playbook:
             df,
             ["churn_probability", "value_at_risk"],
             func="Playbook.assign",
-            hint="value_at_risk is churn_probability * predicted_clv; add it with "
-            "df.assign(value_at_risk=df.churn_probability * df.predicted_clv).",
+            hint="value_at_risk is churn_probability * value_if_retained; add it with "
+            "df.assign(value_at_risk=df.churn_probability * df.value_if_retained).",
         )
         # Everything below works on small integer codes: text labels would cost
         # ~100 bytes per customer on a base of millions.
@@ -266,21 +351,35 @@ class Playbook:
                 f"Playbook.assign(): value_tier has unknown value(s) {sorted(bad)[:5]}; expected "
                 f"{TIERS}. Recompute tiers with assign_value_tiers(df)."
             )
-        band_cat = risk_band(df["churn_probability"], self.thresholds)
-        band_codes = band_cat.cat.codes.to_numpy()
-        # Treatment k is row k of these arrays: the tier x band table, then the overrides.
+        churn = df["churn_probability"].to_numpy(dtype=float)
+        lo, hi = risk_edges if risk_edges is not None else self.risk_edges(churn)
+        band_codes = np.where(churn >= hi, 2, np.where(churn >= lo, 1, 0)).astype(np.int8)
+        # Treatment k is row k of these arrays: the tier x band table, the overrides,
+        # then the win-back and no-value treatments.
         pairs = [(t, b) for t in TIERS for b in RISK_BANDS]
         chosen = [self.treatments[p] for p in pairs] + [o.treatment for o in self.overrides]
         pick = (tier_codes.astype(np.int16) * len(RISK_BANDS) + band_codes).astype(np.int16)
         if self.overrides:
             self._apply_overrides(df, pick, tier_codes, band_codes, first=len(pairs))
+        if self.win_back is not None and "win_back" in df.columns:
+            pick[df["win_back"].to_numpy(dtype=bool)] = len(chosen)
+            chosen.append(self.win_back.treatment)
+        if "no_value" in df.columns:
+            no_value = df["no_value"].to_numpy(dtype=bool)
+        elif "historical_revenue" in df.columns:
+            no_value = df["historical_revenue"].to_numpy(dtype=float) <= 0
+        else:
+            no_value = np.zeros(len(df), dtype=bool)
+        pick[no_value] = len(chosen)
+        chosen.append(self.no_value)
         actions = np.array([t.action for t in chosen], dtype=object)
         unit_cost = np.array([t.unit_cost for t in chosen], dtype=float)[pick]
         save_rate = np.array([t.save_rate for t in chosen], dtype=float)[pick]
         value_at_risk = df["value_at_risk"].to_numpy(dtype=float)
+        bands = pd.Categorical.from_codes(band_codes, categories=list(RISK_BANDS), ordered=True)
         return pd.DataFrame(
             {
-                "risk_band": band_cat.array,
+                "risk_band": bands,
                 "action": actions[pick],
                 "unit_cost": unit_cost,
                 "save_rate": save_rate,
@@ -317,6 +416,41 @@ class Playbook:
                 hit &= band_codes == RISK_BANDS.index(o.band)
             pick[hit] = first + k
             taken |= hit
+
+
+def _ordered(bands: Mapping[str, Any]) -> list[Any]:
+    """RiskBands' positional arguments from a [risk_bands] table (defaults filled in)."""
+    default = RiskBands()
+    return [
+        bands.get(k, getattr(default, k)) for k in ("method", "shares", "odds_ratios", "thresholds")
+    ]
+
+
+def _win_back(table: Any, source: str) -> WinBack | None:
+    """The [win_back] table (absent: the default track; ``enabled = false``: none)."""
+    if table is None:
+        return WinBack()
+    where = f"{source} [win_back]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table; compare with the packaged playbook.toml.")
+    reject_unknown(table, _WIN_BACK_KEYS, where)
+    if not table.get("enabled", True):
+        return None
+    default = WinBack()
+    treatment = with_context(
+        where,
+        Treatment,
+        table.get("action", default.treatment.action),
+        table.get("unit_cost", default.treatment.unit_cost),
+        table.get("save_rate", default.treatment.save_rate),
+    )
+    return with_context(
+        where,
+        WinBack,
+        treatment,
+        table.get("min_overdue_ratio", default.min_overdue_ratio),
+        table.get("one_time_min_days", default.one_time_min_days),
+    )
 
 
 def _treatment(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> Treatment:

@@ -24,35 +24,30 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.decision._ranks import percentile_rank
-from churnguard.decision.growth import (
-    DEFAULT_GROWTH_FEATURES,
-    flag_growth_candidates,
-    look_alike_scores,
-)
 from churnguard.decision.playbook import Playbook, contact_summary, select_contacts
-from churnguard.decision.segments import (
-    SegmentRules,
-    assign_segments,
-    load_segment_rules,
-    rfm_scores,
-)
-from churnguard.decision.tiers import assign_value_tiers, concentration
+from churnguard.decision.reference import DecisionReference
+from churnguard.decision.segments import SegmentRules, assign_segments, load_segment_rules
+from churnguard.decision.tiers import TIERS, concentration
 from churnguard.exceptions import ParameterTypeError
 
 __all__ = [
     "CONTRACT_COLUMNS",
+    "DECIMAL_COLUMNS",
     "DECISION_INPUTS",
+    "WIN_BACK_SEGMENT",
     "SUPPORTING_COLUMNS",
     "ColumnSource",
     "Decision",
     "FrameSource",
     "ParquetSource",
     "assemble_list",
+    "MONEY_COLUMNS",
+    "PROBABILITY_COLUMNS",
     "build_retention_list",
     "decide",
     "retention_list",
     "retention_summary",
+    "rounded_for_csv",
     "tier_risk_matrix",
 ]
 
@@ -64,6 +59,7 @@ CONTRACT_COLUMNS = [
     "p_alive",
     "expected_purchases",
     "predicted_clv",
+    "value_if_retained",
     "value_at_risk",
     "value_tier",
     "segment",
@@ -73,6 +69,7 @@ CONTRACT_COLUMNS = [
 #: The supporting columns that follow the contract columns, in this order (when present).
 SUPPORTING_COLUMNS = [
     "risk_band",
+    "ranked_by",
     "expected_net_benefit",
     "unit_cost",
     "save_rate",
@@ -91,7 +88,31 @@ SUPPORTING_COLUMNS = [
 #: Scored columns the decision steps read (``margin_total`` too when the log has margins).
 DECISION_INPUTS = (
     "customer_id frequency recency T monetary_value total_spend days_since_last p_alive "
-    "expected_purchases expected_spend predicted_clv churn_probability value_at_risk"
+    "expected_purchases expected_spend predicted_clv value_if_retained churn_probability "
+    "value_at_risk mean_gap_days"
+).split()
+#: Money columns of the list, rounded to cents in CSV outputs.
+MONEY_COLUMNS = (
+    "predicted_clv",
+    "value_if_retained",
+    "value_at_risk",
+    "expected_net_benefit",
+    "unit_cost",
+    "historical_revenue",
+    "expected_spend",
+)
+#: Probability-like columns of the list, rounded to 4 decimals in CSV outputs.
+PROBABILITY_COLUMNS = ("churn_probability", "p_alive", "save_rate", "growth_score")
+#: Other decimal columns rounded to 4 decimals in CSV outputs.
+DECIMAL_COLUMNS = ("expected_purchases",)
+
+#: Segment of the win-back track (lapsed customers who used to be among the best).
+WIN_BACK_SEGMENT = "win_back"
+_TIER_ORDER = list(reversed(TIERS))  # category codes: 0 low, 1 stable, 2 vip
+_RANKED_BY = ("contact decision", "value at risk")
+# What a reference measured on the scored base itself needs.
+_REFERENCE_INPUTS = (
+    "days_since_last frequency monetary_value churn_probability recency T expected_purchases"
 ).split()
 # Columns of the list copied from the scored customers rather than computed here.
 _FROM_SCORES = ("historical_revenue", "expected_spend", "frequency", "days_since_last")
@@ -161,6 +182,7 @@ class Decision:
 def decide(
     source: ColumnSource,
     *,
+    reference: DecisionReference | None = None,
     playbook: Playbook | str | os.PathLike[str] | None = None,
     segment_rules: SegmentRules | str | os.PathLike[str] | None = None,
     tier_weights: Mapping[str, float] | None = None,
@@ -169,20 +191,25 @@ def decide(
     sorted_by_id: bool = True,
     write_to: str | os.PathLike[str] | None = None,
 ) -> Decision:
-    """Compute the whole-base decision columns, a few input columns at a time.
+    """Compute the decision columns of every customer, a few input columns at a time.
 
     Parameters
     ----------
     source : ColumnSource
         One row per scored customer with :data:`DECISION_INPUTS`.
+    reference : DecisionReference, optional
+        The stored reference base (the model's, learned at training): tiers, risk
+        bands, RFM scores and the look-alike score are measured against it, so a
+        customer gets the same answer whatever else is scored with them. None measures
+        them against the customers of ``source`` themselves.
     playbook, segment_rules : object or path, optional
         Loaded or to be loaded; the packaged defaults when omitted.
     tier_weights : mapping, optional
-        Weights of the value score behind the tiers (see
-        :func:`churnguard.decision.tiers.value_score`).
+        Weights of the value score when the reference is measured on ``source``.
     capacity, budget : optional
         Limit the ``contact`` flag to at most ``capacity`` customers and/or a total
-        unit cost of ``budget``, in order of expected net benefit.
+        unit cost of ``budget``, in order of expected net benefit; the list is then
+        ordered by that decision (contacted customers first).
     sorted_by_id : bool
         Whether the rows are in ``customer_id`` order: then ties are broken by row
         position without reading the ids (the partitioned path's slim file is sorted).
@@ -196,8 +223,8 @@ def decide(
     -------
     Decision
         ``columns``: value_tier, r/f/m/rfm scores, segment, the playbook's columns,
-        growth_score, growth_candidate, contact (with a limit) and priority;
-        ``summary``: :func:`retention_summary` of the list.
+        growth_score, growth_candidate, contact (with a limit), priority and
+        ranked_by; ``summary``: :func:`retention_summary` of the list.
     """
     book = playbook if isinstance(playbook, Playbook) else Playbook.load(playbook)
     rules = (
@@ -206,63 +233,81 @@ def decide(
         else load_segment_rules(segment_rules)
     )
     names = source.names
-    # Ties are broken by id: by row position when the rows are in id order, else with ids.
-    tie = [] if sorted_by_id else ["customer_id"]
-    history = ["margin_total"] if "margin_total" in names else []
-    value_cols = ["predicted_clv", "total_spend", *history]
-    if tier_weights:
-        value_cols = list(dict.fromkeys([*tier_weights, *tie]))
-    tier = assign_value_tiers(source.frame([*value_cols, *tie]), weights=tier_weights)
-    res: dict[str, Any] = {"value_tier": tier.array}
-    # The look-alike matrix first, while little else is held, filled one input column
-    # at a time rather than from a frame of them all.
-    features = [c for c in DEFAULT_GROWTH_FEATURES if c in names]
-    x = np.empty((len(tier), len(features)))
-    for j, col in enumerate(features):
-        x[:, j] = percentile_rank(_column(source, col))
-    growth = pd.Series(look_alike_scores(x, (tier == "vip").to_numpy()), name="growth_score")
-    del x
-    scores = rfm_scores(source.frame(["days_since_last", "frequency", "monetary_value", *tie]))
-    small = pd.DataFrame({c: scores[c].to_numpy().astype(np.int8) for c in scores.columns})
+    history = "margin_total" if "margin_total" in names else "total_spend"
+    if reference is None:
+        wanted = [*(tier_weights or {}), "predicted_clv", "total_spend", history,
+                  *_REFERENCE_INPUTS]  # fmt: skip
+        cols = [c for c in dict.fromkeys(wanted) if c in names]
+        reference = DecisionReference.fit(source.frame(cols), tier_weights=tier_weights)
+    ref = reference
+    res: dict[str, Any] = {}
+    tier_codes = ref.tier_codes(source.frame(list(ref.tier_weights)))
+    res["value_tier"] = pd.Categorical.from_codes(tier_codes, categories=_TIER_ORDER, ordered=True)
+    growth_cols = [c for c in ref.growth_cdfs if c in names]
+    growth = ref.growth_scores(source.frame(growth_cols)) if growth_cols else None
+    scores = ref.rfm(source.frame(["days_since_last", "frequency", "monetary_value"]))
+    res.update({c: scores[c].to_numpy() for c in scores.columns})
+    segment = assign_segments(scores, rules)
     del scores
-    res.update({c: small[c].to_numpy() for c in small.columns})
-    segment = assign_segments(small, rules)
-    res["segment"] = segment.array
-    del small
     churn, at_risk = _column(source, "churn_probability"), _column(source, "value_at_risk")
-    inputs = {"churn_probability": churn, "value_at_risk": at_risk, "value_tier": tier.array}
-    actions = book.assign(pd.DataFrame(dict(inputs, segment=segment.array), copy=False))
+    edges = ref.risk_edges(book.risk_bands)
+    band_codes = np.where(churn >= edges[1], 2, np.where(churn >= edges[0], 1, 0))
+    revenue = _column(source, history).astype(float)
+    no_value = revenue <= 0
+    win_back = np.zeros(len(churn), dtype=bool)
+    if book.win_back is not None:
+        gap = (
+            _column(source, "mean_gap_days")
+            if "mean_gap_days" in names
+            else np.full(len(churn), np.nan)
+        )
+        lapsed = book.win_back.lapsed(_column(source, "days_since_last"), gap)
+        win_back = (band_codes == 2) & (revenue >= ref.vip_revenue) & lapsed & ~no_value
+    seg = np.asarray(segment.astype(str), dtype=object)
+    seg[win_back] = WIN_BACK_SEGMENT
+    res["segment"] = pd.Categorical(seg)
+    inputs = pd.DataFrame(
+        {
+            "value_tier": res["value_tier"],
+            "churn_probability": churn,
+            "value_at_risk": at_risk,
+            "segment": res["segment"],
+            "win_back": win_back,
+            "no_value": no_value,
+        },
+        copy=False,
+    )
+    actions = book.assign(inputs, risk_edges=edges)
+    del inputs
     for col in actions.columns:
         values = actions[col]
         res[col] = pd.Categorical(values) if col == "action" else values.array
     del actions, segment
-    res["growth_score"] = growth.to_numpy()
-    res["growth_candidate"] = flag_growth_candidates(
-        pd.DataFrame({"value_tier": tier.array, "churn_probability": churn}, copy=False),
-        risk_thresholds=book.thresholds,
-        scores=growth,
-    ).to_numpy()
-    del growth
-    ids = _column(source, "customer_id") if not sorted_by_id else None
+    res["growth_score"] = growth if growth is not None else np.full(len(churn), np.nan)
+    with np.errstate(invalid="ignore"):
+        res["growth_candidate"] = (
+            (tier_codes == 1) & (res["growth_score"] > 0.5) & (band_codes != 2) & ~no_value
+        )
+    ids = None if sorted_by_id else pd.Series(_column(source, "customer_id")).astype(str)
+    contact = None
     if capacity is not None or budget is not None:
         frame = source.frame(["customer_id"]).assign(
             expected_net_benefit=res["expected_net_benefit"], unit_cost=res["unit_cost"]
         )
-        res["contact"] = select_contacts(frame, capacity=capacity, budget=budget).to_numpy()
+        contact = select_contacts(frame, capacity=capacity, budget=budget).to_numpy()
+        res["contact"] = contact
         del frame
-    # Value at risk, then churn probability, both descending, then customer_id.
-    n = len(tier)
-    keys = (
-        (-churn, -at_risk)
-        if ids is None
-        else (pd.Series(ids).astype(str).to_numpy(), -churn, -at_risk)
-    )
-    order = np.lexsort(keys)
+    order = _priority_order(churn, at_risk, np.asarray(res["expected_net_benefit"]), contact, ids)
+    n = len(churn)
     priority = np.empty(n, dtype=np.int64)
     priority[order] = np.arange(1, n + 1)
     res["priority"] = priority
-    kept = {c: res[c] for c in ("value_tier", "risk_band", "contact", "unit_cost", "save_rate")
-            if c in res}  # fmt: skip
+    if contact is not None:
+        res["ranked_by"] = pd.Categorical.from_codes(
+            np.where(contact, 0, 1).astype(np.int8), categories=list(_RANKED_BY)
+        )
+    kept = {c: res[c] for c in ("value_tier", "risk_band", "contact", "unit_cost", "save_rate",
+                                "segment") if c in res}  # fmt: skip
     if write_to is not None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -283,7 +328,33 @@ def decide(
     for col, values in kept.items():
         lean[col] = values.take(order) if isinstance(values, pd.Categorical) else values[order]
     summary = retention_summary(pd.DataFrame(lean, copy=False))
+    summary["decision"] = ref.describe(book.risk_bands) | {
+        "ordered_by": "contact decision, then value at risk"
+        if contact is not None
+        else "value at risk",
+    }
     return Decision(res, summary)
+
+
+def _priority_order(
+    churn: np.ndarray,
+    at_risk: np.ndarray,
+    net_benefit: np.ndarray,
+    contact: np.ndarray | None,
+    ids: pd.Series | None,
+) -> np.ndarray:
+    """Row positions, first to last in the list.
+
+    Without a contact decision: value at risk, then churn probability, both descending,
+    then customer_id. With one: the contacted customers first, in the order they were
+    chosen (expected net benefit, descending), then the others as above; so priority 1
+    is always the first customer to call.
+    """
+    tie = () if ids is None else (ids.to_numpy(),)
+    if contact is None:
+        return np.lexsort((*tie, -churn, -at_risk))
+    key = np.where(contact, -net_benefit, 0.0)
+    return np.lexsort((*tie, -churn, -at_risk, key, ~contact))
 
 
 def build_retention_list(
@@ -294,6 +365,7 @@ def build_retention_list(
     tier_weights: Mapping[str, float] | None = None,
     capacity: int | None = None,
     budget: float | None = None,
+    reference: DecisionReference | None = None,
 ) -> pd.DataFrame:
     """Turn scored customers into the prioritised retention list (see :func:`decide`).
 
@@ -302,7 +374,7 @@ def build_retention_list(
     scored : DataFrame
         Output of :meth:`ChurnGuardModel.predict` (features, value outputs,
         ``churn_probability``, ``value_at_risk``, ``reasons``). Not modified.
-    playbook, segment_rules, tier_weights, capacity, budget
+    playbook, segment_rules, tier_weights, capacity, budget, reference
         As in :func:`decide`.
 
     Returns
@@ -317,6 +389,7 @@ def build_retention_list(
         tier_weights=tier_weights,
         capacity=capacity,
         budget=budget,
+        reference=reference,
     )
     return retention
 
@@ -353,6 +426,27 @@ def assemble_list(scored: pd.DataFrame, columns: Mapping[str, Any]) -> pd.DataFr
             frame[col] = frame[col].astype(np.int64)
     order = np.argsort(frame["priority"].to_numpy(), kind="stable")
     return frame.iloc[order].reset_index(drop=True)
+
+
+def rounded_for_csv(
+    retention: pd.DataFrame, path: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """The list as a CSV reader wants it: money to cents, probabilities to 4 decimals.
+
+    A spreadsheet of ``0.7553718264`` and ``302.94571`` is harder to read and no more
+    true; Parquet outputs keep full precision (``path`` with another extension returns
+    the frame unchanged).
+    """
+    if path is not None and Path(path).suffix.lower() != ".csv":
+        return retention
+    out = retention.copy()
+    for col in MONEY_COLUMNS:
+        if col in out:
+            out[col] = out[col].round(2)
+    for col in (*PROBABILITY_COLUMNS, *DECIMAL_COLUMNS):
+        if col in out:
+            out[col] = out[col].round(4)
+    return out
 
 
 def retention_summary(retention: pd.DataFrame) -> dict[str, Any]:

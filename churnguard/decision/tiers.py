@@ -31,6 +31,7 @@ __all__ = [
     "RISK_BANDS",
     "TIERS",
     "assign_value_tiers",
+    "default_tier_weights",
     "concentration",
     "pareto_curve",
     "risk_band",
@@ -64,6 +65,16 @@ def _check_weights(weights: object) -> dict[str, float]:
             f"weights {checked} sum to 0; give at least one column a positive weight."
         )
     return checked
+
+
+def default_tier_weights(df: pd.DataFrame) -> dict[str, float]:
+    """The default value-score weights: half predicted CLV, half historical value.
+
+    Margin measures what a customer is worth better than revenue when it is known, so
+    ``margin_total`` replaces ``total_spend`` when the frame has it.
+    """
+    history = "margin_total" if "margin_total" in df.columns else "total_spend"
+    return {"predicted_clv": 0.5, history: 0.5}
 
 
 def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) -> pd.Series:
@@ -100,11 +111,7 @@ def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) ->
         Bad ``df`` or column type; a negative, non-finite or all-zero weight.
     """
     require_frame(df, "value_score")
-    if weights is None:
-        # Margin measures what a customer is worth better than revenue when it is known.
-        history = "margin_total" if "margin_total" in df.columns else "total_spend"
-        weights = {"predicted_clv": 0.5, history: 0.5}
-    w = _check_weights(weights)
+    w = _check_weights(default_tier_weights(df) if weights is None else weights)
     require_numeric(
         df,
         list(w),

@@ -129,7 +129,9 @@ def score_partition(
     return PartitionOutcome(stats, last_date, note)
 
 
-def explain_partition(model: Any, scored: Path, top_ids: Path | None, out: Path) -> bool:
+def explain_partition(
+    model: Any, scored: Path, top_ids: Path | None, out: Path, currency: str = ""
+) -> bool:
     """Reasons of the customers of ``scored`` listed in ``top_ids`` (all when None).
 
     Writes ``customer_id`` and ``reasons`` to ``out``; False when none was selected.
@@ -145,7 +147,7 @@ def explain_partition(model: Any, scored: Path, top_ids: Path | None, out: Path)
     if frame.empty:
         return False
     # One LightGBM thread: this runs alongside the whole-base stage (see PartitionRunner).
-    frame["reasons"] = model.reasons(frame, num_threads=1).to_numpy()
+    frame["reasons"] = model.reasons(frame, num_threads=1, currency=currency).to_numpy()
     frame[["customer_id", "reasons"]].to_parquet(out, index=False)
     return True
 

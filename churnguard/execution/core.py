@@ -48,6 +48,7 @@ def score_part(
     reasons_limit: int | None,
     source: str = "<frame>",
     require_customers: bool = True,
+    currency: str = "",
 ) -> ScoredPart:
     """Clean ``part`` (unless already cleaned), score it as of ``as_of`` and keep its rejects.
 
@@ -69,6 +70,8 @@ def score_part(
     require_customers : bool
         Raise when no customer has a purchase on or before ``as_of`` (a whole log);
         a partition may simply have none.
+    currency : str
+        Prefix of money amounts in the reasons.
     """
     loaded = (
         part
@@ -80,7 +83,7 @@ def score_part(
     day = to_date(as_of) if as_of is not None else last
     scored = None
     if day is not None and has_customers(tx, day):
-        scored = model.predict(tx, day, reasons_limit=reasons_limit)
+        scored = model.predict(tx, day, reasons_limit=reasons_limit, currency=currency)
     elif require_customers:
         raise InputDataError(
             f"no customer has a purchase on or before {day}; choose a later --as-of."

@@ -19,7 +19,7 @@ import pandas as pd
 
 from churnguard.data import LoadedTransactions, clean_transactions, load_transactions
 from churnguard.data.io import write_table
-from churnguard.decision.retention import retention_list
+from churnguard.decision.retention import retention_list, rounded_for_csv
 from churnguard.execution.core import score_part
 from churnguard.execution.outputs import write_quarantine
 from churnguard.execution.request import ScoringRequest
@@ -106,9 +106,10 @@ def score_in_memory(
         as_of=request.as_of,
         reasons_limit=request.reasons_limit,
         source=loaded.source,
+        currency=request.currency,
     )
     assert part.scored is not None and part.as_of is not None  # require_customers
-    retention, summary = retention_list(part.scored, **request.decision_options())
+    retention, summary = retention_list(part.scored, **request.decision_options(model))
     run_summary(summary, model, part.as_of, loaded.n_quarantined)
     result = ScoreResult(
         retention,
@@ -118,12 +119,14 @@ def score_in_memory(
         quarantined=loaded.n_quarantined,
     )
     if request.out is not None:
-        result.out = write_table(retention, request.out)
+        result.out = write_table(rounded_for_csv(retention, request.out), request.out)
         result.quarantine_file = write_quarantine(loaded.quarantine, result.out)
     if request.report is not None:
         from churnguard.report import build_report
 
         flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
-        result.report = build_report(retention, request.report, summary=flat)
+        result.report = build_report(
+            retention, request.report, summary=flat, currency=request.currency
+        )
     result.seconds = time.perf_counter() - start
     return result

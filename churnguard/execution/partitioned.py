@@ -68,6 +68,10 @@ from churnguard.data.io import atomic_path, read_columns, table_format
 from churnguard.data.transactions import _resolve_columns as resolve_columns
 from churnguard.decision.retention import (
     CONTRACT_COLUMNS,
+    DECIMAL_COLUMNS,
+    DECISION_INPUTS,
+    MONEY_COLUMNS,
+    PROBABILITY_COLUMNS,
     SUPPORTING_COLUMNS,
     ParquetSource,
     decide,
@@ -99,12 +103,9 @@ DEFAULT_MAX_MEMORY_GB = 2.0
 #: Logs from this many rows on are scored several partitions at a time by default.
 PARALLEL_FROM_ROWS = 1_000_000
 
-# Columns of the scored frame that build_retention_list needs for the whole-base
-# columns or copies into the list; everything else (features, reasons) stays on disk.
-_SLIM = (
-    "customer_id frequency recency T monetary_value total_spend days_since_last p_alive "
-    "expected_purchases expected_spend predicted_clv churn_probability value_at_risk"
-).split()
+# Columns of the scored frame that the decision steps need or the list copies;
+# everything else (features, reasons) stays on disk.
+_SLIM = DECISION_INPUTS
 _OPTIONAL_SLIM = ["margin_total"]
 # Columns of the list (build_retention_list's extras) copied from the slim frame.
 _LIST_FROM_SLIM = {"historical_revenue", "expected_spend", "frequency", "days_since_last"}
@@ -338,6 +339,7 @@ def _start_reasons(
     work: Path,
     total: int,
     reasons_limit: int | None,
+    currency: str = "",
 ) -> Callable[[], Path | None]:
     """Start the reasons of the whole base's top ``reasons_limit`` by value at risk.
 
@@ -358,7 +360,7 @@ def _start_reasons(
     out = work / "reasons"
     out.mkdir()
     parts = sorted(work.glob("scored_*.parquet"))
-    wait = runner.explain([(part, top_ids, out / part.name) for part in parts])
+    wait = runner.explain([(part, top_ids, out / part.name, currency) for part in parts])
     return lambda: out if any(wait()) else None
 
 
@@ -385,6 +387,10 @@ def _write_list(
             expr = f"CASE WHEN t.{col} THEN 'True' ELSE 'False' END"
         elif col in ("r_score", "f_score", "m_score"):
             expr = f"CAST(t.{col} AS BIGINT)"
+        elif fmt == "csv" and col in MONEY_COLUMNS:
+            expr = f"ROUND(t.{_q(source.get(col, col))}, 2)"
+        elif fmt == "csv" and col in (*PROBABILITY_COLUMNS, *DECIMAL_COLUMNS):
+            expr = f"ROUND(t.{_q(col)}, 4)"
         else:
             expr = f"t.{_q(source.get(col, col))}"
         select.append(f"{expr} AS {_q(col)}")
@@ -534,7 +540,9 @@ def score_parquet_partitioned(
             scored_glob = _s(work / "scored_*.parquet")
             customers = int(_scalar(con, f"SELECT count(*) FROM read_parquet({scored_glob})"))
             # The top customers are explained in the background while the whole base is done.
-            wait_reasons = _start_reasons(con, runner, work, customers, reasons_limit)
+            wait_reasons = _start_reasons(
+                con, runner, work, customers, reasons_limit, request.currency
+            )
             described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
             cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in {r[0] for r in described}]
             slim_path, whole_path = work / "slim.parquet", work / "whole.parquet"
@@ -545,7 +553,9 @@ def score_parquet_partitioned(
                 f"ORDER BY customer_id) TO {_s(slim_path)} (FORMAT parquet)"
             )
             summary = decide(
-                ParquetSource(slim_path), write_to=whole_path, **request.decision_options()
+                ParquetSource(slim_path),
+                write_to=whole_path,
+                **request.decision_options(fitted),
             ).summary
             run_summary(summary, fitted, as_of_date, quarantined)
             summary["partitions"] = n
@@ -573,6 +583,6 @@ def score_parquet_partitioned(
                  "workers": n_workers},
     )  # fmt: skip
     if request.report is not None:
-        result.report = report_from_list(target, request.report, summary)
+        result.report = report_from_list(target, request.report, summary, currency=request.currency)
     result.seconds = time.perf_counter() - start
     return result

@@ -27,6 +27,15 @@ from churnguard.model.estimator import DEFAULT_REASONS_LIMIT
 __all__ = ["DEFAULT_REASONS_LIMIT", "ExecutionOptions", "ScoringRequest"]
 
 
+def _currency(text: Any) -> str:
+    """A currency prefix for money amounts: a symbol or a code (``$``, ``EUR ``)."""
+    if not isinstance(text, str) or len(text) > 8 or any(c in text for c in "\n\r\t,;"):
+        raise InputDataError(
+            f"--currency must be a short symbol or code such as $ or EUR; got {text!r}."
+        )
+    return text + " " if len(text) > 1 and text.isalpha() else text
+
+
 def _whole(value: Any, name: str, *, low: int, option: str) -> int | None:
     if value is None:
         return None
@@ -93,6 +102,8 @@ class ScoringRequest:
     report: Path | None = None
     top: int = 10
     execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+    currency: str = ""
+    recompute_reference: bool = False
 
     @classmethod
     def build(
@@ -112,6 +123,8 @@ class ScoringRequest:
         partitions: int | None = None,
         max_memory_gb: float | None = None,
         workers: int | None = None,
+        currency: str = "",
+        recompute_reference: bool = False,
     ) -> ScoringRequest:
         """Load and check every option; raise before any data is read.
 
@@ -166,11 +179,21 @@ class ScoringRequest:
             report=report_path,
             top=10 if rows is None else rows,
             execution=ExecutionOptions(partitions, max_memory_gb, workers),
+            currency=_currency(currency),
+            recompute_reference=bool(recompute_reference),
         )
 
-    def decision_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`churnguard.decision.retention.decide`."""
+    def decision_options(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`churnguard.decision.retention.decide`.
+
+        The reference base is the model's (learned at training) unless the request
+        asks to measure tiers, risk bands and RFM scores on the scored customers.
+        """
+        reference = None
+        if model is not None and not self.recompute_reference:
+            reference = getattr(model, "decision_reference_", None)
         return {
+            "reference": reference,
             "playbook": self.playbook,
             "segment_rules": self.segment_rules,
             "tier_weights": self.tier_weights,

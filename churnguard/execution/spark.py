@@ -59,7 +59,7 @@ import pandas as pd
 
 from churnguard._dates import to_date
 from churnguard.data import ColumnMap, clean_transactions
-from churnguard.decision.retention import build_retention_list
+from churnguard.decision.retention import DECISION_INPUTS, build_retention_list
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 from churnguard.execution.core import score_part
 from churnguard.model.estimator import ChurnGuardModel
@@ -67,21 +67,7 @@ from churnguard.model.estimator import ChurnGuardModel
 __all__ = ["SCORE_COLUMNS", "features_spark", "retention_list_spark", "score_spark"]
 
 #: Columns of :func:`score_spark`'s result (``margin_total`` added when the model has it).
-SCORE_COLUMNS = [
-    "customer_id",
-    "churn_probability",
-    "p_alive",
-    "expected_purchases",
-    "expected_spend",
-    "predicted_clv",
-    "value_at_risk",
-    "frequency",
-    "recency",
-    "T",
-    "monetary_value",
-    "total_spend",
-    "days_since_last",
-]
+SCORE_COLUMNS = list(DECISION_INPUTS)
 _OPTIONAL = ("margin", "cost", "quantity", "product", "channel")
 _NOTE = "not explained: reasons are not computed on Spark (score with churnguard score for them)"
 
@@ -233,6 +219,7 @@ def score_spark(
 def retention_list_spark(
     scores: Any,
     *,
+    model: ChurnGuardModel | None = None,
     playbook: Any = None,
     segment_rules: Any = None,
     capacity: int | None = None,
@@ -244,6 +231,10 @@ def retention_list_spark(
     ----------
     scores : pyspark.sql.DataFrame
         Output of :func:`score_spark`.
+    model : ChurnGuardModel, optional
+        The model that scored: its stored reference base places tiers, risk bands and
+        RFM scores as in a single-machine run; without it they are measured on the
+        scored customers.
     playbook, segment_rules, capacity, budget
         As in :func:`churnguard.decision.retention.build_retention_list`.
 
@@ -255,8 +246,14 @@ def retention_list_spark(
     """
     slim = scores.toPandas().sort_values("customer_id", kind="stable").reset_index(drop=True)
     slim["reasons"] = _NOTE
+    reference = getattr(model, "decision_reference_", None) if model is not None else None
     return build_retention_list(
-        slim, playbook=playbook, segment_rules=segment_rules, capacity=capacity, budget=budget
+        slim,
+        playbook=playbook,
+        segment_rules=segment_rules,
+        capacity=capacity,
+        budget=budget,
+        reference=reference,
     )
 
 

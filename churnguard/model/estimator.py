@@ -29,32 +29,22 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._dates import DAYS_PER_UNIT, to_date
-from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
-from churnguard.churn.candidates import (
-    CANDIDATES,
-    PRIOR_COLUMN,
-    PriorChurnModel,
-    compare_candidates,
-    fit_candidate,
-)
-from churnguard.churn.metrics import compare_scores
-from churnguard.churn.reasons import explain
+from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, PriorChurnModel, fit_candidate
+from churnguard.churn.reasons import ReasonReference, explain
 from churnguard.churn.training import (
     SnapshotPlan,
     plan_production,
     plan_validation,
     split_by_plan,
 )
-from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
-from churnguard.exceptions import (
-    InputDataError,
-    InsufficientHistoryError,
-    ParameterError,
-    ParameterTypeError,
-)
+from churnguard.decision.reference import DecisionReference
+from churnguard.exceptions import InputDataError, InsufficientHistoryError, ParameterError
 from churnguard.features import FeatureBuilder, snapshot_cutoffs
-from churnguard.features.engine import count_purchase_days, window_activity
+from churnguard.features.engine import window_activity
+from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
+from churnguard.model.validation import validate_churn
 from churnguard.model.value_choice import (
+    ACTIVE_SPEND,
     VALUE_CANDIDATES,
     add_active_spend,
     compare_value_candidates,
@@ -69,16 +59,9 @@ log = logging.getLogger(__name__)
 
 #: Customers (highest value at risk first) whose reasons are computed (TreeSHAP is costly).
 DEFAULT_REASONS_LIMIT = 25_000
-
-#: Columns the value models add to the features (all but expected_spend feed the churn model).
-VALUE_COLUMNS = [
-    "p_alive",
-    "expected_purchases",
-    PRIOR_COLUMN,
-    "expected_spend",
-    "predicted_clv",
-    "value_if_retained",
-]
+# Columns of a snapshot that are labels, ids or value (not churn signals): the list's
+# value columns are corrected by the value model after the churn model has scored, so
+# the churn model must not read them.
 _NOT_FEATURES = {
     "customer_id",
     "cutoff",
@@ -86,7 +69,12 @@ _NOT_FEATURES = {
     "future_spend",
     "churned",
     "expected_spend",
+    "predicted_clv",
+    "value_if_retained",
+    ACTIVE_SPEND,
 }
+# Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
+_REASON_ROWS = 20_000
 
 
 @dataclass
@@ -205,6 +193,13 @@ class ChurnGuardModel(BaseEstimator):
                 f"discount_rate is monthly and must be in [0, 1); got {self.discount_rate}."
             )
 
+    @property
+    def btyd_(self) -> BTYDStage:
+        """The buy-till-you-die stage with this model's settings."""
+        return BTYDStage(
+            self.time_unit, int(self.horizon_days), int(self.clv_months), float(self.discount_rate)
+        )
+
     def fit(self, transactions: pd.DataFrame, y: Any = None) -> ChurnGuardModel:
         """Fit every stage on a canonical transaction log.
 
@@ -220,22 +215,28 @@ class ChurnGuardModel(BaseEstimator):
         """
         self._validate()
         if not isinstance(transactions, pd.DataFrame):
-            raise ParameterTypeError(
+            raise TypeError(
                 f"transactions must be a pandas DataFrame; got {type(transactions).__name__}."
             )
         tx = transactions
         self.training_start_ = to_date(tx["date"].min())
         self.training_end_ = to_date(tx["date"].max())
         self.builder_ = FeatureBuilder(time_unit="D").fit(tx)
+        stage = self.btyd_
         notes: list[str] = []
+        report = TrainingReport()
 
         log.info("comparing value models on a calibration/holdout split")
-        ranking, comparison = self._choose_value_model(tx)
+        ranking, report.value_model_comparison, report.value_diagnostics = (
+            [str(self.value_model)], pd.DataFrame(), {}
+        ) if self.value_model != "auto" else stage.rank_models(
+            self.builder_, tx, self.training_start_, self.training_end_, self.holdout_days
+        )  # fmt: skip
         feats_end = self.builder_.transform(tx, self.training_end_)
-        self.value_model_name_, self.purchase_model_, self.spend_model_ = self._fit_first(
+        self.value_model_name_, self.purchase_model_, self.spend_model_ = stage.fit_first(
             feats_end, ranking
         )
-        self.value_model_note_ = _degenerate_note(self.purchase_model_)
+        self.value_model_note_ = degenerate_note(self.purchase_model_)
         if self.value_model_note_:
             notes.append(self.value_model_note_)
             log.warning("%s", self.value_model_note_)
@@ -246,55 +247,65 @@ class ChurnGuardModel(BaseEstimator):
 
         cutoffs = self._cutoffs()
         snaps = self._snapshot_table(tx, cutoffs) if cutoffs else pd.DataFrame()
-        self.feature_names_ = (
-            [c for c in snaps.columns if c not in _NOT_FEATURES]
-            if not snaps.empty
-            else [c for c in (*self.builder_.feature_names_, *VALUE_COLUMNS) if c not in
-                  _NOT_FEATURES]
-        )  # fmt: skip
-        report = TrainingReport(value_model_comparison=comparison)
+        columns = snaps.columns if not snaps.empty else [*self.builder_.feature_names_,
+                                                          *VALUE_COLUMNS]  # fmt: skip
+        self.feature_names_ = [c for c in columns if c not in _NOT_FEATURES]
         self.plan_ = plan_validation(
             cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
-        chosen, reason, churn_eval = self._choose_churn_model(snaps, report)
-        notes.append(f"churn model: {chosen} ({reason})")
-        log.info("churn model: %s (%s)", chosen, reason)
-        self.churn_model_name_ = chosen
-        self.value_model_choice_, value_reason = self._choose_value(snaps, churn_eval, report)
+        validation = validate_churn(
+            snaps,
+            self.plan_,
+            self.feature_names_,
+            forced=None if self.churn_model == "auto" else str(self.churn_model),
+            classifier_params=self.classifier_params,
+            random_state=self.random_state,
+        )
+        report.metrics, report.comparison = validation.metrics, validation.comparison
+        report.candidates, report.evaluation = validation.candidates, validation.evaluation
+        report.feature_importance = validation.feature_importance
+        chosen = self.churn_model_name_ = validation.chosen
+        notes.append(f"churn model: {chosen} ({validation.reason})")
+        log.info("churn model: %s (%s)", chosen, validation.reason)
+        self.value_model_choice_, value_reason = self._choose_value(
+            snaps, validation.probabilities, report
+        )
         notes.append(f"value model: {self.value_model_choice_} ({value_reason})")
         log.info("value model: %s (%s)", self.value_model_choice_, value_reason)
-        if chosen == "prior":
-            self.production_plan_: SnapshotPlan | None = None
-            self.churn_model_ = PriorChurnModel(PRIOR_COLUMN).fit(
-                snaps[self.feature_names_] if not snaps.empty else feats_end.assign(
-                    **{PRIOR_COLUMN: 0.5})[[PRIOR_COLUMN]]
-            )  # fmt: skip
-        else:
-            prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
-            fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
-            log.info(
-                "production fit: %d snapshots, calibrated on %d",
-                len(prod.fit),
-                len(prod.calibration),
-            )
-            self.production_plan_ = prod
-            self.churn_model_ = fit_candidate(
-                chosen,
-                fit_rows,
-                cal_rows,
-                self.feature_names_,
-                classifier_params=self.classifier_params,
-                random_state=self.random_state,
-            )
+        self.production_plan_: SnapshotPlan | None = None
         self.window_spend_model_ = None
-        if self.value_model_choice_ != "btyd":
+        if chosen == "prior":
+            prior_rows = snaps if not snaps.empty else feats_end.assign(**{PRIOR_COLUMN: 0.5})
+            self.churn_model_ = PriorChurnModel(PRIOR_COLUMN).fit(prior_rows[[PRIOR_COLUMN]])
+        if cutoffs:
             prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
             fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
-            self.window_spend_model_ = fit_spend_model(
-                fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
-            )
+            if chosen != "prior":
+                log.info(
+                    "production fit: %d snapshots, calibrated on %d",
+                    len(prod.fit),
+                    len(prod.calibration),
+                )
+                self.production_plan_ = prod
+                self.churn_model_ = fit_candidate(
+                    chosen,
+                    fit_rows,
+                    cal_rows,
+                    self.feature_names_,
+                    classifier_params=self.classifier_params,
+                    random_state=self.random_state,
+                )
+            if self.value_model_choice_ != "btyd":
+                self.window_spend_model_ = fit_spend_model(
+                    fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
+                )
+        self.reason_reference_ = self._reason_reference(snaps, cutoffs, feats_end)
+        log.info("measuring the reference base for tiers, risk bands and RFM scores")
+        base = self.predict(tx, self.training_end_, reasons_limit=0)
+        self.decision_reference_ = DecisionReference.fit(
+            base, source=f"training base as of {self.training_end_.isoformat()}"
+        )
         report.notes = notes
-        report.value_diagnostics = self.__dict__.pop("_diagnostics", {})
         self.report_: TrainingReport | None = report
         self.metrics_ = report.metrics
         return self
@@ -312,6 +323,19 @@ class ChurnGuardModel(BaseEstimator):
         except InsufficientHistoryError as exc:
             log.warning("no labelled snapshot fits in the log (%s)", exc)
             return []
+
+    def _reason_reference(
+        self, snaps: pd.DataFrame, cutoffs: list[dt.date], feats_end: pd.DataFrame
+    ) -> ReasonReference:
+        """Retained peers on the latest labelled snapshot (a fixed-seed sample)."""
+        if snaps.empty:
+            rows = self.features_frame(feats_end).assign(churned=0)
+        else:
+            rows = snaps.loc[snaps["cutoff"] == pd.Timestamp(max(cutoffs))]
+        if len(rows) > _REASON_ROWS:
+            rows = rows.sample(n=_REASON_ROWS, random_state=0)
+        contrib = self.churn_model_.contributions(rows[self.feature_names_])
+        return ReasonReference.fit(contrib, rows, rows["churned"].to_numpy())
 
     def _choose_value(
         self, snaps: pd.DataFrame, churn_eval: np.ndarray | None, report: TrainingReport
@@ -334,177 +358,14 @@ class ChurnGuardModel(BaseEstimator):
             return forced, "forced by value_choice"
         return result.chosen, result.reason
 
-    def _choose_churn_model(
-        self, snaps: pd.DataFrame, report: TrainingReport
-    ) -> tuple[str, str, np.ndarray | None]:
-        """Compare the churn candidates on the validation plan; fill ``report``.
-
-        Returns the chosen name, the reason, and the chosen candidate's validation
-        probabilities (None without a validation plan).
-        """
-        plan = self.plan_
-        forced = None if self.churn_model == "auto" else str(self.churn_model)
-        if plan is None:
-            reason = (
-                "too few labelled snapshots to validate a learned model out of time; the "
-                "BTYD prior is used as the churn probability"
-            )
-            return ("prior" if forced in (None, "prior") else str(forced)), reason, None
-        fit_rows, cal_rows, ev = split_by_plan(snaps, plan)
-        log.info(
-            "validation: %d learning snapshots, evaluated on %s (%d days later%s)",
-            len(plan.fit),
-            plan.evaluation,
-            plan.gap_days,
-            "" if plan.honest else ", optimistic: shorter than the horizon",
-        )
-        result = compare_candidates(
-            fit_rows,
-            cal_rows,
-            ev,
-            self.feature_names_,
-            candidates=CANDIDATES if forced is None else tuple({"prior", forced}),
-            classifier_params=self.classifier_params,
-            random_state=self.random_state,
-        )
-        chosen = forced or result.chosen
-        reason = result.reason if forced is None else "forced by churn_model"
-        y = ev["churned"].to_numpy()
-        baselines = baseline_scores(ev)
-        scores = {"churnguard": result.scores.get(chosen, baselines["btyd_p_no_purchase"])}
-        scores |= {f"candidate_{k}": v for k, v in result.scores.items()}
-        comparison = compare_scores(
-            y,
-            {**scores, **baselines},
-            probabilities=("churnguard", *[k for k in scores if k != "churnguard"],
-                           *BASELINE_PROBABILITIES),
-        ).set_index("score")  # fmt: skip
-        metrics = {k: float(v) for k, v in comparison.loc["churnguard"].items()}
-        best = comparison.loc[list(baselines)]
-        metrics |= {
-            "best_baseline_roc_auc": float(best["roc_auc"].max()),
-            "roc_auc_margin": float(metrics["roc_auc"] - best["roc_auc"].max()),
-            "validation_gap_days": float(plan.gap_days),
-            "validation_honest": float(plan.honest),
-        }
-        model = result.models.get(chosen)
-        report.metrics = metrics
-        report.comparison = comparison
-        report.candidates = result.table
-        report.evaluation = pd.DataFrame(
-            {
-                "customer_id": ev["customer_id"].to_numpy(),
-                "churned": y,
-                "churn_probability": scores["churnguard"],
-                **{f"baseline_{k}": v for k, v in baselines.items()},
-            }
-        )
-        if model is not None:
-            report.feature_importance = model.feature_importance()
-        return chosen, reason, scores["churnguard"]
-
-    def _rfm(self, feats: pd.DataFrame) -> pd.DataFrame:
-        unit = DAYS_PER_UNIT[self.time_unit]
-        return pd.DataFrame(
-            {
-                "customer_id": feats["customer_id"].to_numpy(),
-                "frequency": feats["frequency"].to_numpy(),
-                "recency": feats["recency"].to_numpy() / unit,
-                "T": feats["T"].to_numpy() / unit,
-                "monetary_value": feats["monetary_value"].to_numpy(),
-            }
-        )
-
-    def _horizon_units(self) -> float:
-        return int(self.horizon_days) / DAYS_PER_UNIT[self.time_unit]
-
-    def _choose_value_model(self, tx: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-        """Candidate purchase models, best first, and the holdout comparison table."""
-        span = (self.training_end_ - self.training_start_).days
-        holdout = int(self.holdout_days or max(int(self.horizon_days), span // 2))
-        cal_end = self.training_end_ - dt.timedelta(days=holdout)
-        if self.value_model != "auto":
-            return [self.value_model], pd.DataFrame()
-        if cal_end <= self.training_start_ + dt.timedelta(days=28):
-            log.warning("log too short for a calibration/holdout comparison; using BG/NBD")
-            return ["bgnbd"], pd.DataFrame()
-        cal = self.builder_.transform(tx, cal_end)
-        future = count_purchase_days(tx, cal_end, self.training_end_).set_index("customer_id")
-        actual = future["purchases"].reindex(cal["customer_id"]).fillna(0).to_numpy()
-        holdout_units = holdout / DAYS_PER_UNIT[self.time_unit]
-        # RMSE, not MAE: the models predict conditional *means*, which minimise squared
-        # error; MAE rewards predicting the median (zero for most customers).
-        result = compare_models(self._rfm(cal), actual, holdout_units, criterion="rmse")
-        table = result.table.assign(calibration_end=cal_end.isoformat(), holdout_days=holdout)
-        ranked = table.sort_values(_criterion_column(table), kind="stable")["model"].tolist()
-        best = str(result.best)
-        self._diagnostics = {
-            "calibration_rfm": self._rfm(cal),
-            "holdout_purchases": actual,
-            "holdout_length": holdout_units,
-            "calibration_end": cal_end,
-            "model": result.models.get(best),
-            "transactions": tx,
-        }
-        return [best, *[m for m in ranked if m != best]], table
-
-    def _fit_first(
-        self, feats: pd.DataFrame, ranking: list[str]
-    ) -> tuple[str, PurchaseModel, SpendModel]:
-        """Fit the best-ranked purchase model that converges and identifies a dropout.
-
-        A fit whose dropout sits at its boundary ("nobody ever leaves") is kept only
-        when every candidate is degenerate; the first such fit is then returned.
-        """
-        errors = []
-        degenerate: tuple[str, PurchaseModel, SpendModel] | None = None
-        for kind in [*ranking, *(["bgnbd"] if "bgnbd" not in ranking else [])]:
-            try:
-                pm, sm = self._fit_value_models(feats, kind)
-            except ModelFitError as exc:
-                log.warning(
-                    "%s could not be fitted on the full data (%s); trying the next model", kind, exc
-                )
-                errors.append(str(exc))
-                continue
-            if _degenerate_note(pm) and len(ranking) > 1:
-                degenerate = degenerate or (kind, pm, sm)
-                continue
-            return kind, pm, sm
-        if degenerate is not None:
-            return degenerate
-        raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
-
-    def _fit_value_models(self, feats: pd.DataFrame, kind: str) -> tuple[PurchaseModel, SpendModel]:
-        rfm = self._rfm(feats)
-        return PurchaseModel(model=kind).fit(rfm), SpendModel().fit(rfm)
-
-    def _value(self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel) -> pd.DataFrame:
-        rfm = self._rfm(feats)
-        values = value_frame(
-            pm,
-            sm,
-            rfm,
-            self._horizon_units(),
-            months=int(self.clv_months),
-            discount_rate=float(self.discount_rate),
-            time_unit=self.time_unit,
-        )
-        if getattr(pm, "degenerate_", None):
-            # No dropout identified: P(alive) would read 1.000 for everyone, a certainty
-            # the data cannot support.
-            values["p_alive"] = np.nan
-        return _sanitize(values)
-
     def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
         log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
+        stage = self.btyd_
         frames = []
         for c in cutoffs:
             feats = self.builder_.transform(tx, c)
-            _, pm, sm = self._fit_first(feats, [self.value_model_name_])
-            value = self._value(feats, pm, sm)
-            frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
-            add_active_spend(frame, self._horizon_units(), pm)
+            _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
+            frame = self.features_frame(feats, pm, sm)
             frame.insert(0, "cutoff", pd.Timestamp(c))
             start = c + dt.timedelta(days=int(self.gap_days))
             act = window_activity(tx, start, start + dt.timedelta(days=int(self.horizon_days)))
@@ -517,6 +378,15 @@ class ChurnGuardModel(BaseEstimator):
         return pd.concat(frames, ignore_index=True)
 
     # ---------------------------------------------------------------- score
+    def features_frame(self, feats: pd.DataFrame, pm: Any = None, sm: Any = None) -> pd.DataFrame:
+        """A feature table with the value columns of the purchase and spend models added."""
+        pm = self.purchase_model_ if pm is None else pm
+        sm = self.spend_model_ if sm is None else sm
+        value = self.btyd_.value(feats, pm, sm)
+        frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+        add_active_spend(frame, self.btyd_.horizon_units, pm)
+        return frame
+
     def features(self, transactions: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
         """Features and value-model outputs of every customer as of ``as_of``."""
         check_is_fitted(self, "churn_model_")
@@ -526,10 +396,7 @@ class ChurnGuardModel(BaseEstimator):
             raise InputDataError(
                 f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
             )
-        value = self._value(feats, self.purchase_model_, self.spend_model_)
-        frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
-        add_active_spend(frame, self._horizon_units(), self.purchase_model_)
-        return frame
+        return self.features_frame(feats)
 
     def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``."""
@@ -568,6 +435,7 @@ class ChurnGuardModel(BaseEstimator):
         as_of: Any = None,
         *,
         reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
+        currency: str = "",
     ) -> pd.DataFrame:
         """Churn probability, value and reasons per customer (not yet prioritised).
 
@@ -583,11 +451,13 @@ class ChurnGuardModel(BaseEstimator):
         as_of : date-like, optional
             Scoring date; defaults to the last transaction date.
         reasons_limit : int, optional
-            Reasons come from LightGBM's exact per-customer contributions (TreeSHAP),
-            which cost far more than the scores themselves (about 6,000 customers a
-            second on 2 cores). They are computed for the ``reasons_limit`` customers
-            with the highest value at risk (everyone when ``None``); the others get
-            a note saying so. 0 skips them.
+            Reasons come from the churn model's exact per-customer contributions
+            (TreeSHAP), which cost far more than the scores themselves (about 6,000
+            customers a second on 2 cores). They are computed for the
+            ``reasons_limit`` customers with the highest value at risk (everyone when
+            ``None``); the others get a note saying so. 0 skips them.
+        currency : str
+            Prefix of money amounts in the reasons (e.g. ``"$"``).
 
         Returns
         -------
@@ -604,60 +474,36 @@ class ChurnGuardModel(BaseEstimator):
         n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
         if n > 0:
             top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
-            frame.loc[top, "reasons"] = self.reasons(frame.loc[top]).to_numpy()
+            frame.loc[top, "reasons"] = self.reasons(frame.loc[top], currency=currency).to_numpy()
         return frame
 
-    def reasons(self, frame: pd.DataFrame, *, num_threads: int | None = None) -> pd.Series:
+    def reasons(
+        self, frame: pd.DataFrame, *, num_threads: int | None = None, currency: str = ""
+    ) -> pd.Series:
         """Readable reasons for the churn score of each row of a scored frame.
 
         Parameters
         ----------
         frame : DataFrame
-            Rows of :meth:`score` (features, value columns, churn probability).
+            Rows of :meth:`predict` (features, value columns, churn probability).
         num_threads : int, optional
             LightGBM threads for the contributions (1 when other work runs alongside).
+        currency : str
+            Prefix of money amounts.
         """
         check_is_fitted(self, "churn_model_")
         contrib = self.churn_model_.contributions(
             frame[self.feature_names_], num_threads=num_threads
         )
-        return explain(contrib, frame)
+        return explain(
+            contrib,
+            frame,
+            self.reason_reference_,
+            currency=currency,
+            horizon_days=int(self.horizon_days),
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["report_"] = None  # evaluation tables live next to the model, not inside it
         return state
-
-
-def _degenerate_note(pm: PurchaseModel) -> str:
-    """One line when the purchase model's dropout sits at its boundary, else ''."""
-    reason = getattr(pm, "degenerate_", None)
-    if not reason:
-        return ""
-    return (
-        f"{pm.model_name} could not identify customer dropout ({reason}): P(alive) is not "
-        "reported; the churn probability comes from purchase rates and the classifier"
-    )
-
-
-def _sanitize(values: pd.DataFrame) -> pd.DataFrame:
-    """Non-finite model outputs become NaN (features) or a safe value (the prior).
-
-    A buy-till-you-die closed form can overflow for an extreme customer; one such
-    customer must not stop a training run or a scoring job.
-    """
-    out = values.copy()
-    for col in ("p_alive", "expected_purchases", "expected_spend", "predicted_clv"):
-        if col in out:
-            v = out[col].to_numpy(dtype=float)
-            out[col] = np.where(np.isfinite(v), v, np.nan)
-    p0 = out[PRIOR_COLUMN].to_numpy(dtype=float)
-    if not np.isfinite(p0).all():
-        expected = out["expected_purchases"].to_numpy(dtype=float)
-        fallback = np.where(np.isfinite(expected), np.exp(-np.clip(expected, 0, None)), 0.5)
-        out[PRIOR_COLUMN] = np.where(np.isfinite(p0), np.clip(p0, 0.0, 1.0), fallback)
-    return out
-
-
-def _criterion_column(table: pd.DataFrame) -> str:
-    return "rmse_per_customer" if "rmse_per_customer" in table else str(table.columns[-1])

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from churnguard.churn.metrics import gains_table, reliability_table
+from churnguard.decision.labels import label as plain_label
 
 __all__ = [
     "MAX_SEGMENTS",
@@ -93,8 +94,8 @@ def format_pct(x: float, digits: int = 0) -> str:
 
 
 def _mpl_text(text: Any) -> str:
-    # A "$" in a segment name would switch matplotlib into mathtext.
-    return str(text).replace("$", r"\$")
+    # Plain-English labels (VIP, Can't lose); a "$" would switch matplotlib into mathtext.
+    return plain_label(text).replace("$", r"\$")
 
 
 def _axes(ax: Axes, title: str, xlabel: str, ylabel: str, pct: str = "") -> None:
@@ -243,9 +244,14 @@ def clv_figure(frame: pd.DataFrame) -> Figure:
         With a note instead of bars when no customer has a positive CLV.
     """
     ax = (fig := Figure(figsize=(9.5, 4.0))).add_subplot()
-    clv = frame["predicted_clv"]
-    positive = clv > 0
+    raw = frame["predicted_clv"]
+    positive = raw > 0
     if positive.any():
+        # The axis starts at the 1st percentile (at least one cent): a single customer at
+        # 1e-13 would otherwise stretch it over 17 decades. Smaller values join the
+        # first bar, whose label says so.
+        floor = max(float(raw[positive].quantile(0.01)), 0.01)
+        clv = raw.clip(lower=floor)
         lo, hi = float(clv[positive].min()), float(clv[positive].max())
         lo, hi = (lo, hi * 1.0001) if hi > lo else (lo / 1.5, lo * 1.5)
         bins = np.geomspace(lo, hi, 40).tolist()
@@ -265,6 +271,10 @@ def clv_figure(frame: pd.DataFrame) -> Figure:
         ax.annotate(f" median {format_compact(median)}", (median, 0.97), va="top",
                     xycoords=("data", "axes fraction"))  # fmt: skip
         ax.legend(title="Value tier", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        below = int((raw[positive] < floor).sum())
+        if below:
+            ax.annotate(f" {below:,} below {format_compact(floor)} counted here", (lo, 0.9),
+                        xycoords=("data", "axes fraction"), fontsize=8)  # fmt: skip
     else:
         ax.text(0.5, 0.5, "No customer has a positive predicted CLV", transform=ax.transAxes)
     _axes(ax, "Customers by predicted CLV", "Predicted CLV (log scale)", "Customers")
@@ -304,14 +314,15 @@ def segment_figure(frame: pd.DataFrame) -> Figure:
 
 
 def gains_figure(y: pd.Series, frame: pd.DataFrame) -> Figure:
-    """Cumulative gains (model vs 1 - P(alive)) and lift by decile of churn probability.
+    """Cumulative gains (model vs recency) and lift by decile of churn probability.
 
     Parameters
     ----------
     y : pandas.Series
         Known 0/1 outcomes (1 = churned), both classes present, aligned with ``frame``.
     frame : pandas.DataFrame
-        Prepared scores of the same customers (``churn_probability``, ``p_alive``).
+        Prepared scores of the same customers (``churn_probability``, optionally
+        ``days_since_last``).
 
     Returns
     -------
@@ -321,8 +332,9 @@ def gains_figure(y: pd.Series, frame: pd.DataFrame) -> Figure:
     ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.25})
     x = np.linspace(0, 1, 101)
     ax1.plot(x, np.minimum(x / float(y.mean()), 1.0), color="#7fb77e", ls="-.", label="Perfect")
-    ranked = [("Model: churn probability", frame["churn_probability"], _ACCENT),
-              ("Baseline: 1 − P(alive)", 1.0 - frame["p_alive"], _ORANGE)]  # fmt: skip
+    ranked = [("Model: churn probability", frame["churn_probability"], _ACCENT)]
+    if "days_since_last" in frame:
+        ranked.append(("Baseline: days since last purchase", frame["days_since_last"], _ORANGE))
     for label, score, colour in ranked:
         g = gains_table(y, score, n_bins=100)
         curve = np.r_[0, g["fraction_of_churners_captured"]]

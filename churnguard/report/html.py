@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 
 from churnguard.churn.metrics import compare_scores
 from churnguard.data.io import atomic_path
+from churnguard.decision.labels import COLUMN_LABELS, money
+from churnguard.decision.labels import labels as plain_labels
 from churnguard.exceptions import InputDataError, ParameterTypeError
 from churnguard.report.figures import (
     MAX_SEGMENTS,
@@ -55,10 +57,17 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(
 RISK_BAND_THRESHOLDS: tuple[float, float] = (0.3, 0.6)
 
 _CONTACT_COLUMNS = tuple(
-    "priority customer_id value_tier risk_band segment churn_probability p_alive "
+    "priority customer_id value_tier risk_band segment churn_probability value_if_retained "
     "predicted_clv value_at_risk expected_net_benefit action reasons".split()
 )
-_NUMERIC = {"priority", "churn_probability", "p_alive", "predicted_clv", "value_at_risk"}
+_NUMERIC = {
+    "priority",
+    "churn_probability",
+    "p_alive",
+    "predicted_clv",
+    "value_if_retained",
+    "value_at_risk",
+}
 _CSS = """
 body{margin:0;background:#f4f6f9;color:#1d2733;font:14px/1.5 "Segoe UI",Helvetica,Arial,
 sans-serif}main{max-width:1120px;margin:0 auto;padding:24px 28px 48px}
@@ -109,9 +118,15 @@ def _section(sid: str, heading: str, body: str, note: str = "") -> str:
     return f'<section id="{sid}"><h2>{_esc(heading)}</h2>{note_html}{body}</section>'
 
 
-def _table(frame: pd.DataFrame, table_id: str, numeric: set[str]) -> str:
-    # Spaced headers can wrap, leaving the width to the free-text columns.
-    head = "".join(f"<th>{_esc(str(c).replace('_', ' '))}</th>" for c in frame.columns)
+def _table(
+    frame: pd.DataFrame, table_id: str, numeric: set[str], headers: Mapping[str, str] | None = None
+) -> str:
+    # Spaced headers can wrap, leaving the width to the free-text columns. Cells keep the
+    # column's code as their class; the heading is the plain-English label.
+    names = headers or {}
+    head = "".join(
+        f"<th>{_esc(names.get(str(c), str(c).replace('_', ' ')))}</th>" for c in frame.columns
+    )
     # At most top_n rows: formatting cell by cell is rendering, not per-customer work.
     cells = frame.apply(
         lambda col: (
@@ -150,7 +165,8 @@ def _prepare(scores: Any) -> pd.DataFrame:
             f"scores has {dupes.size} duplicated customer_id value(s), e.g. "
             f"{dupes.head(3).tolist()}; expected one row per customer. Deduplicate first."
         )
-    for col in ("churn_probability", "p_alive", "predicted_clv", "value_at_risk"):
+    frame["p_alive"] = pd.to_numeric(frame["p_alive"], errors="coerce")  # NaN: not identified
+    for col in ("churn_probability", "predicted_clv", "value_at_risk"):
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any():
             raise InputDataError(
@@ -208,13 +224,13 @@ def _align_outcomes(outcomes: Any, frame: pd.DataFrame) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- sections
-def _kpis(frame: pd.DataFrame) -> str:
+def _kpis(frame: pd.DataFrame, currency: str = "") -> str:
     equity, at_risk = float(frame["predicted_clv"].sum()), float(frame["value_at_risk"].sum())
     high = int((frame["risk_band"] == "high").sum())
     cards = [
         ("Customers", f"{len(frame):,}"),
-        ("Customer equity (sum of predicted CLV)", format_compact(equity)),
-        ("Total value at risk", format_compact(at_risk)),
+        ("Customer equity (sum of predicted CLV)", currency + format_compact(equity)),
+        ("Total value at risk", currency + format_compact(at_risk)),
         (
             "Value at risk as share of equity",
             format_pct(at_risk / equity if equity > 0 else np.nan, 1),
@@ -229,10 +245,10 @@ def _kpis(frame: pd.DataFrame) -> str:
     if "contact" in frame:
         cards.append(("Customers to contact", f"{int(contacted.sum()):,}"))
         covered = float(frame.loc[contacted, "value_at_risk"].sum())
-        cards.append(("Value at risk covered by contacts", format_compact(covered)))
+        cards.append(("Value at risk covered by contacts", currency + format_compact(covered)))
     if "expected_net_benefit" in frame:
         net = pd.to_numeric(frame.loc[contacted, "expected_net_benefit"], errors="coerce").sum()
-        cards.append(("Expected net benefit of contacts", format_compact(float(net))))
+        cards.append(("Expected net benefit of contacts", currency + format_compact(float(net))))
     if "growth_candidate" in frame:
         cards.append(("Growth candidates", f"{int(frame['growth_candidate'].sum()):,}"))
     body = "".join(
@@ -261,9 +277,14 @@ def _evaluation(frame: pd.DataFrame, outcomes: pd.Series) -> str:
         note += " All of them have the same outcome, so ranking metrics are undefined."
         return _section("section-model-evaluation", "Model evaluation", "", note)
     model = "model: churn_probability"
+    recency = (
+        {"baseline: days since last purchase": sub["days_since_last"]}
+        if ("days_since_last" in sub)
+        else {}
+    )
     named = {
+        **recency,
         model: sub["churn_probability"],
-        "baseline: 1 − p_alive": 1.0 - sub["p_alive"],
         "contact order: value_at_risk": sub["value_at_risk"],
     }
     table = compare_scores(y, named, probabilities=[model])
@@ -282,17 +303,25 @@ def _evaluation(frame: pd.DataFrame, outcomes: pd.Series) -> str:
     return _section("section-model-evaluation", "Model evaluation", body, note)
 
 
-def _contact_list(frame: pd.DataFrame, top_n: int) -> str:
+def _contact_list(frame: pd.DataFrame, top_n: int, currency: str = "") -> str:
     pool = frame[frame["contact"]] if "contact" in frame else frame
     shown = pool.sort_values("priority", kind="stable").head(top_n)
     shown = shown[[c for c in _CONTACT_COLUMNS if c in shown]].copy()
     for col in ("churn_probability", "p_alive"):
-        shown[col] = shown[col].map("{:.1%}".format)
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.1%}")
+    for col in ("value_tier", "risk_band", "segment"):
+        if col in shown:
+            shown[col] = plain_labels(shown[col])
+    for col in ("predicted_clv", "value_if_retained", "value_at_risk", "expected_net_benefit"):
+        if col in shown:
+            shown[col] = [money(v, currency, 2) for v in shown[col]]
+
     scope = "customers flagged for contact" if "contact" in frame else "scored customers"
     note = f"Top {len(shown):,} of {len(pool):,} {scope}, by priority (1 = first)."
     if shown.empty:
         return _section("section-contact-list", "Contact list", "", "No customer to contact.")
-    table = _table(shown, "contact-list", _NUMERIC | {"expected_net_benefit"})
+    table = _table(shown, "contact-list", _NUMERIC | {"expected_net_benefit"}, COLUMN_LABELS)
     return _section("section-contact-list", "Contact list", table, note)
 
 
@@ -305,7 +334,7 @@ def _plots(frame: pd.DataFrame) -> str:
          "Customers sorted from most to least valuable; the dotted line marks the top 20%."),
         ("tier-risk", "Where the value at risk sits", tier_risk_figure,
          "Heatmap of value at risk by value tier and churn risk band, with customer counts",
-         "Each cell: total value at risk (churn probability × predicted CLV) and customers."),
+         "Each cell: total value at risk (churn probability × value if retained) and customers."),
         ("clv-distribution", "Predicted customer lifetime value", clv_figure,
          "Histogram of predicted CLV on a log scale, stacked by value tier",
          f"{non_positive:,} customer(s) with a CLV of zero or less are not on the log scale."
@@ -328,6 +357,7 @@ def build_report(
     summary: Mapping[str, Any] | None = None,
     title: str = "churnguard retention report",
     top_n: int = 25,
+    currency: str = "",
 ) -> Path:
     """Write a self-contained HTML retention report and return its path.
 
@@ -352,6 +382,8 @@ def build_report(
     top_n : int, default 25
         Rows of the contact list shown: rows with ``contact`` true when that column
         exists (else all), ordered by ``priority`` (1 first).
+    currency : str
+        Prefix of money amounts (``$``).
 
     Returns
     -------
@@ -380,10 +412,10 @@ def build_report(
         body = "".join(
             [
                 _summary(summary) if summary else "",
-                _kpis(frame),
+                _kpis(frame, currency),
                 _plots(frame),
                 "" if labels is None else _evaluation(frame, labels),
-                _contact_list(frame, int(top_n)),
+                _contact_list(frame, int(top_n), currency),
             ]
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -393,7 +425,8 @@ def build_report(
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body><main>"
         f'<header><h1>{_esc(title)}</h1><p class="meta">{len(frame):,} customers · '
         f"generated {stamp}</p></header>{body}<footer>Value at risk = churn probability × "
-        "predicted CLV. Value tiers: top 20% (vip), middle 60% (stable), bottom 20% (low)."
+        "value if retained. Value tiers: top 20% (VIP), middle 60% (stable), bottom 20% (low) of "
+        "the reference base."
         "</footer></main></body></html>\n"
     )
     target = Path(out)
@@ -410,6 +443,7 @@ def report_from_list(
     *,
     outcomes: str | os.PathLike[str] | None = None,
     top_n: int = 25,
+    currency: str = "",
 ) -> Path:
     """The report of a retention list written to a file (CSV or Parquet).
 
@@ -433,4 +467,6 @@ def report_from_list(
             )
         labels = table.set_index("customer_id")["churned"]
     flat = {k: v for k, v in (summary or {}).items() if not isinstance(v, dict)}
-    return build_report(frame, out, outcomes=labels, summary=flat or None, top_n=top_n)
+    return build_report(
+        frame, out, outcomes=labels, summary=flat or None, top_n=top_n, currency=currency
+    )

@@ -18,6 +18,7 @@ from churnguard.decision.playbook import (
     contact_summary,
     select_contacts,
 )
+from churnguard.decision.reference import RiskBands
 from churnguard.exceptions import InputDataError
 
 
@@ -122,7 +123,7 @@ def test_treatment_rejects_bad_types() -> None:
 def test_assign_gives_actions_and_net_benefit() -> None:
     df = _scored()
     before = df.copy()
-    out = Playbook.load().assign(df)
+    out = Playbook.load().assign(df, risk_edges=(0.3, 0.6))
     pd.testing.assert_frame_equal(df, before)
     assert list(out.columns) == list(ASSIGN_COLUMNS)
     assert list(out.index) == [10, 11, 12, 13, 14]
@@ -140,7 +141,7 @@ def test_assign_gives_actions_and_net_benefit() -> None:
 
 def test_assign_uses_the_playbook_thresholds() -> None:
     data = _default_dict()
-    data["risk_bands"]["thresholds"] = [0.05, 0.95]
+    data["risk_bands"] = {"method": "fixed", "thresholds": [0.05, 0.95]}
     out = Playbook.from_dict(data).assign(_scored())
     assert out["risk_band"].astype(str).tolist() == ["medium"] * 5
 
@@ -153,7 +154,7 @@ def test_segment_overrides_first_match_wins_and_respect_tier_and_band() -> None:
         Override("at_risk", Treatment("stable-only", 2.0, 0.3), tier="vip"),
         Override("lost", Treatment("silence", 0.0, 0.0)),
     )
-    book = Playbook(base.treatments, base.thresholds, overrides)
+    book = Playbook(base.treatments, RiskBands(method="fixed"), overrides)
     out = book.assign(_scored())
     assert out["action"].tolist() == [
         "we miss you call",

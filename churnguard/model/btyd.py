@@ -1,0 +1,177 @@
+"""The buy-till-you-die stage of the model: which purchase model, fitted, and its outputs.
+
+:class:`BTYDStage` holds the settings (time unit, horizon, CLV horizon and discount
+rate) and turns a feature table into the value columns every later stage uses:
+P(alive), expected purchases, P(no purchase in the horizon) (the churn model's
+prior), expected spend, CLV and value if retained. The same code serves the training
+snapshots (a model fitted at each cutoff) and scoring (the model fitted on all data).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard._dates import DAYS_PER_UNIT
+from churnguard.churn.candidates import PRIOR_COLUMN
+from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
+from churnguard.features.engine import count_purchase_days
+
+__all__ = ["VALUE_COLUMNS", "BTYDStage", "degenerate_note"]
+
+log = logging.getLogger(__name__)
+
+#: Columns the value models add to the features.
+VALUE_COLUMNS = [
+    "p_alive",
+    "expected_purchases",
+    PRIOR_COLUMN,
+    "expected_spend",
+    "predicted_clv",
+    "value_if_retained",
+]
+
+
+def degenerate_note(pm: PurchaseModel) -> str:
+    """One line when the purchase model's dropout sits at its boundary, else ''."""
+    reason = getattr(pm, "degenerate_", None)
+    if not reason:
+        return ""
+    return (
+        f"{pm.model_name} could not identify customer dropout ({reason}): P(alive) is not "
+        "reported; the churn probability comes from purchase rates and the classifier"
+    )
+
+
+def _sanitize(values: pd.DataFrame) -> pd.DataFrame:
+    """Non-finite model outputs become NaN (features) or a safe value (the prior).
+
+    A buy-till-you-die closed form can overflow for an extreme customer; one such
+    customer must not stop a training run or a scoring job.
+    """
+    out = values.copy()
+    for col in ("p_alive", "expected_purchases", "expected_spend", "predicted_clv",
+                "value_if_retained"):  # fmt: skip
+        if col in out:
+            v = out[col].to_numpy(dtype=float)
+            out[col] = np.where(np.isfinite(v), v, np.nan)
+    p0 = out[PRIOR_COLUMN].to_numpy(dtype=float)
+    if not np.isfinite(p0).all():
+        expected = out["expected_purchases"].to_numpy(dtype=float)
+        fallback = np.where(np.isfinite(expected), np.exp(-np.clip(expected, 0, None)), 0.5)
+        out[PRIOR_COLUMN] = np.where(np.isfinite(p0), np.clip(p0, 0.0, 1.0), fallback)
+    return out
+
+
+@dataclass(frozen=True)
+class BTYDStage:
+    """Settings of the buy-till-you-die stage (see the model's parameters)."""
+
+    time_unit: str
+    horizon_days: int
+    clv_months: int
+    discount_rate: float
+
+    @property
+    def horizon_units(self) -> float:
+        """The churn horizon in the model's time unit."""
+        return int(self.horizon_days) / DAYS_PER_UNIT[self.time_unit]
+
+    def rfm(self, feats: pd.DataFrame) -> pd.DataFrame:
+        """The lifetimes-style RFM frame of a feature table, in the model's time unit."""
+        unit = DAYS_PER_UNIT[self.time_unit]
+        return pd.DataFrame(
+            {
+                "customer_id": feats["customer_id"].to_numpy(),
+                "frequency": feats["frequency"].to_numpy(),
+                "recency": feats["recency"].to_numpy() / unit,
+                "T": feats["T"].to_numpy() / unit,
+                "monetary_value": feats["monetary_value"].to_numpy(),
+            }
+        )
+
+    def rank_models(
+        self,
+        builder: Any,
+        tx: pd.DataFrame,
+        start: dt.date,
+        end: dt.date,
+        holdout_days: int | None,
+    ) -> tuple[list[str], pd.DataFrame, dict[str, Any]]:
+        """Purchase models best first by holdout RMSE, the comparison, and diagnostics.
+
+        RMSE, not MAE: the models predict conditional *means*, which minimise squared
+        error; MAE rewards predicting the median (zero for most customers).
+        """
+        span = (end - start).days
+        holdout = int(holdout_days or max(int(self.horizon_days), span // 2))
+        cal_end = end - dt.timedelta(days=holdout)
+        if cal_end <= start + dt.timedelta(days=28):
+            log.warning("log too short for a calibration/holdout comparison; using BG/NBD")
+            return ["bgnbd"], pd.DataFrame(), {}
+        cal = builder.transform(tx, cal_end)
+        future = count_purchase_days(tx, cal_end, end).set_index("customer_id")
+        actual = future["purchases"].reindex(cal["customer_id"]).fillna(0).to_numpy()
+        holdout_units = holdout / DAYS_PER_UNIT[self.time_unit]
+        result = compare_models(self.rfm(cal), actual, holdout_units, criterion="rmse")
+        table = result.table.assign(calibration_end=cal_end.isoformat(), holdout_days=holdout)
+        column = "rmse_per_customer" if "rmse_per_customer" in table else str(table.columns[-1])
+        ranked = table.sort_values(column, kind="stable")["model"].tolist()
+        best = str(result.best)
+        diagnostics = {
+            "calibration_rfm": self.rfm(cal),
+            "holdout_purchases": actual,
+            "holdout_length": holdout_units,
+            "calibration_end": cal_end,
+            "model": result.models.get(best),
+            "transactions": tx,
+        }
+        return [best, *[m for m in ranked if m != best]], table, diagnostics
+
+    def fit_first(
+        self, feats: pd.DataFrame, ranking: list[str]
+    ) -> tuple[str, PurchaseModel, SpendModel]:
+        """Fit the best-ranked purchase model that converges and identifies a dropout.
+
+        A fit whose dropout sits at its boundary ("nobody ever leaves") is kept only
+        when every candidate is degenerate; the first such fit is then returned.
+        """
+        errors = []
+        degenerate: tuple[str, PurchaseModel, SpendModel] | None = None
+        rfm = self.rfm(feats)
+        for kind in [*ranking, *(["bgnbd"] if "bgnbd" not in ranking else [])]:
+            try:
+                pm, sm = PurchaseModel(model=kind).fit(rfm), SpendModel().fit(rfm)
+            except ModelFitError as exc:
+                log.warning("%s could not be fitted (%s); trying the next model", kind, exc)
+                errors.append(str(exc))
+                continue
+            if degenerate_note(pm) and len(ranking) > 1:
+                degenerate = degenerate or (kind, pm, sm)
+                continue
+            return kind, pm, sm
+        if degenerate is not None:
+            return degenerate
+        raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
+
+    def value(self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel) -> pd.DataFrame:
+        """The :data:`VALUE_COLUMNS` of every customer of a feature table."""
+        values = value_frame(
+            pm,
+            sm,
+            self.rfm(feats),
+            self.horizon_units,
+            months=int(self.clv_months),
+            discount_rate=float(self.discount_rate),
+            time_unit=self.time_unit,
+        )
+        if getattr(pm, "degenerate_", None):
+            # No dropout identified: P(alive) would read 1.000 for everyone, a certainty
+            # the data cannot support.
+            values["p_alive"] = np.nan
+        return _sanitize(values)

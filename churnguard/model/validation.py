@@ -1,0 +1,126 @@
+"""Out-of-time validation of the churn model: candidates, baselines, and what is reported.
+
+The validation plan (:func:`churnguard.churn.plan_validation`) learns from snapshots at
+least one horizon older than its evaluation snapshot, as production learns from
+snapshots one horizon older than the scoring date. On the evaluation snapshot the
+candidates are compared (:func:`churnguard.churn.compare_candidates`) and, beside them,
+the baselines a reader would try first; the chosen candidate's figures are the
+model's validation metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
+from churnguard.churn.candidates import CANDIDATES, compare_candidates
+from churnguard.churn.metrics import compare_scores
+from churnguard.churn.training import SnapshotPlan, split_by_plan
+
+__all__ = ["ChurnValidation", "validate_churn"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChurnValidation:
+    """The chosen churn candidate, why, and the validation tables."""
+
+    chosen: str
+    reason: str
+    probabilities: np.ndarray | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def validate_churn(
+    snaps: pd.DataFrame,
+    plan: SnapshotPlan | None,
+    features: Sequence[str],
+    *,
+    forced: str | None = None,
+    classifier_params: Mapping[str, Any] | None = None,
+    random_state: int = 0,
+) -> ChurnValidation:
+    """Compare the churn candidates on the validation plan and the baselines beside them.
+
+    Parameters
+    ----------
+    snaps : DataFrame
+        The snapshot table (features, value columns, ``churned``).
+    plan : SnapshotPlan or None
+        The validation plan; None (too few snapshots) keeps the prior, unvalidated.
+    features : sequence of str
+        The churn model's features.
+    forced : str, optional
+        A candidate to use whatever the comparison says (it is still reported).
+    """
+    if plan is None:
+        reason = (
+            "too few labelled snapshots to validate a learned model out of time; the "
+            "BTYD prior is used as the churn probability"
+        )
+        return ChurnValidation("prior" if forced in (None, "prior") else str(forced), reason)
+    fit_rows, cal_rows, ev = split_by_plan(snaps, plan)
+    log.info(
+        "validation: %d learning snapshots, evaluated on %s (%d days later%s)",
+        len(plan.fit),
+        plan.evaluation,
+        plan.gap_days,
+        "" if plan.honest else ", optimistic: shorter than the horizon",
+    )
+    result = compare_candidates(
+        fit_rows,
+        cal_rows,
+        ev,
+        features,
+        candidates=CANDIDATES if forced is None else tuple(dict.fromkeys(("prior", forced))),
+        classifier_params=classifier_params,
+        random_state=random_state,
+    )
+    chosen = forced or result.chosen
+    reason = result.reason if forced is None else "forced by churn_model"
+    y = ev["churned"].to_numpy()
+    baselines = baseline_scores(ev)
+    scores = {"churnguard": result.scores.get(chosen, baselines["btyd_p_no_purchase"])}
+    scores |= {f"candidate_{k}": v for k, v in result.scores.items()}
+    comparison = compare_scores(
+        y,
+        {**scores, **baselines},
+        probabilities=(*scores, *BASELINE_PROBABILITIES),
+    ).set_index("score")
+    metrics = {k: float(v) for k, v in comparison.loc["churnguard"].items()}
+    best = comparison.loc[list(baselines)]
+    metrics |= {
+        "best_baseline_roc_auc": float(best["roc_auc"].max()),
+        "roc_auc_margin": float(metrics["roc_auc"] - best["roc_auc"].max()),
+        "validation_gap_days": float(plan.gap_days),
+        "validation_honest": float(plan.honest),
+    }
+    model = result.models.get(chosen)
+    return ChurnValidation(
+        chosen,
+        reason,
+        scores["churnguard"],
+        metrics,
+        comparison,
+        result.table,
+        pd.DataFrame(
+            {
+                "customer_id": ev["customer_id"].to_numpy(),
+                "churned": y,
+                "churn_probability": scores["churnguard"],
+                **{f"baseline_{k}": v for k, v in baselines.items()},
+            }
+        ),
+        model.feature_importance() if model is not None else pd.DataFrame(),
+    )
