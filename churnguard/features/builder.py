@@ -8,6 +8,7 @@ day are ignored: a transaction at 23:59 on the cutoff day is in the past.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.data.transactions import OPTIONAL_COLUMNS
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 from churnguard.features.engine import aggregate_customers, last_date
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RFM_COLUMNS", "TIME_UNITS", "FeatureBuilder", "rfm_summary"]
 
@@ -145,10 +148,14 @@ class FeatureBuilder(BaseEstimator):
             cutoff = last_date(transactions)
         missing = [c for c in self.optional_columns_ if c not in _columns_of(transactions)]
         if missing:
-            raise InputDataError(
-                f"the builder was fitted on a log with columns {missing}, which this log lacks; "
-                "pass the same optional columns at scoring as at training."
+            # Optional means optional: the features built on a missing column are
+            # missing (the churn model reads them as unknown), never an error.
+            log.warning(
+                "the log has no %s column(s), which the model was trained with; the features "
+                "built on them are left missing",
+                ", ".join(missing),
             )
+            transactions = _with_missing(transactions, missing)
         out = self._compute(transactions, to_date(cutoff))
         columns = ["customer_id", *self.feature_names_]
         return out if list(out.columns) == columns else out[columns]
@@ -229,6 +236,25 @@ def _window_count(agg: pd.DataFrame, days: int) -> pd.Series:
     if f"purchases_{days}d" in agg:
         return agg[f"purchases_{days}d"]
     raise ParameterError(f"trend_window={days} must be one of the windows.")
+
+
+def _with_missing(transactions: Any, columns: list[str]) -> Any:
+    """``transactions`` with the given optional columns added, all values missing."""
+    import pyarrow as pa
+
+    numeric = {"margin", "cost", "quantity"}
+    if isinstance(transactions, pd.DataFrame):
+        extra = {c: (np.nan if c in numeric else None) for c in columns}
+        return transactions.assign(**extra)
+    table = transactions
+    if isinstance(transactions, str):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(transactions)
+    for c in columns:
+        kind = pa.float64() if c in numeric else pa.string()
+        table = table.append_column(c, pa.nulls(table.num_rows, type=kind))
+    return table
 
 
 def _columns_of(transactions: Any) -> list[str]:

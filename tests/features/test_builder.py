@@ -124,11 +124,13 @@ def test_optional_columns_make_features() -> None:
     assert a.quantity_total == 4 and a.n_products == 2 and a.n_channels == 1
 
 
-def test_scoring_log_must_have_training_columns() -> None:
+def test_scoring_log_without_a_training_column_warns(caplog: pytest.LogCaptureFixture) -> None:
     log = _tx([("a", "2024-01-01", 10.0)], quantity=[1])
     builder = FeatureBuilder().fit(log)
-    with pytest.raises(InputDataError, match="quantity"):
-        builder.transform(LOG, CUTOFF)
+    with caplog.at_level("WARNING", logger="churnguard.features.builder"):
+        out = builder.transform(LOG, CUTOFF)
+    assert "quantity" in caplog.text
+    assert out["quantity_total"].isna().all()
 
 
 def test_bad_params_fail_in_fit() -> None:
@@ -163,3 +165,20 @@ def test_identical_to_lifetimes_summary_on_cdnow(
     assert len(ours) == len(theirs) == cdnow_tx["customer_id"].nunique()
     for col in ("frequency", "recency", "T", "monetary_value"):
         np.testing.assert_allclose(ours[col].to_numpy(), theirs[col].to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_optional_columns_missing_at_scoring_leave_their_features_missing() -> None:
+    """Optional means optional: a log without the quantity seen at training still scores."""
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "date": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-01-15"]),
+            "amount": [10.0, 20.0, 5.0],
+            "quantity": [1.0, 2.0, 1.0],
+        }
+    )
+    builder = FeatureBuilder().fit(tx)
+    assert "quantity_total" in builder.feature_names_
+    out = builder.transform(tx.drop(columns="quantity"), "2024-03-01")
+    assert list(out.columns) == ["customer_id", *builder.feature_names_]
+    assert out["quantity_total"].isna().all() and out["frequency"].tolist() == [1, 0]

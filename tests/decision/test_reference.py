@@ -1,0 +1,132 @@
+"""Tiers, risk bands and RFM scores measured against a stored reference base."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.decision import Playbook, decide
+from churnguard.decision.reference import DecisionReference, EmpiricalCDF, RiskBands
+from churnguard.decision.retention import WIN_BACK_SEGMENT, FrameSource, assemble_list
+from churnguard.exceptions import ParameterError
+
+
+def _scored(n: int, seed: int, base_rate: float = 0.6) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frequency = rng.poisson(2.0, n)
+    T = rng.uniform(100, 700, n)
+    churn = rng.beta(2.0, 2.0 * (1 - base_rate) / base_rate, n)
+    value = np.round(rng.lognormal(4.0, 1.0, n), 2)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"{i:05d}" for i in range(n)],
+            "frequency": frequency,
+            "recency": T * rng.uniform(0, 1, n) * (frequency > 0),
+            "T": T,
+            "monetary_value": np.round(rng.gamma(2.0, 20.0, n), 0) * (frequency > 0),
+            "total_spend": np.round(rng.gamma(2.0, 80.0, n), 2),
+            "days_since_last": rng.integers(0, 700, n).astype(float),
+            "mean_gap_days": np.where(frequency > 0, rng.uniform(10, 90, n), np.nan),
+            "p_alive": rng.uniform(0, 1, n),
+            "expected_purchases": rng.gamma(1.0, 1.0, n),
+            "expected_spend": rng.gamma(2.0, 20.0, n),
+            "predicted_clv": value * (1 - churn),
+            "value_if_retained": value,
+            "churn_probability": churn,
+            "value_at_risk": churn * value,
+            "reasons": "",
+        }
+    )
+
+
+def test_empirical_cdf_ranks_like_pandas_on_its_own_sample() -> None:
+    values = pd.Series(np.random.default_rng(0).integers(0, 50, 500).astype(float))
+    cdf = EmpiricalCDF.fit(values)
+    np.testing.assert_allclose(cdf.percentile_rank(values), values.rank(pct=True), atol=1e-12)
+
+
+def test_scoring_a_subset_gives_the_full_runs_answers() -> None:
+    base = _scored(3000, 1)
+    reference = DecisionReference.fit(base)
+    full = decide(FrameSource(base), reference=reference).columns
+    subset = base.iloc[[5, 17, 250, 999, 2999]].reset_index(drop=True)
+    part = decide(FrameSource(subset), reference=reference, sorted_by_id=True).columns
+    rows = [5, 17, 250, 999, 2999]
+    for col in ("value_tier", "r_score", "f_score", "m_score", "segment", "risk_band", "action"):
+        got = pd.Series(np.asarray(part[col])).astype(str).tolist()
+        want = pd.Series(np.asarray(full[col])[rows]).astype(str).tolist()
+        assert got == want, col
+    # Without the reference, the five are ranked among themselves (the old behaviour).
+    alone = decide(FrameSource(subset)).columns
+    assert pd.Series(np.asarray(alone["value_tier"])).astype(str).nunique() > 1
+
+
+@pytest.mark.parametrize("base_rate", [0.05, 0.3, 0.6, 0.95])
+@pytest.mark.parametrize("method", ["odds", "quantile"])
+def test_no_risk_band_is_structurally_empty_at_any_base_rate(base_rate: float, method: str) -> None:
+    base = _scored(4000, 2, base_rate=base_rate)
+    reference = DecisionReference.fit(base)
+    bands = RiskBands(method=method)
+    lo, hi = reference.risk_edges(bands)
+    p = base["churn_probability"]
+    counts = [(p < lo).sum(), ((p >= lo) & (p < hi)).sum(), (p >= hi).sum()]
+    assert min(counts) > 0.05 * len(base), (base_rate, method, counts)
+    if method == "odds":  # relative to the base rate: the average customer is medium risk
+        assert lo < p.mean() < hi
+
+
+def test_bad_band_settings_are_refused() -> None:
+    with pytest.raises(ParameterError, match="odds_ratios"):
+        RiskBands(method="odds", odds_ratios=(1.5, 0.67))
+    with pytest.raises(ParameterError, match="sum"):
+        RiskBands(shares=(0.5, 0.5, 0.5))
+
+
+def test_lost_vips_get_the_win_back_track_and_no_value_customers_no_paid_action() -> None:
+    base = _scored(2000, 3)
+    big = base["total_spend"].quantile(0.99)
+    lost = dict(base.iloc[0]) | {
+        "customer_id": "99998",
+        "total_spend": big,
+        "frequency": 21,
+        "days_since_last": 445.0,
+        "mean_gap_days": 21.0,
+        "churn_probability": 0.999,
+        "value_if_retained": 3800.0,
+        "value_at_risk": 0.999 * 3800.0,
+        "predicted_clv": 1e-13,
+    }
+    nothing = dict(base.iloc[1]) | {
+        "customer_id": "99999",
+        "total_spend": 0.0,
+        "churn_probability": 0.95,
+        "value_at_risk": 0.95 * 500.0,
+        "value_if_retained": 500.0,
+    }
+    frame = pd.concat([base, pd.DataFrame([lost, nothing])], ignore_index=True)
+    reference = DecisionReference.fit(base)
+    book = Playbook.load()
+    decision = decide(FrameSource(frame), reference=reference, playbook=book, capacity=50)
+    listed = assemble_list(frame, decision.columns).set_index("customer_id")
+    assert listed.loc["99998", "segment"] == WIN_BACK_SEGMENT
+    assert listed.loc["99998", "action"] == book.win_back.treatment.action  # type: ignore[union-attr]
+    assert listed.loc["99998", "priority"] <= 3  # priced by what they were worth
+    assert listed.loc["99999", "action"] == book.no_value.action
+    assert listed.loc["99999", "unit_cost"] == 0.0 and not listed.loc["99999", "contact"]
+
+
+def test_with_a_contact_limit_priority_follows_the_contact_decision() -> None:
+    base = _scored(1500, 4)
+    decision = decide(FrameSource(base), reference=DecisionReference.fit(base), capacity=40)
+    listed = assemble_list(base, decision.columns)
+    head = listed.head(40)
+    assert head["contact"].all() and not listed["contact"].iloc[40:].any()
+    assert head["expected_net_benefit"].is_monotonic_decreasing
+    assert (head["ranked_by"] == "contact decision").all()
+    assert (listed["ranked_by"].iloc[40:] == "value at risk").all()
+    assert listed["value_at_risk"].iloc[40:].is_monotonic_decreasing
+    assert decision.summary["decision"]["ordered_by"].startswith("contact decision")
+    plain = decide(FrameSource(base), reference=DecisionReference.fit(base))
+    ordered = assemble_list(base, plain.columns)
+    assert ordered["value_at_risk"].is_monotonic_decreasing and "ranked_by" not in ordered
