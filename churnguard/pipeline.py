@@ -82,7 +82,7 @@ def train_model(
     horizon_days: int = 90,
     track: bool = True,
     experiment: str = "churnguard",
-    register_as: str | None = "churnguard",
+    register_as: str | None = None,
     alias: str | None = None,
     **model_params: Any,
 ) -> TrainResult:
@@ -101,7 +101,9 @@ def train_model(
     track : bool
         Log the run (and the pyfunc model) to MLflow.
     register_as, alias : str, optional
-        Registered model name and alias to point at the new version.
+        Register the model under this name (nothing is registered by default: the
+        registry is yours to manage) and point ``alias`` at the new version; an alias
+        alone registers under ``churnguard``.
     **model_params
         Other :class:`ChurnGuardModel` parameters.
     """
@@ -125,7 +127,7 @@ def train_model(
             model,
             path,
             experiment=experiment,
-            register_as=register_as,
+            register_as=register_as or ("churnguard" if alias else None),
             alias=alias,
             tags={"churnguard.source": loaded.source},
         )

@@ -31,28 +31,68 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(verbose: bool) -> None:
-    """Rich log lines on a terminal, one timestamped line per event otherwise."""
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors of batch jobs parse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+#: Longest warning line shown (a library may put a whole table in one warning).
+_MAX_WARNING = 240
+
+
+def _one_line_warning(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+    """Show a Python warning as one log line of the churnguard logger, cut to length."""
+    text = " ".join(str(message).split())
+    if len(text) > _MAX_WARNING:
+        text = text[: _MAX_WARNING - 3] + "..."
+    logging.getLogger("churnguard").warning("%s: %s", category.__name__, text)
+
+
+def setup_logging(verbose: bool, log_format: str = "text") -> None:
+    """Rich lines on a terminal; one timestamped line (or JSON object) per event otherwise.
+
+    Library warnings become one log line each; those a user cannot act on (MLflow's
+    pickling notes, optimisers probing overflows, deprecations) are not shown.
+    """
+    import warnings
+
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("churnguard")
     root.handlers.clear()
-    if sys.stderr.isatty():
+    if log_format == "json":
+        handler: logging.Handler = _CurrentStderr()
+        handler.setFormatter(_JsonFormatter())
+    elif sys.stderr.isatty():
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False)
+        handler = RichHandler(show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
+    root.propagate = False
     # lifetimes and MLflow are chatty about things the user cannot act on.
-    for noisy in ("mlflow", "alembic", "lifetimes"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import warnings
-
+    for noisy in ("mlflow", "alembic", "lifetimes", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.showwarning = _one_line_warning
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", module="mlflow")
+    warnings.filterwarnings("ignore", message=".*cloudpickle.*")
 
 
 def fail(exc: BaseException) -> None:

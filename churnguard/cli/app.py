@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperOption
 
 from churnguard import __version__
 from churnguard.cli._console import console, print_list, print_summary, run, setup_logging
@@ -23,6 +24,16 @@ from churnguard.cli._options import (
 )
 
 __all__ = ["app"]
+
+# Flags take no value; typer's rich help would still print a "<bool>" type beside them.
+_display_type = TyperOption.display_type_rich
+
+
+def _flag_without_type(self: TyperOption, ctx: Any) -> str | None:
+    return None if getattr(self, "is_flag", False) else _display_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="churnguard",
@@ -39,8 +50,13 @@ MlflowOpt = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the r
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    log_format: Annotated[
+        str, typer.Option(help="Log lines as text or json (one object per line).")
+    ] = "text",
 ) -> None:
-    setup_logging(verbose)
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("use text or json.", param_hint="--log-format")
+    setup_logging(verbose, log_format)
     if version:
         typer.echo(f"churnguard {__version__}")
         raise typer.Exit()
@@ -61,11 +77,16 @@ def train(
     max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 24,
     snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 14,
     mlflow: MlflowOpt = True,
-    register_name: Annotated[
-        str, typer.Option(help="MLflow registered model name.")
-    ] = "churnguard",
+    register: Annotated[
+        str | None,
+        typer.Option(
+            "--register",
+            help="Register the model in MLflow under this name (default: not registered).",
+        ),
+    ] = None,
     alias: Annotated[
-        str | None, typer.Option(help="MLflow alias for the new version, e.g. champion.")
+        str | None,
+        typer.Option(help="MLflow alias for the new version, e.g. champion (registers it)."),
     ] = None,
 ) -> None:
     """Train on every transaction of a log and save the model."""
@@ -78,7 +99,7 @@ def train(
         columns=columns,
         horizon_days=horizon_days,
         track=mlflow,
-        register_as=register_name,
+        register_as=register,
         alias=alias,
         value_model=value_model,
         max_snapshots=max_snapshots,
@@ -358,6 +379,10 @@ def demo(
     ] = False,
     mlflow: MlflowOpt = True,
     currency: Annotated[str, typer.Option(help="Currency of the amounts (CDNOW: $).")] = "$",
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Register the demo model and point this alias at it (default: no)."),
+    ] = None,
 ) -> None:
     """Train and score on the CDNOW log shipped with lifetimes, end to end."""
     from churnguard.data import write_cdnow
@@ -365,9 +390,7 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = run(write_cdnow, workdir / "cdnow_transactions.csv", sample=sample)
     typer.echo(f"CDNOW transaction log written to {log_path}")
-    train(
-        transactions=log_path, model_dir=model_dir, horizon_days=90, mlflow=mlflow, alias="champion"
-    )
+    train(transactions=log_path, model_dir=model_dir, horizon_days=90, mlflow=mlflow, alias=alias)
     score(
         transactions=log_path,
         model=str(model_dir),

@@ -13,10 +13,19 @@ Layout of a model directory::
 
 The folder is written to a temporary sibling and renamed into place, so a
 crashed ``train`` never leaves a half-written model behind.
+
+**A model folder is code.** ``model.joblib`` is a pickle: loading it runs whatever it
+was made to run, like any pickle. ``metadata.json`` records its SHA-256 digest and the
+facts the model was trained with (horizon, features, data span, churnguard's version);
+:func:`load_model` refuses a folder whose pickle does not match its digest or whose
+metadata was edited, *before* unpickling, and says what differs. Only load model
+folders from sources you trust (the digest detects tampering by someone who cannot also
+rewrite ``metadata.json``, not a malicious author).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,8 +41,10 @@ from churnguard.exceptions import InvalidModelError
 from churnguard.model.estimator import ChurnGuardModel
 
 __all__ = [
+    "FORMAT_VERSION",
     "METADATA_FILE",
     "MODEL_FILE",
+    "file_digest",
     "load_model",
     "model_metadata",
     "save_model",
@@ -41,6 +52,10 @@ __all__ = [
 ]
 
 MODEL_FILE = "model.joblib"
+#: Bump when a model written by an earlier churnguard can no longer be loaded correctly.
+FORMAT_VERSION = 2
+# Facts of metadata.json checked against the unpickled model (an edit is refused).
+_CHECKED = ("horizon_days", "gap_days", "training_data_start", "training_data_end", "feature_names")
 _CHURN_KINDS = {
     "prior": "BTYD P(no purchase)",
     "anchored": "LightGBM on the BTYD prior",
@@ -49,12 +64,28 @@ _CHURN_KINDS = {
 METADATA_FILE = "metadata.json"
 
 
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
     """Everything needed to trace a model: data, horizon, features, fitted parameters."""
     pm, sm = model.purchase_model_, model.spend_model_
     clf = model.churn_model_
     return {
         "churnguard_version": __version__,
+        "format_version": FORMAT_VERSION,
         "training_data_start": model.training_start_.isoformat(),
         "training_data_end": model.training_end_.isoformat(),
         "n_customers": int(model.n_customers_),
@@ -77,6 +108,11 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "fitted_on_data_to": model.training_end_.isoformat(),
         },
         "value_model_note": model.value_model_note_ or None,
+        "value_choice": {
+            "chosen": model.value_model_choice_,
+            "candidates": _records(getattr(model.report_, "value_candidates", None)),
+        },
+        "decision_reference": model.decision_reference_.describe(),
         "churn_model": {
             "chosen": model.churn_model_name_,
             "kind": "BTYD P(no purchase)"
@@ -183,6 +219,7 @@ def save_model(
     try:
         joblib.dump(model, tmp / MODEL_FILE, compress=3)
         meta = model_metadata(model) | (extra or {})
+        meta["model_sha256"] = file_digest(tmp / MODEL_FILE)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
         report = getattr(model, "report_", None)
         if report is not None:
@@ -193,6 +230,12 @@ def save_model(
             report.feature_importance.to_csv(tmp / "feature_importance.csv", index=False)
             report.evaluation.to_parquet(tmp / "evaluation.parquet", index=False)
             write_diagnostics(model, tmp / "plots")
+        # mkdtemp makes a private folder; a model folder is shared like any output, so it
+        # gets the permissions of the user's umask (0755 under the usual 022).
+        mode = 0o777 & ~_umask()
+        tmp.chmod(mode)
+        for item in tmp.rglob("*"):
+            item.chmod(mode if item.is_dir() else mode & 0o666)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -235,6 +278,21 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
         raise InvalidModelError(
             f"'{path / METADATA_FILE}' is not churnguard metadata (no version)."
         )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InvalidModelError(
+            f"'{path}' was written by churnguard {meta['churnguard_version']} in model format "
+            f"{meta.get('format_version', 1)}; this churnguard ({__version__}) reads format "
+            f"{FORMAT_VERSION}. Retrain the model with 'churnguard train'."
+        )
+    expected = meta.get("model_sha256")
+    actual = file_digest(path / MODEL_FILE)
+    if expected != actual:
+        raise InvalidModelError(
+            f"'{path / MODEL_FILE}' does not match the digest in {METADATA_FILE} (expected "
+            f"{str(expected)[:12]}..., found {actual[:12]}...): the model file was replaced or "
+            "damaged after training, and a model file is a pickle that runs code when loaded. "
+            "It was not loaded. Retrain, or restore the folder from a source you trust."
+        )
     try:
         model = joblib.load(path / MODEL_FILE)
     except Exception as exc:
@@ -247,4 +305,25 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
         raise InvalidModelError(
             f"'{path / MODEL_FILE}' holds a {type(model).__name__}, not a ChurnGuardModel."
         )
+    trained = model_metadata_facts(model)
+    edited = [k for k in _CHECKED if k in meta and meta[k] != trained[k]]
+    if edited:
+        k = edited[0]
+        raise InvalidModelError(
+            f"'{path / METADATA_FILE}' says {k} = {meta[k]!r}, but the model was trained with "
+            f"{trained[k]!r}: the metadata was edited after training (fields {edited}), and "
+            "editing it does not change the model. Restore the file or retrain with the "
+            "settings you want (e.g. --horizon-days)."
+        )
     return model
+
+
+def model_metadata_facts(model: ChurnGuardModel) -> dict[str, Any]:
+    """The facts of the metadata that must agree with the model they describe."""
+    return {
+        "horizon_days": int(model.horizon_days),
+        "gap_days": int(model.gap_days),
+        "training_data_start": model.training_start_.isoformat(),
+        "training_data_end": model.training_end_.isoformat(),
+        "feature_names": list(model.feature_names_),
+    }

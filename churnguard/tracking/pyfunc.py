@@ -189,9 +189,10 @@ def _signature(model: ChurnGuardModel, example: pd.DataFrame) -> Any:
 def log_pyfunc_model(
     model_dir: str | os.PathLike[str],
     *,
-    register_as: str | None = "churnguard",
+    register_as: str | None = None,
     alias: str | None = None,
     name: str = "churnguard",
+    version_tags: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Log a saved model directory as an MLflow pyfunc in the active run.
 
@@ -205,6 +206,8 @@ def log_pyfunc_model(
         Alias (e.g. ``champion``) pointed at the new version; needs ``register_as``.
     name : str
         Name of the logged model in the run (``runs:/<run_id>/<name>``).
+    version_tags : dict, optional
+        Tags of the registered version (data range, horizon, ...).
 
     Returns
     -------
@@ -255,8 +258,11 @@ def log_pyfunc_model(
             registered_model=register_as,
             model_version=str(version),
         )
+        client = mlflow.MlflowClient()
+        for key, value in (version_tags or {}).items():
+            client.set_model_version_tag(register_as, str(version), key, value)
         if alias is not None:
-            mlflow.MlflowClient().set_registered_model_alias(register_as, alias, str(version))
+            client.set_registered_model_alias(register_as, alias, str(version))
             result["alias"] = alias
             log.info("models:/%s@%s now points at version %s", register_as, alias, version)
     return result

@@ -19,6 +19,7 @@ __all__ = [
     "log_evaluation_run",
     "log_training_run",
     "setup_tracking",
+    "training_tags",
 ]
 
 from churnguard.tracking._store import default_tracking_uri
@@ -93,8 +94,13 @@ def log_training_run(
 
     uri = setup_tracking(experiment)
     info: dict[str, str] = {"tracking_uri": uri, "experiment": experiment}
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({"churnguard.stage": "train", **(tags or {})})
+    facts = training_tags(model)
+    name = run_name or (
+        f"train {facts['churnguard.data_start']}..{facts['churnguard.data_end']} "
+        f"h{facts['churnguard.horizon_days']}d"
+    )
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags({"churnguard.stage": "train", **facts, **(tags or {})})
         mlflow.log_params(_flat_params(model))
         mlflow.log_metrics({k: float(v) for k, v in model.metrics_.items() if v == v})
         report = getattr(model, "report_", None)
@@ -108,8 +114,25 @@ def log_training_run(
         info["run_id"] = run.info.run_id
         from churnguard.tracking.pyfunc import log_pyfunc_model
 
-        info.update(log_pyfunc_model(model_dir, register_as=register_as, alias=alias))
+        info.update(
+            log_pyfunc_model(model_dir, register_as=register_as, alias=alias, version_tags=facts)
+        )
     return info
+
+
+def training_tags(model: Any) -> dict[str, str]:
+    """What a run and a registered version say about a model: data, horizon, choices."""
+    from churnguard import __version__
+
+    return {
+        "churnguard.version": __version__,
+        "churnguard.data_start": model.training_start_.isoformat(),
+        "churnguard.data_end": model.training_end_.isoformat(),
+        "churnguard.horizon_days": str(int(model.horizon_days)),
+        "churnguard.customers": str(int(model.n_customers_)),
+        "churnguard.churn_model": str(model.churn_model_name_),
+        "churnguard.value_model": f"{model.value_model_name_}/{model.value_model_choice_}",
+    }
 
 
 def log_evaluation_run(
