@@ -1,7 +1,8 @@
 """Customer value: buy-till-you-die purchase models, spend model and CLV.
 
-The models run on ``lifetimes`` today but are used only through the classes and functions
-re-exported here, so the backend can be replaced without changing callers.
+The models are fitted by churnguard's own maximum-likelihood code (``_fitting``; ``lifetimes``
+is the fallback optimiser and still computes a few predictions) and are used only through
+the classes and functions re-exported here, so the backend can change without callers.
 
 Typical use::
 

@@ -69,6 +69,7 @@ __all__ = [
     "p_alive",
     "p_no_purchase",
     "pareto_expected_purchases",
+    "pareto_integral_nodes",
     "purchase_rate_if_alive",
     "unique_rows",
 ]
@@ -216,6 +217,28 @@ def _log_pareto_integral(
 ) -> np.ndarray:
     """``log ∫_lo^hi (α+y)^-c1 (β+y)^-c2 dy`` for ``0 <= lo <= hi``, elementwise, in log space.
 
+    See `pareto_integral_nodes`, which this returns the first output of.
+    """
+    return pareto_integral_nodes(lo, hi, c1, c2, alpha, beta, with_nodes=False)[0]
+
+
+def pareto_integral_nodes(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    c1: np.ndarray,
+    c2: float,
+    alpha: float,
+    beta: float,
+    *,
+    with_nodes: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``log ∫_lo^hi (α+y)^-c1 (β+y)^-c2 dy`` and the quadrature behind it.
+
+    Returns the log-integral and, with ``with_nodes``, the nodes as ``v = log(min(α, β) + y)``
+    (shape ``(n, 48)``) and their normalised weights (each row sums to 1 where ``hi > lo``),
+    so that averages of any function of ``y`` under the integrand (the log-moments a
+    gradient needs, `churnguard.clv._fitting`) come from the same evaluation.
+
     Write ``m = min(α, β)``, ``K = |α - β|`` and ``p``/``q`` for the exponents of ``m + y`` and
     ``m + K + y``. In ``v = log(m + y)`` the integrand is ``exp(h(v))`` with::
 
@@ -284,9 +307,16 @@ def _log_pareto_integral(
     f -= shift[:, None]
     np.exp(f, out=f)
     h_peak = h_peak + shift
+    total = f @ _GL_WEIGHTS
     with np.errstate(divide="ignore"):
-        out = h_peak + np.log(half) + np.log(f @ _GL_WEIGHTS)
-    return np.where(hi > lo, out, -np.inf)
+        out = np.where(hi > lo, h_peak + np.log(half) + np.log(total), -np.inf)
+    if not with_nodes:
+        return out, None, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f *= _GL_WEIGHTS
+        f /= total[:, None]
+    d += v_peak[:, None]
+    return out, d, f
 
 
 def _log_common(model: str, p: dict[str, float], x: np.ndarray) -> np.ndarray:

@@ -1,16 +1,20 @@
 """Purchase-count models: how many repeat purchases will a customer make, and are they alive?
 
-`PurchaseModel` wraps the buy-till-you-die models of ``lifetimes`` (BG/NBD, Pareto/NBD and
-MBG/NBD) behind churnguard's own interface, so the backend can be swapped later without
-touching callers. Fitting collapses customers into their unique (frequency, recency, T)
-patterns and passes the pattern counts as likelihood weights, which is what makes a
-million-customer fit take seconds instead of minutes.
+`PurchaseModel` fits the buy-till-you-die models BG/NBD, Pareto/NBD and MBG/NBD behind
+churnguard's own interface. Fitting collapses customers into their unique (frequency,
+recency, T) patterns with the pattern counts as likelihood weights, and maximises the
+likelihood with churnguard's own fitters (`churnguard.clv._fitting`: L-BFGS-B with analytic
+gradients, the same objective and penalizer as ``lifetimes``, the same estimates to ~1e-6;
+1M customers in 600k patterns take ~1 s for BG/NBD and 3-5 s for Pareto/NBD on 2 cores,
+against 7 s and 5-7 minutes with lifetimes). ``lifetimes`` remains the fallback when that
+optimiser does not converge, and still computes a few predictions (conditional and
+unconditional expected purchases) from the fitted parameters.
 
-Fitting stays with ``lifetimes``; likelihoods and P(alive) are churnguard's own
-(`churnguard.clv._likelihood`), which stay finite for heavy buyers where lifetimes'
-Pareto/NBD ``hyp2f1`` form does not. After fitting, the model records whether the fit is
-degenerate (``degenerate_``): a dropout process at its boundary ("nobody ever leaves"), or
-customers whose likelihood was not finite in the objective lifetimes optimised.
+Likelihoods and P(alive) are churnguard's own (`churnguard.clv._likelihood`), which stay
+finite for heavy buyers where lifetimes' Pareto/NBD ``hyp2f1`` form does not. After
+fitting, the model records whether the fit is degenerate (``degenerate_``): a dropout
+process at its boundary ("nobody ever leaves"), or customers whose likelihood was not
+finite in the objective the optimiser saw.
 
 This module also holds the RFM-frame validation and the penalizer-retry loop that the
 spend model reuses.
@@ -23,6 +27,7 @@ import io
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,10 +37,12 @@ from lifetimes.utils import ConvergenceError
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from churnguard.clv import _likelihood
+from churnguard.clv import _fitting, _likelihood
+from churnguard.clv._fitting import FitFailed
 from churnguard.exceptions import ChurnguardError, ConvergenceWarning, InputDataError
 
 __all__ = [
+    "BACKENDS",
     "DROPOUT_SHARE_THRESHOLD",
     "DegenerateFitWarning",
     "MODEL_NAMES",
@@ -45,6 +52,7 @@ __all__ = [
     "check_rfm",
     "customer_id_column",
     "fit_with_penalizer_retry",
+    "lifetimes_fitter",
     "quiet_fit",
 ]
 
@@ -62,7 +70,11 @@ _PARAM_NAMES: dict[str, tuple[str, ...]] = _likelihood.MODEL_PARAMS
 #: leave over the whole observation window gives churn scoring nothing to learn either.
 DROPOUT_SHARE_THRESHOLD = 1e-3
 
-# Looked up at fit time (not bound at import) so tests can substitute a failing fitter.
+#: Names of ``backend_``: who produced the estimate.
+BACKENDS = ("churnguard", "lifetimes")
+
+# lifetimes' fitters: the fallback optimiser and the prediction backend. Looked up at fit
+# time (not bound at import) so tests can substitute a failing fitter.
 _FITTER_CLASSES: dict[str, type] = {
     "bgnbd": BetaGeoFitter,
     "pareto": ParetoNBDFitter,
@@ -84,8 +96,18 @@ class DegenerateFitWarning(ConvergenceWarning):
     """A purchase model fitted, but degenerately (see ``PurchaseModel.degenerate_``)."""
 
 
-class _FitFailed(Exception):
-    """Internal signal: one fitting attempt produced unusable parameters."""
+@dataclass(frozen=True)
+class _PurchaseFit:
+    """One successful fitting attempt: what `PurchaseModel.fit` adopts."""
+
+    fitter: Any
+    params: dict[str, float]
+    log_likelihood: float
+    backend: str
+    # customers with a non-finite likelihood in churnguard's objective (-1: not counted)
+    n_nonfinite: int
+    # parameters that ended on the box of churnguard's optimiser
+    at_bound: tuple[str, ...] = ()
 
 
 def check_rfm(
@@ -200,7 +222,7 @@ def fit_with_penalizer_retry(
     """Run ``fit_once(penalizer)``; on failure retry with each stronger grid penalizer.
 
     ``fit_once`` signals an unusable fit by raising ``lifetimes.utils.ConvergenceError``,
-    ``numpy.linalg.LinAlgError`` or the internal ``_FitFailed``. Grid values not larger
+    ``numpy.linalg.LinAlgError`` or the internal ``FitFailed``. Grid values not larger
     than ``penalizer`` are skipped. Returns ``(result, penalizer_used)``; warns
     `ConvergenceWarning` naming the fallback penalizer; raises `ModelFitError` (listing
     every attempt) when all fail. ``what`` names the model in messages.
@@ -210,7 +232,7 @@ def fit_with_penalizer_retry(
     for pen in attempts:
         try:
             result = fit_once(pen)
-        except (ConvergenceError, np.linalg.LinAlgError, _FitFailed) as exc:
+        except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
             failures.append(f"penalizer={pen:g}: {str(exc).strip() or type(exc).__name__}")
             continue
         if pen != penalizer:
@@ -226,6 +248,20 @@ def fit_with_penalizer_retry(
         f"{what} could not be fitted with any penalizer in {attempts}: {'; '.join(failures)}. "
         "Check the RFM frame (time unit, extreme frequencies) or pass a larger penalizer_grid."
     )
+
+
+def lifetimes_fitter(fitter: Any, params: Mapping[str, float]) -> Any:
+    """Set up an unfitted lifetimes ``fitter`` to predict from ``params``, as if fitted.
+
+    lifetimes' ``fit`` also binds ``predict`` (its conditional expectation), which its own
+    CLV helper calls; churnguard's fits never run lifetimes' ``fit``, so it is bound here.
+    Returns ``fitter``.
+    """
+    fitter.params_ = pd.Series(dict(params))
+    conditional = getattr(fitter, "conditional_expected_number_of_purchases_up_to_time", None)
+    if conditional is not None:
+        fitter.predict = conditional
+    return fitter
 
 
 def check_penalizers(penalizer: float, penalizer_grid: Sequence[float]) -> None:
@@ -279,9 +315,7 @@ class PicklableFitterMixin:
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]
         if "params_" in state:
-            fitter = self._new_fitter()
-            fitter.params_ = pd.Series(self.params_)
-            self.fitter_ = fitter
+            self.fitter_ = lifetimes_fitter(self._new_fitter(), self.params_)
 
 
 class PurchaseModel(PicklableFitterMixin, BaseEstimator):
@@ -316,23 +350,38 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
         Share of new customers the fitted model expects to have dropped out by ``max_T_``
         (see `churnguard.clv._likelihood.dropout_share`); NaN without data (`from_params`).
     n_nonfinite_ : int
-        Customers whose P(alive) at the fitted parameters is not finite in lifetimes (the
+        Customers whose log-likelihood or P(alive) at the fitted parameters is not finite in
+        the objective the optimiser saw: churnguard's stable likelihood (0 unless the data
+        are extreme), or, when the fit fell back to lifetimes, also lifetimes' P(alive) (the
         ``hyp2f1`` term of the objective its optimiser minimised, evaluated in its scaled
-        time), or whose log-likelihood or P(alive) is not finite in churnguard. Non-zero
-        means the optimiser saw NaN for them (heavy buyers under lifetimes' Pareto/NBD), so
-        the estimate may not be the maximum-likelihood one.
+        time). Non-zero means the optimiser saw NaN for them, so the estimate may not be the
+        maximum-likelihood one.
     degenerate_ : str or None
         One-line reason why the fit is degenerate, or None for a healthy fit: the dropout
         process at its boundary (``dropout_share_ < DROPOUT_SHARE_THRESHOLD``, "nobody ever
         leaves") and/or ``n_nonfinite_ > 0``. `fit` also warns `DegenerateFitWarning` then.
+    backend_ : {"churnguard", "lifetimes"} or None
+        Which optimiser produced the estimate: churnguard's (`churnguard.clv._fitting`), or
+        lifetimes' when churnguard's did not converge at that penalizer; None for
+        `from_params`.
+    at_bound_ : tuple of str
+        Parameters that ended on the edge of churnguard's search box (``e^±30``, with
+        ``alpha``/``beta`` in units of ``max T``), e.g. ``("r",)`` when every customer buys
+        at the same rate and the Gamma heterogeneity collapses. The fit is still returned;
+        empty for healthy fits, lifetimes fits and `from_params`.
     fitter_ : lifetimes fitter
-        The backend object. Its ``data`` holds the weighted patterns, not customers.
+        lifetimes' model with the fitted ``params_``, used for the predictions churnguard
+        does not compute itself. When ``backend_ == "lifetimes"`` it is the fitted object
+        (its ``data`` holds the weighted patterns, not customers).
 
     Examples
     --------
     >>> model = PurchaseModel("bgnbd").fit(rfm)  # doctest: +SKIP
     >>> model.predict(rfm, horizon=39)  # doctest: +SKIP
     """
+
+    backend_: str | None
+    at_bound_: tuple[str, ...]
 
     def __init__(
         self,
@@ -392,18 +441,35 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
                 "PurchaseModel.fit: every customer has T == 0, so there is no observed time to "
                 "learn purchase rates from; use a later observation end date."
             )
-        patterns = (
-            pd.DataFrame(arr).groupby(list(_RFM_COLUMNS), sort=True).size().reset_index(name="w")
+        codes, (freq, rec, age) = _likelihood.unique_rows(
+            arr["frequency"], arr["recency"], arr["T"]
         )
-        freq = patterns["frequency"].to_numpy(dtype=float)
-        rec = patterns["recency"].to_numpy(dtype=float)
-        age = patterns["T"].to_numpy(dtype=float)
-        weights = patterns["w"].to_numpy(dtype=np.int64)
+        weights = np.bincount(codes, minlength=len(freq))
         model_key = self.model
         cls = _FITTER_CLASSES[model_key]
         names = _PARAM_NAMES[model_key]
+        data = _fitting.prepare_purchase(freq, rec, age, weights)
 
-        def fit_once(pen: float) -> tuple[Any, dict[str, float], float]:
+        def fit_own(pen: float) -> _PurchaseFit:
+            result = _fitting.fit_purchase(model_key, data, pen)
+            if not result.converged:
+                raise FitFailed(
+                    f"churnguard's optimiser did not converge ({result.message.strip()}; "
+                    f"projected gradient {result.projected_gradient:.2g})"
+                )
+            params = result.params
+            if not np.isfinite(list(params.values())).all() or min(params.values()) <= 0:
+                raise FitFailed(f"non-finite or non-positive estimate {params}")
+            return _PurchaseFit(
+                lifetimes_fitter(cls(), params),
+                params,
+                result.log_likelihood,
+                "churnguard",
+                int(result.n_nonfinite),
+                result.at_bound,
+            )
+
+        def fit_lifetimes(pen: float) -> _PurchaseFit:
             # lifetimes' Pareto objective is divided by mean(weight), the others by sum(weight);
             # rescaling its penalizer by the pattern count gives `penalizer` one meaning.
             coef = pen * len(weights) if model_key == "pareto" else pen
@@ -417,15 +483,26 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
                     fitter.fit(freq, rec, age, weights=weights)
                 params = {k: float(fitter.params_[k]) for k in names}
             if not np.isfinite(list(params.values())).all() or min(params.values()) <= 0:
-                raise _FitFailed(f"non-finite or non-positive estimate {params}")
+                raise FitFailed(f"non-finite or non-positive estimate {params}")
             ll = _log_likelihood(model_key, params, freq, rec, age, weights)
             if not np.isfinite(ll):
-                raise _FitFailed(f"non-finite log-likelihood at {params}")
-            return fitter, params, ll
+                raise FitFailed(f"non-finite log-likelihood at {params}")
+            return _PurchaseFit(fitter, params, ll, "lifetimes", -1)
 
-        (fitter, params, ll), pen = fit_with_penalizer_retry(
+        def fit_once(pen: float) -> _PurchaseFit:
+            try:
+                return fit_own(pen)
+            except FitFailed as own:
+                try:
+                    return fit_lifetimes(pen)
+                except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
+                    theirs = str(exc).strip() or type(exc).__name__
+                    raise FitFailed(f"{own}; lifetimes: {theirs}") from exc
+
+        fitted, pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what=MODEL_NAMES[model_key]
         )
+        fitter, params, ll = fitted.fitter, fitted.params, fitted.log_likelihood
         self._adopt(
             fitter,
             params,
@@ -436,7 +513,13 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
             arr["frequency"].max(),
             arr["T"].max(),
         )
-        self.n_nonfinite_ = self._count_nonfinite(freq, rec, age, weights)
+        self.backend_ = fitted.backend
+        self.at_bound_ = fitted.at_bound
+        self.n_nonfinite_ = (
+            fitted.n_nonfinite
+            if fitted.backend == "churnguard"
+            else self._count_nonfinite(freq, rec, age, weights)
+        )
         self.degenerate_ = self._degenerate_reason()
         if self.degenerate_ is not None:
             warnings.warn(
@@ -460,6 +543,8 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
         max_T: float,
     ) -> PurchaseModel:
         """Store the learned state (shared by `fit` and `from_params`)."""
+        self.backend_ = None
+        self.at_bound_ = ()
         self.fitter_ = fitter
         self.params_ = params
         self.penalizer_ = float(penalizer)
@@ -515,9 +600,15 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
                 f"({detail}; threshold {DROPOUT_SHARE_THRESHOLD:g})"
             )
         if self.n_nonfinite_ > 0:
+            # models pickled before backend_ existed were all fitted by lifetimes
+            where = (
+                "churnguard's likelihood of the"
+                if getattr(self, "backend_", "lifetimes") == "churnguard"
+                else "lifetimes'"
+            )
             reasons.append(
                 f"{self.n_nonfinite_} of {self.n_customers_} customers have a non-finite "
-                "log-likelihood or P(alive) at the fitted parameters in lifetimes' "
+                f"log-likelihood or P(alive) at the fitted parameters in {where} "
                 f"{MODEL_NAMES[self.model]} (typically heavy buyers), so its optimiser saw NaN "
                 "and the estimate may not be the maximum-likelihood one"
             )
@@ -536,6 +627,10 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        if "params_" in state and "backend_" not in state:
+            # pickled before churnguard fitted itself: lifetimes did (or from_params)
+            self.backend_ = "lifetimes"
+            self.at_bound_ = ()
         if "params_" in state and "degenerate_" not in state:
             # Pickled before fits recorded diagnostics: recompute what the parameters and the
             # span tell; the non-finite count needs the data, so it is taken as 0.
@@ -566,8 +661,7 @@ class PurchaseModel(PicklableFitterMixin, BaseEstimator):
         values = {k: float(params[k]) for k in names}
         if not all(math.isfinite(v) and v > 0 for v in values.values()):
             raise ValueError(f"parameters must be finite and > 0, received {values}.")
-        fitter = _FITTER_CLASSES[model]()
-        fitter.params_ = pd.Series(values)
+        fitter = lifetimes_fitter(_FITTER_CLASSES[model](), values)
         nan = float("nan")
         return self._adopt(fitter, values, float(self.penalizer), nan, 0, 0, nan, nan)
 

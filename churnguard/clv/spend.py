@@ -1,9 +1,10 @@
 """Spend per purchase: the Gamma-Gamma model of monetary value.
 
-`SpendModel` fits Fader, Hardie and Lee's (2005) Gamma-Gamma model through ``lifetimes``
-(on unique (frequency, monetary_value) pairs with counts as weights) and computes the
-conditional expected spend per purchase itself, in closed form, so predictions do not
-depend on the backend's pandas handling.
+`SpendModel` fits Fader, Hardie and Lee's (2005) Gamma-Gamma model by maximum likelihood
+on unique (frequency, monetary_value) pairs with counts as weights, with churnguard's own
+fitter (`churnguard.clv._fitting`: L-BFGS-B with an analytic gradient, lifetimes' objective
+and penalizer; ``lifetimes`` is the fallback when it does not converge), and computes the
+conditional expected spend per purchase itself, in closed form.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lifetimes import GammaGammaFitter
+from lifetimes.utils import ConvergenceError
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from churnguard.clv import _fitting
+from churnguard.clv._fitting import FitFailed
 from churnguard.clv.purchase import (
     ModelFitError,
     PicklableFitterMixin,
-    _FitFailed,
     check_penalizers,
     check_rfm,
     fit_with_penalizer_retry,
+    lifetimes_fitter,
     quiet_fit,
 )
 from churnguard.exceptions import InsufficientHistoryError
@@ -38,7 +42,7 @@ CORRELATION_WARNING_THRESHOLD = 0.3
 _SPEND_COLUMNS = ("frequency", "monetary_value")
 _PARAM_NAMES = ("p", "q", "v")
 
-# Looked up at fit time so tests can substitute a failing fitter.
+# The fallback optimiser; looked up at fit time so tests can substitute a failing fitter.
 _FITTER_CLASSES: dict[str, type] = {"gamma_gamma": GammaGammaFitter}
 
 
@@ -71,14 +75,24 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
         (NaN if either is constant).
     population_mean_ : float
         Expected spend per purchase of a customer with no repeat history, ``p * v / (q - 1)``.
+    backend_ : {"churnguard", "lifetimes"} or None
+        Which optimiser produced the estimate (lifetimes' only when churnguard's did not
+        converge at that penalizer); None for `from_params`.
+    at_bound_ : tuple of str
+        Parameters that ended on the edge of churnguard's search box (``e^±30``); empty
+        for healthy fits, lifetimes fits and `from_params`.
     fitter_ : lifetimes.GammaGammaFitter
-        The backend object (fitted on weighted unique pairs).
+        lifetimes' model with the fitted ``params_`` (the fitted object itself when
+        ``backend_ == "lifetimes"``).
 
     Warns
     -----
     UserWarning
         From ``fit`` when ``|frequency_monetary_corr_| > 0.3``.
     """
+
+    backend_: str | None
+    at_bound_: tuple[str, ...]
 
     def __init__(
         self, penalizer: float = 0.0, penalizer_grid: tuple[float, ...] = (0.001, 0.01, 0.1)
@@ -130,7 +144,19 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
         m = pairs["monetary_value"].to_numpy(dtype=float)
         w = pairs["w"].to_numpy(dtype=np.int64)
 
-        def fit_once(pen: float) -> tuple[Any, dict[str, float], float]:
+        data = _fitting.prepare_gamma_gamma(x, m, w)
+
+        def fit_own(pen: float) -> tuple[Any, dict[str, float], float, str, tuple[str, ...]]:
+            result = _fitting.fit_gamma_gamma(data, pen)
+            if not result.converged:
+                raise FitFailed(
+                    f"churnguard's optimiser did not converge ({result.message.strip()}; "
+                    f"projected gradient {result.projected_gradient:.2g})"
+                )
+            fitter = lifetimes_fitter(GammaGammaFitter(), result.params)
+            return fitter, result.params, result.log_likelihood, "churnguard", result.at_bound
+
+        def fit_lifetimes(pen: float) -> tuple[Any, dict[str, float], float, str, tuple[str, ...]]:
             fitter = _FITTER_CLASSES["gamma_gamma"](penalizer_coef=pen)
             with quiet_fit():
                 fitter.fit(x, m, weights=w)
@@ -139,10 +165,20 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
                 nll = GammaGammaFitter._negative_log_likelihood(log_params, x, m, w, 0.0)
                 ll = float(-nll * w.sum())
             if not np.isfinite([*params.values(), ll]).all():
-                raise _FitFailed(f"non-finite estimate {params}, ll={ll}")
-            return fitter, params, ll
+                raise FitFailed(f"non-finite estimate {params}, ll={ll}")
+            return fitter, params, ll, "lifetimes", ()
 
-        (fitter, params, ll), pen = fit_with_penalizer_retry(
+        def fit_once(pen: float) -> tuple[Any, dict[str, float], float, str, tuple[str, ...]]:
+            try:
+                return fit_own(pen)
+            except FitFailed as own:
+                try:
+                    return fit_lifetimes(pen)
+                except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
+                    theirs = str(exc).strip() or type(exc).__name__
+                    raise FitFailed(f"{own}; lifetimes: {theirs}") from exc
+
+        (fitter, params, ll, backend, at_bound), pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what="Gamma-Gamma"
         )
         if params["q"] <= 1:
@@ -160,6 +196,8 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        self.backend_ = backend
+        self.at_bound_ = at_bound
         self.fitter_ = fitter
         self.params_ = params
         self.penalizer_ = pen
@@ -195,8 +233,9 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
         if not all(math.isfinite(v) and v > 0 for v in values.values()) or values["q"] <= 1:
             raise ValueError(f"parameters must be finite and > 0 with q > 1, received {values}.")
         self = cls()
-        fitter = GammaGammaFitter()
-        fitter.params_ = pd.Series(values)
+        fitter = lifetimes_fitter(GammaGammaFitter(), values)
+        self.backend_ = None
+        self.at_bound_ = ()
         self.fitter_ = fitter
         self.params_ = values
         self.penalizer_ = float(self.penalizer)

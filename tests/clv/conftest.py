@@ -7,13 +7,17 @@ numbers without depending on churnguard's feature code.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from importlib.resources import files
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from lifetimes.utils import calibration_and_holdout_data
+
+from churnguard.clv import _fitting
 
 CALIBRATION_END = "1997-09-30"
 OBSERVATION_END = "1998-06-30"
@@ -182,3 +186,31 @@ def btyd_future_sampler() -> Callable[..., pd.DataFrame]:
 def gamma_gamma_sampler() -> Callable[..., np.ndarray]:
     """The Gamma-Gamma spend simulator."""
     return simulate_gamma_gamma
+
+
+@pytest.fixture
+def own_fits_fail(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make churnguard's own fitters report non-convergence, so the lifetimes fallback runs.
+
+    Call the fixture's value with ``when(model, penalizer) -> bool`` to fail only some fits
+    (default: all); ``model`` is the purchase model key or ``"gamma_gamma"``.
+    """
+
+    def apply(when: Callable[[str, float], bool] = lambda model, pen: True) -> None:
+        purchase_fit, spend_fit = _fitting.fit_purchase, _fitting.fit_gamma_gamma
+
+        def fail(result: _fitting.FitResult) -> _fitting.FitResult:
+            return dataclasses.replace(result, converged=False, message="forced failure")
+
+        def fit_purchase(model: str, data: Any, penalizer: float = 0.0, **kw: Any) -> Any:
+            result = purchase_fit(model, data, penalizer, **kw)
+            return fail(result) if when(model, penalizer) else result
+
+        def fit_gamma_gamma(data: Any, penalizer: float = 0.0) -> Any:
+            result = spend_fit(data, penalizer)
+            return fail(result) if when("gamma_gamma", penalizer) else result
+
+        monkeypatch.setattr(_fitting, "fit_purchase", fit_purchase)
+        monkeypatch.setattr(_fitting, "fit_gamma_gamma", fit_gamma_gamma)
+
+    return apply

@@ -168,11 +168,14 @@ class _NaNForHeaviest(ParetoNBDFitter):
 
 
 def test_nonfinite_backend_patterns_are_counted(
-    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, own_fits_fail
 ) -> None:
+    # only a lifetimes fit can see NaN: churnguard's own likelihood stays finite
+    own_fits_fail()
     monkeypatch.setitem(purchase._FITTER_CLASSES, "pareto", _NaNForHeaviest)
     with pytest.warns(DegenerateFitWarning, match="non-finite"):
         model = PurchaseModel("pareto").fit(cdnow_rfm)
+    assert model.backend_ == "lifetimes"
     heavy = int((cdnow_rfm["frequency"] >= 10).sum())
     assert heavy > 0
     assert model.n_nonfinite_ == heavy

@@ -168,20 +168,35 @@ class _AlwaysNaN(BetaGeoFitter):
 
 
 def test_convergence_failure_retries_with_penalizer_and_warns(
-    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, own_fits_fail
 ) -> None:
+    # both churnguard's optimiser and the lifetimes fallback fail without a penalty
+    own_fits_fail(lambda model, pen: pen == 0)
     monkeypatch.setitem(purchase._FITTER_CLASSES, "bgnbd", _FailsUnpenalized)
     with pytest.warns(ConvergenceWarning, match=r"penalizer=0\.001"):
         model = PurchaseModel("bgnbd").fit(cdnow_rfm)
     assert model.penalizer_ == 0.001
+    assert model.backend_ == "churnguard"
     assert np.isfinite(list(model.params_.values())).all()
 
 
-def test_non_finite_fit_on_every_penalizer_raises(
-    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+def test_own_failure_falls_back_to_lifetimes_at_the_same_penalizer(
+    cdnow_rfm: pd.DataFrame, own_fits_fail
 ) -> None:
+    own_fits_fail()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = PurchaseModel("bgnbd").fit(cdnow_rfm)
+    assert model.backend_ == "lifetimes" and model.penalizer_ == 0.0
+    assert model.params_ == pytest.approx(BGNBD_CDNOW, abs=1e-3)
+
+
+def test_non_finite_fit_on_every_penalizer_raises(
+    cdnow_rfm: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, own_fits_fail
+) -> None:
+    own_fits_fail()
     monkeypatch.setitem(purchase._FITTER_CLASSES, "bgnbd", _AlwaysNaN)
-    with pytest.raises(ModelFitError, match=r"penalizer=0\.1"):
+    with pytest.raises(ModelFitError, match=r"penalizer=0\.1: churnguard's optimiser"):
         PurchaseModel("bgnbd", penalizer_grid=(0.1,)).fit(cdnow_rfm)
 
 

@@ -8,7 +8,7 @@ import pytest
 from lifetimes import BetaGeoFitter
 from lifetimes.utils import ConvergenceError
 
-from churnguard.clv import purchase
+from churnguard.clv import _fitting, purchase
 from churnguard.clv.purchase import ModelFitError
 from churnguard.clv.selection import TABLE_COLUMNS, compare_models
 
@@ -53,9 +53,10 @@ def test_log_likelihood_criterion_picks_the_highest(comparison_inputs) -> None:
 
 
 def test_failed_candidate_is_reported_not_chosen(
-    comparison_inputs, monkeypatch: pytest.MonkeyPatch
+    comparison_inputs, monkeypatch: pytest.MonkeyPatch, own_fits_fail
 ) -> None:
     rfm, holdout, length = comparison_inputs
+    own_fits_fail(lambda model, pen: model == "bgnbd")
     monkeypatch.setitem(purchase._FITTER_CLASSES, "bgnbd", _NeverConverges)
     result = compare_models(rfm, holdout, length, candidates=("bgnbd", "mbgnbd"))
     failed = result.table.set_index("model").loc["bgnbd"]
@@ -66,8 +67,11 @@ def test_failed_candidate_is_reported_not_chosen(
     assert set(result.models) == {"mbgnbd"}
 
 
-def test_all_candidates_failing_raises(comparison_inputs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_candidates_failing_raises(
+    comparison_inputs, monkeypatch: pytest.MonkeyPatch, own_fits_fail
+) -> None:
     rfm, holdout, length = comparison_inputs
+    own_fits_fail()
     monkeypatch.setitem(purchase._FITTER_CLASSES, "bgnbd", _NeverConverges)
     with pytest.raises(ModelFitError, match="no candidate could be fitted"):
         compare_models(rfm, holdout, length, candidates=("bgnbd",))
@@ -78,7 +82,13 @@ def test_ties_go_to_the_first_candidate(
     comparison_inputs, monkeypatch: pytest.MonkeyPatch, candidates: tuple[str, str]
 ) -> None:
     rfm, holdout, length = comparison_inputs
-    # both keys now fit the same BG/NBD model, so their holdout scores tie exactly
+    # both keys now fit and predict the same BG/NBD model, so their holdout scores tie exactly
+    own_fit = _fitting.fit_purchase
+    monkeypatch.setattr(
+        _fitting,
+        "fit_purchase",
+        lambda model, *args, **kw: own_fit("bgnbd" if model == "mbgnbd" else model, *args, **kw),
+    )
     monkeypatch.setitem(purchase._FITTER_CLASSES, "mbgnbd", BetaGeoFitter)
     result = compare_models(rfm, holdout, length, candidates=candidates)
     assert result.table["mae_per_customer"].nunique() == 1

@@ -105,13 +105,24 @@ class _FailsUnpenalized(GammaGammaFitter):
 
 
 def test_convergence_failure_retries_with_penalizer(
-    cdnow_monetary: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    cdnow_monetary: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, own_fits_fail
 ) -> None:
+    own_fits_fail(lambda model, pen: pen == 0)
     monkeypatch.setitem(spend._FITTER_CLASSES, "gamma_gamma", _FailsUnpenalized)
     with pytest.warns(ConvergenceWarning, match=r"penalizer=0\.0001"):
         model = SpendModel(penalizer_grid=(0.0001,)).fit(cdnow_monetary)
     assert model.penalizer_ == 0.0001
+    assert model.backend_ == "churnguard"
     assert model.params_["q"] > 1
+
+
+def test_own_failure_falls_back_to_lifetimes(cdnow_monetary: pd.DataFrame, own_fits_fail) -> None:
+    ours = SpendModel().fit(cdnow_monetary)
+    own_fits_fail()
+    theirs = SpendModel().fit(cdnow_monetary)
+    assert (ours.backend_, theirs.backend_) == ("churnguard", "lifetimes")
+    assert theirs.params_ == pytest.approx(ours.params_, rel=1e-5)
+    assert theirs.log_likelihood_ == pytest.approx(ours.log_likelihood_, rel=1e-10)
 
 
 def test_input_errors() -> None:
