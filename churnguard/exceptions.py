@@ -15,6 +15,7 @@ __all__ = [
     "InputDataError",
     "InsufficientHistoryError",
     "InvalidModelError",
+    "ModelFitError",
     "NotFittedError",
     "ParameterError",
     "ParameterTypeError",
@@ -49,6 +50,10 @@ class InsufficientHistoryError(ChurnguardError, ValueError):
 
 class InvalidModelError(ChurnguardError, ValueError):
     """A path or URI does not point to a usable churnguard model."""
+
+
+class ModelFitError(ChurnguardError, RuntimeError):
+    """A customer-value model could not be fitted, even with the penalizer grid."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from churnguard.clv.purchase import PurchaseModel, check_rfm
-from churnguard.clv.selection import _holdout_array
+from churnguard.clv.selection import holdout_array
 from churnguard.exceptions import InputDataError
 
 __all__ = [
@@ -72,7 +72,7 @@ def calibration_holdout_table(
         predicted (means per customer).
     """
     arr = check_rfm(calibration_rfm, caller="calibration_holdout_table")
-    actual = _holdout_array(holdout_purchases, len(arr["T"]))
+    actual = holdout_array(holdout_purchases, len(arr["T"]))
     predicted = purchase_model.expected_purchases_arrays(
         float(holdout_length), arr["frequency"], arr["recency"], arr["T"]
     )

@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnguard.clv import _fitting, _likelihood
 from churnguard.clv._fitting import FitFailed
-from churnguard.exceptions import ChurnguardError, ConvergenceWarning, InputDataError
+from churnguard.exceptions import ConvergenceWarning, InputDataError, ModelFitError
 
 __all__ = [
     "BACKENDS",
@@ -86,10 +86,6 @@ _RFM_COLUMNS = ("frequency", "recency", "T")
 _RECENCY_TOLERANCE = 1e-9
 
 _Result = TypeVar("_Result")
-
-
-class ModelFitError(ChurnguardError, RuntimeError):
-    """A customer-value model could not be fitted, even with the penalizer grid."""
 
 
 class DegenerateFitWarning(ConvergenceWarning):

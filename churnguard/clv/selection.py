@@ -16,7 +16,7 @@ import pandas as pd
 
 from churnguard.clv.purchase import MODEL_NAMES, ModelFitError, PurchaseModel, check_rfm
 
-__all__ = ["CRITERIA", "ModelComparison", "compare_models"]
+__all__ = ["CRITERIA", "ModelComparison", "compare_models", "holdout_array"]
 
 #: Selection criteria and whether larger is better.
 CRITERIA: dict[str, bool] = {
@@ -75,7 +75,7 @@ class ModelComparison:
     models: dict[str, PurchaseModel] = field(default_factory=dict)
 
 
-def _holdout_array(holdout_purchases: object, n_rows: int) -> np.ndarray:
+def holdout_array(holdout_purchases: object, n_rows: int) -> np.ndarray:
     if isinstance(holdout_purchases, pd.DataFrame):
         raise TypeError(
             "holdout_purchases must be a 1-D array or Series of repeat purchases per customer, "
@@ -145,7 +145,7 @@ def compare_models(
             f"{list(candidates)}."
         )
     arr = check_rfm(calibration_rfm, caller="compare_models")
-    actual = _holdout_array(holdout_purchases, len(arr["T"]))
+    actual = holdout_array(holdout_purchases, len(arr["T"]))
     horizon = float(holdout_length)
     if not np.isfinite(horizon) or horizon <= 0:
         raise ValueError(f"holdout_length must be > 0 (frame's time unit), got {holdout_length}.")
