@@ -27,7 +27,7 @@ sums), and sums of columns with NULLs skip the NULLs (NULL when nothing is left)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -43,7 +43,13 @@ from churnguard.exceptions import ParameterError
 from churnguard.features.runs import RunSpec, aggregate_runs, date_days
 from churnguard.features.sortkeys import pack_keys
 
-__all__ = ["aggregate_customers", "count_purchase_days", "last_date", "window_activity"]
+__all__ = [
+    "aggregate_customers",
+    "aggregate_customers_at",
+    "count_purchase_days",
+    "last_date",
+    "window_activity",
+]
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -235,7 +241,18 @@ def aggregate_customers(
         first/last purchase to the cutoff); only customers with at least one
         purchase occasion on or before the cutoff, sorted by ``customer_id``.
     """
-    c = _lit(cutoff)
+    frames = aggregate_customers_at(
+        source,
+        [cutoff],
+        windows=windows,
+        trend_window=trend_window,
+        optional=optional,
+        recent_window=recent_window,
+    )
+    return next(iter(frames))[1]
+
+
+def _scan_query(cutoff: dt.date, optional: Sequence[str]) -> str:
     opt = set(optional)
     select = ["customer_id", 'CAST("date" AS DATE) AS day', "CAST(amount AS DOUBLE) AS amount"]
     if "margin" in opt:
@@ -244,8 +261,14 @@ def aggregate_customers(
         select.append("CAST(amount - cost AS DOUBLE) AS margin")
     if "quantity" in opt:
         select.append("CAST(CASE WHEN amount >= 0 THEN quantity END AS DOUBLE) AS quantity")
-    tx = f'SELECT {", ".join(select)} FROM src WHERE CAST("date" AS DATE) <= {c}'
+    return f'SELECT {", ".join(select)} FROM src WHERE CAST("date" AS DATE) <= {_lit(cutoff)}'
 
+
+def _distinct_counts(
+    con: duckdb.DuckDBPyConnection, cutoff: dt.date, optional: Sequence[str], recent_window: int
+) -> pd.DataFrame | None:
+    """Distinct products and channels per customer (hashing work left to SQL)."""
+    opt, c = set(optional), _lit(cutoff)
     distinct = []
     if "product" in opt:
         r = int(recent_window)
@@ -254,31 +277,67 @@ def aggregate_customers(
         distinct.append(f"COUNT(DISTINCT product) FILTER (WHERE {recent}) AS n_products_{r}d")
     if "channel" in opt:
         distinct.append("COUNT(DISTINCT channel) AS n_channels")
+    if not distinct:
+        return None
+    cols = [col for col in ("product", "channel") if col in opt]
+    day = 'CAST("date" AS DATE)'
+    sub = f"SELECT customer_id, {day} AS day, amount, {', '.join(cols)} FROM src"
+    return con.execute(
+        f"WITH tx AS ({sub} WHERE {day} <= {c}) "
+        f"SELECT customer_id, {', '.join(distinct)} FROM tx GROUP BY customer_id"
+    ).df()
 
+
+def aggregate_customers_at(
+    source: Any,
+    cutoffs: Sequence[dt.date],
+    *,
+    windows: Sequence[int] = (30, 90, 180, 365),
+    trend_window: int = 90,
+    optional: Sequence[str] = (),
+    recent_window: int = 90,
+) -> Iterator[tuple[dt.date, pd.DataFrame]]:
+    """:func:`aggregate_customers` at several cutoffs, scanning and sorting the log once.
+
+    The rows on or before the latest cutoff are sorted by customer and day once; each
+    earlier cutoff keeps the rows on or before it, which stay grouped and in order, so
+    only the per-customer reductions run again. Yields ``(cutoff, aggregates)`` in
+    increasing cutoff order.
+    """
+    order = sorted({to_date(c) for c in cutoffs})
+    if not order:
+        return
     con = _connect(source)
     try:
-        rows, new_cust, ids_at = _sorted_rows(con, tx)
-        extra = None
-        if distinct:
-            cols = [col for col in ("product", "channel") if col in opt]
-            day = 'CAST("date" AS DATE)'
-            sub = f"SELECT customer_id, {day} AS day, amount, {', '.join(cols)} FROM src"
-            extra = con.execute(
-                f"WITH tx AS ({sub} WHERE {day} <= {c}) "
-                f"SELECT customer_id, {', '.join(distinct)} FROM tx GROUP BY customer_id"
-            ).df()
+        rows, new_cust, ids_at = _sorted_rows(con, _scan_query(order[-1], optional))
+        extras = {c: _distinct_counts(con, c, optional, recent_window) for c in order}
     finally:
         con.close()
+    days = date_days(rows.column("day")) if rows.num_rows else np.empty(0, dtype=np.int32)
+    customer = np.cumsum(new_cust) - 1
+    for c in order:
+        limit = (c - _EPOCH).days
+        if rows.num_rows == 0 or days.max(initial=limit) <= limit:
+            sub, flags, lookup = rows, new_cust, ids_at
+        else:
+            kept = np.flatnonzero(days <= limit)
+            sub = rows.take(pa.array(kept))
+            owner = customer[kept]
+            flags = np.ones(len(kept), dtype=bool)
+            flags[1:] = owner[1:] != owner[:-1]
 
-    spec = RunSpec((cutoff - _EPOCH).days, tuple(windows), int(trend_window))
-    out = aggregate_runs(rows, new_cust, ids_at, spec)
-    if out is None:
-        names = _column_names(windows, trend_window, rows.column_names)
-        names += [] if extra is None else [col for col in extra.columns if col != "customer_id"]
-        return _empty_frame(names)
-    if extra is not None:
-        out = _join_distinct(out, extra)
-    return out
+            def lookup(at: np.ndarray, kept: np.ndarray = kept) -> np.ndarray:
+                return ids_at(kept[at])
+
+        spec = RunSpec(limit, tuple(windows), int(trend_window))
+        out = aggregate_runs(sub, flags, lookup, spec)
+        extra = extras[c]
+        if out is None:
+            names = _column_names(windows, trend_window, rows.column_names)
+            names += [] if extra is None else [col for col in extra.columns if col != "customer_id"]
+            yield c, _empty_frame(names)
+            continue
+        yield c, (_join_distinct(out, extra) if extra is not None else out)
 
 
 def _column_names(windows: Sequence[int], trend_window: int, row_columns: list[str]) -> list[str]:

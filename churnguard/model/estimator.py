@@ -130,6 +130,13 @@ class ChurnGuardModel(BaseEstimator):
         Time unit of the buy-till-you-die models (weeks are better conditioned).
     classifier_params : dict, optional
         Keyword arguments of :class:`~churnguard.churn.ChurnClassifier`.
+    max_snapshot_rows : int
+        Most rows of the snapshot table (customers x snapshots) the churn and spend
+        models learn from. A larger base is sampled: a fixed set of customers, chosen by
+        a hash of their id (the same ones on every run), so that customers x snapshots
+        fits. The purchase models behind every value column, the scoring and the
+        reference base still use every customer; the backtest figures of
+        ``benchmarks/README.md`` measure what the sample costs.
     random_state : int
         Seed of the classifier.
     """
@@ -149,6 +156,7 @@ class ChurnGuardModel(BaseEstimator):
         discount_rate: float = 0.01,
         time_unit: str = "W",
         classifier_params: dict[str, Any] | None = None,
+        max_snapshot_rows: int = 2_000_000,
         random_state: int = 0,
     ) -> None:
         self.horizon_days = horizon_days
@@ -164,6 +172,7 @@ class ChurnGuardModel(BaseEstimator):
         self.discount_rate = discount_rate
         self.time_unit = time_unit
         self.classifier_params = classifier_params
+        self.max_snapshot_rows = max_snapshot_rows
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -246,7 +255,13 @@ class ChurnGuardModel(BaseEstimator):
         self.n_customers_ = len(feats_end)
 
         cutoffs = self._cutoffs()
+        self.snapshot_customers_ = 0
         snaps = self._snapshot_table(tx, cutoffs) if cutoffs else pd.DataFrame()
+        if cutoffs and self.snapshot_customers_ < self.n_customers_:
+            notes.append(
+                f"snapshots from a fixed sample of {self.snapshot_customers_:,} of "
+                f"{self.n_customers_:,} customers (max_snapshot_rows)"
+            )
         columns = snaps.columns if not snaps.empty else [*self.builder_.feature_names_,
                                                           *VALUE_COLUMNS]  # fmt: skip
         self.feature_names_ = [c for c in columns if c not in _NOT_FEATURES]
@@ -301,7 +316,7 @@ class ChurnGuardModel(BaseEstimator):
                 )
         self.reason_reference_ = self._reason_reference(snaps, cutoffs, feats_end)
         log.info("measuring the reference base for tiers, risk bands and RFM scores")
-        base = self.predict(tx, self.training_end_, reasons_limit=0)
+        base = self._scored(self.features_frame(feats_end), reasons_limit=0)
         self.decision_reference_ = DecisionReference.fit(
             base, source=f"training base as of {self.training_end_.isoformat()}"
         )
@@ -358,18 +373,39 @@ class ChurnGuardModel(BaseEstimator):
             return forced, "forced by value_choice"
         return result.chosen, result.reason
 
+    def _snapshot_log(self, tx: pd.DataFrame, n_cutoffs: int) -> pd.DataFrame:
+        """The transactions of the customers the snapshots are built from.
+
+        Every customer when customers x snapshots fits ``max_snapshot_rows``; else the
+        customers whose id hashes lowest (a sample that is the same on every run and
+        does not depend on the order of the log).
+        """
+        ids = pd.Series(tx["customer_id"].unique())
+        room = max(int(self.max_snapshot_rows) // max(n_cutoffs, 1), 1_000)
+        self.snapshot_customers_ = min(len(ids), room)
+        if len(ids) <= room:
+            return tx
+        hashes = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
+        chosen = ids.iloc[np.argpartition(hashes, room - 1)[:room]]
+        log.info(
+            "snapshots from a fixed sample of %s of %s customers (max_snapshot_rows=%s)",
+            f"{room:,}", f"{len(ids):,}", f"{int(self.max_snapshot_rows):,}",
+        )  # fmt: skip
+        return tx.loc[tx["customer_id"].isin(chosen)]
+
     def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
         log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
         stage = self.btyd_
+        sample = self._snapshot_log(tx, len(cutoffs))
         frames = []
-        for c in cutoffs:
-            feats = self.builder_.transform(tx, c)
+        for c, feats in self.builder_.transform_many(sample, cutoffs):
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
             frame = self.features_frame(feats, pm, sm)
             frame.insert(0, "cutoff", pd.Timestamp(c))
             start = c + dt.timedelta(days=int(self.gap_days))
-            act = window_activity(tx, start, start + dt.timedelta(days=int(self.horizon_days)))
-            act = act.set_index("customer_id").reindex(pd.Index(feats["customer_id"], dtype=object))
+            window = start + dt.timedelta(days=int(self.horizon_days))
+            act = window_activity(sample, start, window).set_index("customer_id")
+            act = act.reindex(pd.Index(feats["customer_id"], dtype=object))
             purchases = act["purchases"].fillna(0).to_numpy(dtype=np.int64)
             frame["future_purchases"] = purchases
             frame["future_spend"] = np.clip(act["spend"].fillna(0.0).to_numpy(dtype=float), 0, None)
@@ -465,7 +501,14 @@ class ChurnGuardModel(BaseEstimator):
             Features, the value columns, ``churn_probability``, ``value_at_risk`` and
             ``reasons``.
         """
-        frame = self.features(transactions, as_of)
+        return self._scored(
+            self.features(transactions, as_of), reasons_limit=reasons_limit, currency=currency
+        )
+
+    def _scored(
+        self, frame: pd.DataFrame, *, reasons_limit: int | None, currency: str = ""
+    ) -> pd.DataFrame:
+        """:meth:`predict` of a :meth:`features` frame (modified in place and returned)."""
         frame["churn_probability"] = self.churn_probability(frame)
         for col, values in self.value_columns(frame).items():
             frame[col] = values

@@ -182,3 +182,24 @@ def test_optional_columns_missing_at_scoring_leave_their_features_missing() -> N
     out = builder.transform(tx.drop(columns="quantity"), "2024-03-01")
     assert list(out.columns) == ["customer_id", *builder.feature_names_]
     assert out["quantity_total"].isna().all() and out["frequency"].tolist() == [1, 0]
+
+
+def test_features_at_many_cutoffs_equal_one_transform_each() -> None:
+    """The rolling snapshots sort once; each cutoff gives the frame of transform()."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    tx = pd.DataFrame(
+        {
+            "customer_id": rng.choice([f"c{i:03d}" for i in range(300)], n),
+            "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D"),
+            "amount": np.round(rng.gamma(2.0, 20.0, n) * np.where(rng.random(n) < 0.05, -1, 1), 2),
+            "quantity": rng.integers(1, 4, n).astype(float),
+        }
+    )
+    builder = FeatureBuilder().fit(tx)
+    cutoffs = ["2023-03-01", "2023-08-15", "2024-01-31", "2024-05-10"]
+    many = dict(builder.transform_many(tx, cutoffs))
+    for c in cutoffs:
+        pd.testing.assert_frame_equal(
+            many[pd.Timestamp(c).date()], builder.transform(tx, c), check_exact=True
+        )
