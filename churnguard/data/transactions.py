@@ -1,24 +1,36 @@
 """Loading a raw transaction log into churnguard's canonical shape.
 
 Whatever the user's column names, a cleaned log has the columns ``customer_id``
-(text, exactly as given), ``date`` (``datetime64[ns]``) and ``amount`` (float),
-plus the optional columns that were found: ``margin``, ``cost``, ``quantity``,
-``product``, ``channel``. Rows that cannot be used (missing id, unparsable date,
-non-numeric amount) are not dropped silently: they are returned in a quarantine
-frame with the reason and their row number in the source.
+(text, exactly as given once surrounding whitespace is stripped), ``date``
+(``datetime64[ns]``) and ``amount`` (float), plus the optional columns that were
+found: ``margin``, ``cost``, ``quantity``, ``product``, ``channel``. Rows that cannot
+be used (missing id, unparsable or implausible date, non-numeric or implausible
+amount) are not dropped silently: they are returned in a quarantine frame with the
+reason and their row number in the source.
+
+The work is done by :func:`churnguard.data.scan.scan_transactions` (a DuckDB scan
+that returns Arrow and counts); :func:`load_transactions` and
+:func:`clean_transactions` are its pandas face, kept for callers that want frames.
+The column mapping (:class:`ColumnMap`, :func:`resolve_columns`) lives with the
+scan and is re-exported here, where callers have always found it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from churnguard.data.io import read_columns, read_table
-from churnguard.exceptions import InputDataError
+from churnguard.data.scan import (
+    OPTIONAL_COLUMNS,
+    ColumnMap,
+    ScannedTransactions,
+    resolve_columns,
+    scan_transactions,
+)
+from churnguard.exceptions import ParameterTypeError
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -26,52 +38,34 @@ __all__ = [
     "LoadedTransactions",
     "clean_transactions",
     "load_transactions",
+    "resolve_columns",
 ]
-
-#: Optional canonical columns, picked up automatically when the log has them.
-OPTIONAL_COLUMNS = ("margin", "cost", "quantity", "product", "channel")
-_OPTIONAL_NUMERIC = ("margin", "cost", "quantity")
-_FLAG = {"customer": "--customer-col", "date": "--date-col", "amount": "--amount-col"}
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """Names of the user's columns for each canonical column.
-
-    Parameters
-    ----------
-    customer, date, amount : str
-        Required columns: customer identifier, transaction date, amount (revenue).
-    optional : dict
-        Canonical optional name (``margin``, ``cost``, ``quantity``, ``product``,
-        ``channel``) to the user's column. Columns already named canonically are
-        found without being listed.
-    date_format : str, optional
-        ``strftime`` format of the dates (e.g. ``%Y%m%d``); inferred when ``None``.
-    """
-
-    customer: str = "customer_id"
-    date: str = "date"
-    amount: str = "amount"
-    optional: dict[str, str] = field(default_factory=dict)
-    date_format: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """Return the mapping as plain data (for model metadata)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
 class LoadedTransactions:
-    """A cleaned transaction log and the rows that were set aside."""
+    """A cleaned transaction log and the rows that were set aside.
+
+    ``scan`` holds the :class:`~churnguard.data.scan.ScannedTransactions` it was
+    built from (counts by reason, rows after as-of, unreadable values,
+    returns-only customers), when it came from a scan.
+    """
 
     transactions: pd.DataFrame
     quarantine: pd.DataFrame
     source: str = "<frame>"
+    scan: ScannedTransactions | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_scan(cls, scan: ScannedTransactions) -> LoadedTransactions:
+        """The pandas face of a scan: its rows as a frame, its quarantine, its counts."""
+        return cls(scan.to_pandas(), scan.quarantine, scan.source, scan=scan)
 
     @property
     def n_quarantined(self) -> int:
-        """Number of rows that were set aside."""
+        """Number of rows that were set aside (also when they were written to a file)."""
+        if self.scan is not None:
+            return self.scan.rows_quarantined
         return len(self.quarantine)
 
     def summary(self) -> dict[str, object]:
@@ -87,72 +81,23 @@ class LoadedTransactions:
         }
 
 
-def _missing_column_error(kind: str, name: str, columns: list[str], source: str) -> InputDataError:
-    flag = _FLAG.get(kind, f"--{kind}-col")
-    return InputDataError(
-        f"{kind} column '{name}' not found in {source}; its columns are {columns}. "
-        f"Pass {flag} NAME (or ColumnMap({kind}=NAME) from Python) to say which column holds "
-        f"the {kind}."
-    )
-
-
-def _resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[str, str]:
-    """Map canonical name -> user column, validating required ones."""
-    resolved: dict[str, str] = {}
-    for kind in ("customer", "date", "amount"):
-        name = getattr(cmap, kind)
-        if name not in columns:
-            raise _missing_column_error(kind, name, columns, source)
-        resolved[{"customer": "customer_id"}.get(kind, kind)] = name
-    for canon, name in cmap.optional.items():
-        if canon not in OPTIONAL_COLUMNS:
-            raise InputDataError(
-                f"unknown optional column kind '{canon}'; expected one of {list(OPTIONAL_COLUMNS)}."
-            )
-        if name not in columns:
-            raise _missing_column_error(canon, name, columns, source)
-        resolved[canon] = name
-    for canon in OPTIONAL_COLUMNS:
-        if canon not in resolved and canon in columns and canon not in resolved.values():
-            resolved[canon] = canon
-    return resolved
-
-
-def _parse_dates(raw: pd.Series, date_format: str | None) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        out = raw
-        if getattr(out.dt, "tz", None) is not None:
-            out = out.dt.tz_localize(None)
-        return out.astype("datetime64[ns]")
-    text = raw.astype("string").str.strip()
-    if date_format is not None:
-        return pd.to_datetime(text, format=date_format, errors="coerce")
-    try:
-        return pd.to_datetime(text, format="ISO8601", errors="coerce")
-    except (ValueError, TypeError):
-        return pd.to_datetime(text, errors="coerce")
-
-
-def _sorted_by_customer_and_date(frame: pd.DataFrame) -> bool:
-    """Whether rows are already in (customer_id, date) order (then no sort is needed).
-
-    Logs read back from a sorted store often are; checking costs a fraction of
-    sorting strings. Ties keep their order either way, as in a stable sort.
-    """
-    if len(frame) < 2:
-        return True
-    ids = frame["customer_id"].to_numpy(dtype=object)
-    dates = frame["date"].to_numpy()
-    if not (ids[:-1] <= ids[1:]).all():
-        return False
-    same = ids[:-1] == ids[1:]
-    return bool((dates[:-1][same] <= dates[1:][same]).all())
+#: Former private name, still imported by other modules.
+_resolve_columns = resolve_columns
 
 
 def clean_transactions(
-    frame: pd.DataFrame, columns: ColumnMap | None = None, *, source: str = "<frame>"
+    frame: pd.DataFrame,
+    columns: ColumnMap | None = None,
+    *,
+    source: str = "<frame>",
+    today: Any = None,
+    date_floor: Any = "1970-01-01",
+    max_amount: float = 1e12,
 ) -> LoadedTransactions:
     """Validate and canonicalise a raw transaction frame.
+
+    A pandas face of :func:`churnguard.data.scan.scan_transactions`, which documents
+    the rules (missing ids, dates, amounts, quarantine reasons).
 
     Parameters
     ----------
@@ -163,13 +108,15 @@ def clean_transactions(
         ``date``, ``amount``).
     source : str
         Name used in messages.
+    today, date_floor, max_amount
+        Plausibility limits, as in :func:`~churnguard.data.scan.scan_transactions`.
 
     Returns
     -------
     LoadedTransactions
         ``transactions`` sorted by customer and date with canonical columns, and
         ``quarantine`` holding every unusable row with a ``reason`` and its
-        ``source_row`` (0-based data row number).
+        ``source_row`` (the frame's index label).
 
     Raises
     ------
@@ -180,81 +127,33 @@ def clean_transactions(
         (for example every date fails to parse).
     """
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"transactions must be a pandas DataFrame; got {type(frame).__name__}.")
-    cmap = columns or ColumnMap()
-    resolved = _resolve_columns(list(frame.columns), cmap, source)
-    if frame.empty:
-        raise InputDataError(
-            f"{source} has a header but no rows; expected at least one transaction."
+        raise ParameterTypeError(
+            f"transactions must be a pandas DataFrame; got {type(frame).__name__}. Read a file "
+            "with load_transactions, or pass a DataFrame."
         )
-    raw = frame[list(resolved.values())].copy()
-    raw.columns = list(resolved.keys())
-
-    ids = raw["customer_id"]
-    if not pd.api.types.is_string_dtype(ids) or ids.dtype == object:
-        ids = ids.astype("string")
-    ids = ids.str.strip()
-    dates = _parse_dates(raw["date"], cmap.date_format)
-    amounts = pd.to_numeric(raw["amount"], errors="coerce").astype("float64")
-
-    reasons = pd.Series("", index=raw.index, dtype=object)
-    bad_id = ids.isna() | (ids == "")
-    bad_date = dates.isna()
-    bad_amount = amounts.isna() | ~np.isfinite(amounts.fillna(0.0))
-    reasons = reasons.mask(bad_id, "missing customer id")
-    reasons = reasons.mask(~bad_id & bad_date, "unparsable date")
-    reasons = reasons.mask(~bad_id & ~bad_date & bad_amount, "non-numeric amount")
-    bad = bad_id | bad_date | bad_amount
-
-    if bad_date.all():
-        sample = raw["date"].dropna().astype(str).head(3).tolist()
-        fmt = f" with format '{cmap.date_format}'" if cmap.date_format else ""
-        raise InputDataError(
-            f"no date in column '{cmap.date}' of {source} could be parsed{fmt}; first values: "
-            f"{sample}. Expected dates such as 2024-03-31; pass --date-format (e.g. %Y%m%d) or "
-            "--date-col if this is the wrong column."
-        )
-    if bad_amount.all():
-        sample = raw["amount"].head(3).tolist()
-        raise InputDataError(
-            f"no value in column '{cmap.amount}' of {source} is numeric; first values: {sample}. "
-            "Expected amounts such as 19.99; pass --amount-col if this is the wrong column."
-        )
-
-    out = pd.DataFrame({"customer_id": ids, "date": dates, "amount": amounts}, index=raw.index)
-    for canon in resolved:
-        if canon in _OPTIONAL_NUMERIC:
-            out[canon] = pd.to_numeric(raw[canon], errors="coerce").astype("float64")
-        elif canon in ("product", "channel"):
-            out[canon] = raw[canon].astype("string")
-
-    quarantine = raw.loc[bad].astype("string")
-    quarantine.insert(0, "source_row", raw.index[bad].to_numpy())
-    quarantine["reason"] = reasons[bad].to_numpy()
-    clean = out.loc[~bad]
-    if clean.empty:
-        raise InputDataError(
-            f"none of the {len(raw)} rows of {source} is usable; reasons: "
-            f"{quarantine['reason'].value_counts().to_dict()}."
-        )
-    if not _sorted_by_customer_and_date(clean):
-        clean = clean.sort_values(["customer_id", "date"], kind="stable")
-    clean = clean.reset_index(drop=True)
-    clean["customer_id"] = clean["customer_id"].astype(object)
-    return LoadedTransactions(clean, quarantine.reset_index(drop=True), source)
+    scanned = scan_transactions(
+        frame, columns, name=source, today=today, date_floor=date_floor, max_amount=max_amount
+    )
+    return LoadedTransactions.from_scan(scanned)
 
 
 def load_transactions(
-    path: str | os.PathLike[str], columns: ColumnMap | None = None
+    path: str | os.PathLike[str],
+    columns: ColumnMap | None = None,
+    *,
+    encoding: str | None = None,
+    today: Any = None,
+    date_floor: Any = "1970-01-01",
+    max_amount: float = 1e12,
 ) -> LoadedTransactions:
     """Read a CSV or Parquet transaction log and clean it (see :func:`clean_transactions`).
 
-    Only the needed columns are read, and the customer column is read as text so
-    identifiers such as ``00042`` come back unchanged.
+    The file is read by DuckDB (:func:`churnguard.data.scan.scan_transactions`): only
+    the needed columns, every CSV column as text so identifiers such as ``00042`` or
+    ``NA`` come back unchanged, the delimiter sniffed, in ``encoding`` (default
+    UTF-8; e.g. ``latin-1``).
     """
-    cmap = columns or ColumnMap()
-    p = Path(path)
-    available = read_columns(p)
-    resolved = _resolve_columns(available, cmap, f"'{p}'")
-    frame = read_table(p, list(resolved.values()), string_columns=(cmap.customer,))
-    return clean_transactions(frame, cmap, source=f"'{p}'")
+    scanned = scan_transactions(
+        path, columns, encoding=encoding, today=today, date_floor=date_floor, max_amount=max_amount
+    )
+    return LoadedTransactions.from_scan(scanned)
