@@ -21,7 +21,20 @@ __all__ = [
     "ParameterTypeError",
 ]
 
-from sklearn.exceptions import NotFittedError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError
+
+
+def __getattr__(name: str) -> Any:
+    # scikit-learn's NotFittedError is re-exported on first use: importing sklearn costs
+    # about a second, which every command, even reading a log, would otherwise pay.
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ChurnguardError(Exception):

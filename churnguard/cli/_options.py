@@ -48,6 +48,13 @@ _COLUMN_OPTIONS: tuple[tuple[str, Any, Any, str, str], ...] = (
     ("quantity_col", str | None, None, "--quantity-col", "Optional quantity column."),
     ("product_col", str | None, None, "--product-col", "Optional product/category column."),
     ("channel_col", str | None, None, "--channel-col", "Optional sales channel column."),
+    (
+        "encoding",
+        str | None,
+        None,
+        "--encoding",
+        "Text encoding of a CSV log, e.g. latin-1 (default: UTF-8).",
+    ),
 )
 
 
@@ -66,6 +73,7 @@ def _column_map(values: dict[str, Any]) -> Any:
         amount=values["amount_col"],
         date_format=values["date_format"],
         optional=optional,
+        encoding=values["encoding"],
     )
 
 

@@ -172,6 +172,9 @@ class ColumnMap:
         found without being listed.
     date_format : str, optional
         ``strftime`` format of the dates (e.g. ``%Y%m%d``); inferred when ``None``.
+    encoding : str, optional
+        Text encoding of a CSV log (default UTF-8; e.g. ``latin-1``): like the date
+        format, how this log is read, so it travels with the column names.
     """
 
     customer: str = "customer_id"
@@ -179,6 +182,7 @@ class ColumnMap:
     amount: str = "amount"
     optional: dict[str, str] = field(default_factory=dict)
     date_format: str | None = None
+    encoding: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Return the mapping as plain data (for model metadata)."""

@@ -153,6 +153,8 @@ def load_transactions(
     ``NA`` come back unchanged, the delimiter sniffed, in ``encoding`` (default
     UTF-8; e.g. ``latin-1``).
     """
+    if encoding is None and columns is not None:
+        encoding = columns.encoding
     scanned = scan_transactions(
         path, columns, encoding=encoding, today=today, date_floor=date_floor, max_amount=max_amount
     )

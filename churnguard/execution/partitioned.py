@@ -63,9 +63,8 @@ from churnguard._dates import to_date
 from churnguard._duckdb import connect, fetch_frame
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
-from churnguard.data import ColumnMap
+from churnguard.data import ColumnMap, resolve_columns
 from churnguard.data.io import atomic_path, read_columns, table_format
-from churnguard.data.transactions import _resolve_columns as resolve_columns
 from churnguard.decision.retention import (
     CONTRACT_COLUMNS,
     DECIMAL_COLUMNS,
