@@ -127,8 +127,8 @@ def run_stage(stage: str, args: argparse.Namespace) -> dict[str, Any]:
         from pyspark.sql import SparkSession
 
         from churnguard.data import write_table
-        from churnguard.pipeline import resolve_model
         from churnguard.execution.spark import retention_list_spark, score_spark
+        from churnguard.pipeline import resolve_model
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         path = _log_path(data_dir, args.customers)

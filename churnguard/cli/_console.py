@@ -51,7 +51,14 @@ class _JsonFormatter(logging.Formatter):
 _MAX_WARNING = 240
 
 
-def _one_line_warning(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """Show a Python warning as one log line of the churnguard logger, cut to length."""
     text = " ".join(str(message).split())
     if len(text) > _MAX_WARNING:

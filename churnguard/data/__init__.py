@@ -8,6 +8,13 @@ Also seeded simulated worlds with a known truth for backtests (:mod:`churnguard.
 """
 
 from churnguard.data.cdnow import cdnow_path, load_cdnow, write_cdnow
+from churnguard.data.columns import (
+    DEFAULT_DATE_FLOOR,
+    DEFAULT_MAX_AMOUNT,
+    OPTIONAL_COLUMNS,
+    ColumnMap,
+    resolve_columns,
+)
 from churnguard.data.io import cleanup_stale, read_table, write_table
 from churnguard.data.scan import DataQualityWarning, ScannedTransactions, scan_transactions
 from churnguard.data.simulate import (
@@ -20,15 +27,12 @@ from churnguard.data.simulate import (
     shifting_churn,
     write_world,
 )
-from churnguard.data.transactions import (
-    ColumnMap,
-    LoadedTransactions,
-    clean_transactions,
-    load_transactions,
-    resolve_columns,
-)
+from churnguard.data.transactions import LoadedTransactions, clean_transactions, load_transactions
 
 __all__ = [
+    "DEFAULT_DATE_FLOOR",
+    "DEFAULT_MAX_AMOUNT",
+    "OPTIONAL_COLUMNS",
     "ColumnMap",
     "DataQualityWarning",
     "LoadedTransactions",

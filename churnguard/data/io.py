@@ -29,6 +29,7 @@ import errno
 import glob
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -62,6 +63,7 @@ __all__ = [
     "readable_csv",
     "read_table",
     "table_format",
+    "temporary_folder",
     "translate_csv_error",
     "write_table",
 ]
@@ -406,9 +408,9 @@ def cleanup_stale(
 
     Notes
     -----
-    Leftovers are the hidden files ``.<name>.<pid>.<random>.cgtmp`` that
-    :func:`atomic_path` creates; nothing else is matched. Files that cannot be
-    removed (permissions, a race with another cleanup) are skipped.
+    Leftovers are the hidden files and folders ``.<name>.<pid>.<random>.cgtmp`` that
+    :func:`atomic_path` and :func:`temporary_folder` create; nothing else is matched.
+    Files that cannot be removed (permissions, a race with another cleanup) are skipped.
     """
     p = Path(path)
     if p.is_dir():
@@ -426,7 +428,10 @@ def cleanup_stale(
         try:
             if now - leftover.stat().st_mtime < older_than or _pid_alive(int(parts[1])):
                 continue
-            leftover.unlink()
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
         except OSError:
             continue
         removed.append(leftover)
@@ -471,6 +476,26 @@ def _ours(exc: OSError, paths: tuple[Path, ...]) -> bool:
     """Whether ``exc`` is about the output being written (not some input read meanwhile)."""
     names = [n for n in (exc.filename, exc.filename2) if n is not None]
     return not names or any(Path(os.fsdecode(n)) in paths for n in names)
+
+
+def temporary_folder(target: str | os.PathLike[str]) -> Path:
+    """Create a private working folder next to ``target`` and return it.
+
+    Named ``.<name>.<pid>.<random>.cgtmp`` so that :func:`cleanup_stale` (run first,
+    here) removes it once its process is gone: a killed partitioned run or model save
+    leaves nothing behind for long. The caller removes it when done.
+    """
+    path = Path(target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cleanup_stale(path)
+        return Path(
+            tempfile.mkdtemp(
+                prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent
+            )
+        )
+    except OSError as exc:
+        raise _output_error(exc, path) from exc
 
 
 @contextmanager

@@ -23,23 +23,16 @@ from typing import Any
 
 import pandas as pd
 
-from churnguard.data.scan import (
-    OPTIONAL_COLUMNS,
+from churnguard.data.columns import (
+    DEFAULT_DATE_FLOOR,
+    DEFAULT_MAX_AMOUNT,
     ColumnMap,
-    ScannedTransactions,
     resolve_columns,
-    scan_transactions,
 )
+from churnguard.data.scan import ScannedTransactions, scan_transactions
 from churnguard.exceptions import ParameterTypeError
 
-__all__ = [
-    "OPTIONAL_COLUMNS",
-    "ColumnMap",
-    "LoadedTransactions",
-    "clean_transactions",
-    "load_transactions",
-    "resolve_columns",
-]
+__all__ = ["LoadedTransactions", "clean_transactions", "load_transactions"]
 
 
 @dataclass
@@ -91,8 +84,8 @@ def clean_transactions(
     *,
     source: str = "<frame>",
     today: Any = None,
-    date_floor: Any = "1970-01-01",
-    max_amount: float = 1e12,
+    date_floor: Any = DEFAULT_DATE_FLOOR,
+    max_amount: float = DEFAULT_MAX_AMOUNT,
 ) -> LoadedTransactions:
     """Validate and canonicalise a raw transaction frame.
 
@@ -143,8 +136,8 @@ def load_transactions(
     *,
     encoding: str | None = None,
     today: Any = None,
-    date_floor: Any = "1970-01-01",
-    max_amount: float = 1e12,
+    date_floor: Any = DEFAULT_DATE_FLOOR,
+    max_amount: float = DEFAULT_MAX_AMOUNT,
 ) -> LoadedTransactions:
     """Read a CSV or Parquet transaction log and clean it (see :func:`clean_transactions`).
 

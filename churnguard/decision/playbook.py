@@ -376,7 +376,7 @@ class Playbook:
         unit_cost = np.array([t.unit_cost for t in chosen], dtype=float)[pick]
         save_rate = np.array([t.save_rate for t in chosen], dtype=float)[pick]
         value_at_risk = df["value_at_risk"].to_numpy(dtype=float)
-        bands = pd.Categorical.from_codes(band_codes, categories=list(RISK_BANDS), ordered=True)
+        bands = pd.Categorical.from_codes(band_codes, categories=pd.Index(RISK_BANDS), ordered=True)
         return pd.DataFrame(
             {
                 "risk_band": bands,

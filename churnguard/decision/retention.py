@@ -242,7 +242,9 @@ def decide(
     ref = reference
     res: dict[str, Any] = {}
     tier_codes = ref.tier_codes(source.frame(list(ref.tier_weights)))
-    res["value_tier"] = pd.Categorical.from_codes(tier_codes, categories=_TIER_ORDER, ordered=True)
+    res["value_tier"] = pd.Categorical.from_codes(
+        np.asarray(tier_codes), categories=pd.Index(_TIER_ORDER), ordered=True
+    )
     growth_cols = [c for c in ref.growth_cdfs if c in names]
     growth = ref.growth_scores(source.frame(growth_cols)) if growth_cols else None
     scores = ref.rfm(source.frame(["days_since_last", "frequency", "monetary_value"]))
@@ -304,7 +306,7 @@ def decide(
     res["priority"] = priority
     if contact is not None:
         res["ranked_by"] = pd.Categorical.from_codes(
-            np.where(contact, 0, 1).astype(np.int8), categories=list(_RANKED_BY)
+            np.where(contact, 0, 1).astype(np.int8), categories=pd.Index(_RANKED_BY)
         )
     kept = {c: res[c] for c in ("value_tier", "risk_band", "contact", "unit_cost", "save_rate",
                                 "segment") if c in res}  # fmt: skip

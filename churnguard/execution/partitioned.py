@@ -44,12 +44,12 @@ the number of workers.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,8 +63,14 @@ from churnguard._dates import to_date
 from churnguard._duckdb import connect, fetch_frame
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
-from churnguard.data import ColumnMap, resolve_columns
-from churnguard.data.io import atomic_path, read_columns, table_format
+from churnguard.data import DEFAULT_DATE_FLOOR, DEFAULT_MAX_AMOUNT, ColumnMap, resolve_columns
+from churnguard.data.io import (
+    atomic_path,
+    escape_formulas_sql,
+    read_columns,
+    table_format,
+    temporary_folder,
+)
 from churnguard.decision.retention import (
     CONTRACT_COLUMNS,
     DECIMAL_COLUMNS,
@@ -111,6 +117,8 @@ _LIST_FROM_SLIM = {"historical_revenue", "expected_spend", "frequency", "days_si
 # Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
 _WS = " \t\n\r\x0b\x0c"
 _TEMPORAL = ("DATE", "TIMESTAMP")
+_DATE_FLOOR = DEFAULT_DATE_FLOOR
+_MAX_AMOUNT = float(DEFAULT_MAX_AMOUNT)
 
 
 def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: int = 1) -> int:
@@ -276,13 +284,23 @@ def _default_as_of(
         if str(types["amount"]).upper() in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER")
         else "TRY_CAST(amount AS DOUBLE)"
     )
-    ok_amount = f"{amount} IS NOT NULL AND isfinite(CAST({amount} AS DOUBLE))"
+    # The rows the partitions keep: a known id, a finite amount within the scan's limit,
+    # a date between the floor and today (churnguard.data.scan quarantines the others,
+    # and a future-dated typo must not move the as-of date).
+    ok_amount = (
+        f"{amount} IS NOT NULL AND isfinite(CAST({amount} AS DOUBLE)) "
+        f"AND abs(CAST({amount} AS DOUBLE)) <= {_MAX_AMOUNT!r}"
+    )
     if date_type.startswith(_TEMPORAL):
         day, estimated = "CAST(date AS TIMESTAMP)", False
     elif cmap.date_format:
         day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
     else:
         day, estimated = "TRY_CAST(trim(CAST(date AS VARCHAR)) AS TIMESTAMP)", True
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    ok_amount += (
+        f" AND {day} >= TIMESTAMP '{_DATE_FLOOR}' AND {day} < TIMESTAMP '{tomorrow.isoformat()}'"
+    )
     last = None
     if not estimated:
         # Fast path: the latest date usually has a usable row; check only those rows.
@@ -294,6 +312,7 @@ def _default_as_of(
                 f"SELECT max({day}) FROM read_parquet({glob}) "
                 f"WHERE {day} >= {since} AND {ok_id} AND {ok_amount}",
             )
+
     if last is None:
         where = f"WHERE {ok_id} AND {ok_amount}"
         last = _scalar(con, f"SELECT max({day}) FROM read_parquet({glob}) {where}")
@@ -404,11 +423,28 @@ def _write_list(
         f"POSITIONAL JOIN read_parquet({_s(whole)})) t {join}) TO {_s(joined)} (FORMAT parquet)"
     )
     options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    columns = _csv_safe_columns(con, f"read_parquet({_s(joined)})") if fmt == "csv" else "*"
     with atomic_path(out) as tmp:
         con.sql(
-            f"COPY (SELECT * FROM read_parquet({_s(joined)}) ORDER BY priority) "
+            f"COPY (SELECT {columns} FROM read_parquet({_s(joined)}) ORDER BY priority) "
             f"TO {_s(tmp)} ({options})"
         )
+
+
+def _csv_safe_columns(con: duckdb.DuckDBPyConnection, relation: str) -> str:
+    """Select list of ``relation`` with text cells made inert for spreadsheets.
+
+    The same rule as :func:`churnguard.data.io.write_table` applies to in-memory CSVs:
+    a customer id or a reason starting with ``=`` must not run when the list is opened.
+    """
+    described = con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    parts = []
+    for name, dtype, *_ in described:
+        if str(dtype).upper() == "VARCHAR":
+            parts.append(f"{escape_formulas_sql(_q(name))} AS {_q(name)}")
+        else:
+            parts.append(_q(name))
+    return ", ".join(parts)
 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> Path | None:
@@ -416,10 +452,11 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> 
     if not any(work.glob("quarantine_*.parquet")):
         path.unlink(missing_ok=True)  # a stale one from an earlier run
         return None
+    rejects = f"read_parquet({_s(work / 'quarantine_*.parquet')}, union_by_name = true)"
     with atomic_path(path) as tmp:
         con.sql(
-            f"COPY (SELECT * FROM read_parquet({_s(work / 'quarantine_*.parquet')}, "
-            f"union_by_name = true) ORDER BY source_row) TO {_s(tmp)} (FORMAT csv, HEADER true)"
+            f"COPY (SELECT {_csv_safe_columns(con, rejects)} FROM {rejects} ORDER BY source_row) "
+            f"TO {_s(tmp)} (FORMAT csv, HEADER true)"
         )
     return path
 
@@ -486,7 +523,7 @@ def score_parquet_partitioned(
         )
     resolved = resolve_columns(read_columns(src), cmap, f"'{src}'")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".parts", dir=target.parent))
+    work = temporary_folder(target)
     stages: dict[str, float] = {}
     peaks: dict[str, float] = {}
     con = _open_duckdb(work, max_memory_gb)

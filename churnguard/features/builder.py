@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._dates import DAYS_PER_UNIT, to_date
-from churnguard.data.transactions import OPTIONAL_COLUMNS
+from churnguard.data.columns import OPTIONAL_COLUMNS
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 from churnguard.features.engine import aggregate_customers, aggregate_customers_at, last_date
 

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import joblib
 import pandas as pd
 
 from churnguard import __version__
+from churnguard.data.io import current_umask, temporary_folder
 from churnguard.exceptions import InvalidModelError
 from churnguard.model.estimator import ChurnGuardModel
 
@@ -71,12 +71,6 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
 
 
 def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
@@ -140,7 +134,8 @@ def _records(table: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
     if table is None or table.empty:
         return {}
     clean = table.astype(object).where(table.notna(), None)
-    return {str(k): dict(v) for k, v in clean.to_dict(orient="index").items()}
+    records: dict[Any, dict[Any, Any]] = clean.to_dict(orient="index")
+    return {str(k): {str(c): x for c, x in v.items()} for k, v in records.items()}
 
 
 def write_diagnostics(model: ChurnGuardModel, folder: str | os.PathLike[str]) -> list[Path]:
@@ -215,7 +210,7 @@ def save_model(
     """Write ``model`` and its reports to ``model_dir`` atomically; return the path."""
     target = Path(model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temporary_folder(target)
     try:
         joblib.dump(model, tmp / MODEL_FILE, compress=3)
         meta = model_metadata(model) | (extra or {})
@@ -232,7 +227,7 @@ def save_model(
             write_diagnostics(model, tmp / "plots")
         # mkdtemp makes a private folder; a model folder is shared like any output, so it
         # gets the permissions of the user's umask (0755 under the usual 022).
-        mode = 0o777 & ~_umask()
+        mode = 0o777 & ~current_umask()
         tmp.chmod(mode)
         for item in tmp.rglob("*"):
             item.chmod(mode if item.is_dir() else mode & 0o666)

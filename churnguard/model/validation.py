@@ -98,7 +98,7 @@ def validate_churn(
         {**scores, **baselines},
         probabilities=(*scores, *BASELINE_PROBABILITIES),
     ).set_index("score")
-    metrics = {k: float(v) for k, v in comparison.loc["churnguard"].items()}
+    metrics = {str(k): float(v) for k, v in comparison.loc["churnguard"].to_dict().items()}
     best = comparison.loc[list(baselines)]
     metrics |= {
         "best_baseline_roc_auc": float(best["roc_auc"].max()),

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import churnguard.data._scan_rows as scan_rows
 import churnguard.data.scan as scan_module
 from churnguard.data import (
     ColumnMap,
@@ -540,9 +541,9 @@ def test_csv_parquet_frame_and_arrow_give_the_same_rows(tmp_path: Path, with_tim
 def test_every_sort_path_is_stable(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     frame = _random_log(2, n=5000, with_times=True)
     if path == "text":  # ids that cannot be packed: Arrow's stable text sort
-        monkeypatch.setattr(scan_module, "_id_values", lambda ids: None)
+        monkeypatch.setattr(scan_module, "id_values", lambda ids: None)
     if path == "lexsort":  # keys too wide for one 64-bit word: stable lexsort
-        monkeypatch.setattr(scan_module, "_time_of_day", lambda s, p: (2**62, s % p))
+        monkeypatch.setattr(scan_rows, "_time_of_day", lambda s, p: (2**62, s % p))
     got = clean_transactions(frame, today=TODAY).transactions
     expected = frame.assign(date=pd.to_datetime(frame["date"])).sort_values(
         ["customer_id", "date"], kind="stable"

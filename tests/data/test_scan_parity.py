@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from churnguard.data import ColumnMap, clean_transactions, load_cdnow, load_transactions
-from churnguard.data.transactions import resolve_columns
+from churnguard.data.columns import resolve_columns
 
 TODAY = "2024-06-30"
 

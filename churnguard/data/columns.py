@@ -1,0 +1,140 @@
+"""Which columns of a log are the customer, the date and the amount (and optional ones).
+
+:class:`ColumnMap` names them; :func:`resolve_columns` matches it against a file's
+header and says, naming the flag to use, when a column is missing. The defaults of the
+data rules (:data:`DEFAULT_DATE_FLOOR`, :data:`DEFAULT_MAX_AMOUNT`) live here too so
+that every reader of a log (in memory, partitioned, Spark) applies the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from churnguard.exceptions import InputDataError
+
+__all__ = [
+    "DEFAULT_DATE_FLOOR",
+    "DEFAULT_MAX_AMOUNT",
+    "OPTIONAL_COLUMNS",
+    "OPTIONAL_NUMERIC",
+    "ColumnMap",
+    "resolve_columns",
+]
+
+#: Earlier dates are quarantined (``date before <floor>``): placeholder dates such as
+#: 1900-01-01 or 0001-01-01 are not purchases.
+DEFAULT_DATE_FLOOR = "1970-01-01"
+#: Larger absolute amounts are quarantined (``implausible amount``).
+DEFAULT_MAX_AMOUNT = 1e12
+
+
+#: Optional canonical columns, picked up automatically when the log has them.
+OPTIONAL_COLUMNS = ("margin", "cost", "quantity", "product", "channel")
+
+
+#: Optional columns that hold numbers (read as float64).
+OPTIONAL_NUMERIC = ("margin", "cost", "quantity")
+
+
+_FLAG = {"customer": "--customer-col", "date": "--date-col", "amount": "--amount-col"}
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Names of the user's columns for each canonical column.
+
+    Parameters
+    ----------
+    customer, date, amount : str
+        Required columns: customer identifier, transaction date, amount (revenue).
+    optional : dict
+        Canonical optional name (``margin``, ``cost``, ``quantity``, ``product``,
+        ``channel``) to the user's column. Columns already named canonically are
+        found without being listed.
+    date_format : str, optional
+        ``strftime`` format of the dates (e.g. ``%Y%m%d``); inferred when ``None``.
+    encoding : str, optional
+        Text encoding of a CSV log (default UTF-8; e.g. ``latin-1``): like the date
+        format, how this log is read, so it travels with the column names.
+    """
+
+    customer: str = "customer_id"
+    date: str = "date"
+    amount: str = "amount"
+    optional: dict[str, str] = field(default_factory=dict)
+    date_format: str | None = None
+    encoding: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the mapping as plain data (for model metadata)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _delimiter_hint(columns: list[str]) -> str:
+    """Why a table may have come back as one column: it uses another delimiter."""
+    if len(columns) != 1:
+        return ""
+    found = [d for d in (";", "\t", "|", ",") if d in str(columns[0])]
+    if not found:
+        return ""
+    shown = "a tab" if found[0] == "\t" else repr(found[0])
+    return (
+        f" It was read as a single column: the file seems to use {shown} as its delimiter. "
+        "Re-save it with commas, or read it with pandas.read_csv(path, sep=...) and pass the "
+        "frame."
+    )
+
+
+def _missing_column_error(kind: str, name: str, columns: list[str], source: str) -> InputDataError:
+    flag = _FLAG.get(kind, f"--{kind}-col")
+    return InputDataError(
+        f"{kind} column '{name}' not found in {source}; its columns are {columns}. "
+        f"Pass {flag} NAME (or ColumnMap({kind}=NAME) from Python) to say which column holds "
+        f"the {kind}.{_delimiter_hint(columns)}"
+    )
+
+
+def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[str, str]:
+    """Map each canonical column to the user's column, validating the required ones.
+
+    Parameters
+    ----------
+    columns : list of str
+        The columns the source has.
+    cmap : ColumnMap
+        Where the user says the columns are.
+    source : str
+        Name of the source in messages.
+
+    Returns
+    -------
+    dict
+        Canonical name (``customer_id``, ``date``, ``amount``, then optional ones:
+        first those named in ``cmap.optional``, then those found under their
+        canonical name) to the user's column name.
+
+    Raises
+    ------
+    InputDataError
+        If a required or listed optional column is missing (naming the columns there
+        are, the flag to pass and, for a table read as one column, the delimiter it
+        seems to use), or an optional kind is unknown.
+    """
+    resolved: dict[str, str] = {}
+    for kind in ("customer", "date", "amount"):
+        name = getattr(cmap, kind)
+        if name not in columns:
+            raise _missing_column_error(kind, name, columns, source)
+        resolved[{"customer": "customer_id"}.get(kind, kind)] = name
+    for canon, name in cmap.optional.items():
+        if canon not in OPTIONAL_COLUMNS:
+            raise InputDataError(
+                f"unknown optional column kind '{canon}'; expected one of {list(OPTIONAL_COLUMNS)}."
+            )
+        if name not in columns:
+            raise _missing_column_error(canon, name, columns, source)
+        resolved[canon] = name
+    for canon in OPTIONAL_COLUMNS:
+        if canon not in resolved and canon in columns and canon not in resolved.values():
+            resolved[canon] = canon
+    return resolved
