@@ -25,18 +25,19 @@ from typing import Any
 import pandas as pd
 
 from churnguard.data import ColumnMap, LoadedTransactions, clean_transactions, load_transactions
-from churnguard.data.io import table_format, write_table
+from churnguard.data.io import table_format
 from churnguard.evaluation import BacktestResult, EvaluationResult, backtest, evaluate_as_of
 from churnguard.exceptions import InputDataError
 from churnguard.execution import ScoreResult, ScoringRequest, score_in_memory, write_quarantine
 from churnguard.execution.outputs import quarantine_path
 from churnguard.execution.request import DEFAULT_REASONS_LIMIT
-from churnguard.features import FeatureBuilder
+from churnguard.features import FeaturesResult, build_features
 from churnguard.model import ChurnGuardModel, save_model
 from churnguard.tracking.registry import resolve_model
 
 __all__ = [
     "EvaluationResult",
+    "FeaturesResult",
     "ScoreResult",
     "TrainResult",
     "build_features",
@@ -169,7 +170,10 @@ def score_transactions(
     log is (see :class:`~churnguard.execution.ScoringRequest`). With ``partitions``,
     ``max_memory_gb`` or ``workers``, a Parquet log is scored in bounded memory
     (:func:`churnguard.execution.partitioned.score_parquet_partitioned`); the list is
-    the same.
+    the same. A Parquet log too large to score comfortably in memory (see
+    :func:`churnguard.execution.partitioned.needs_partitions`: about 3M rows, fewer
+    when memory is short) is scored that way without being asked, and a log line
+    says so.
 
     Parameters
     ----------
@@ -220,8 +224,13 @@ def score_transactions(
         currency=currency,
         recompute_reference=recompute_reference,
     )
+    given = transactions if isinstance(transactions, str | os.PathLike) else None
+    auto = not request.execution.partitioned and request.out is not None
+    if auto and given is not None and _too_big_for_memory(given):
+        from churnguard.execution.partitioned import score_parquet_partitioned
+
+        return score_parquet_partitioned(given, resolve_model(model), request, progress=progress)
     if request.execution.partitioned:
-        given = transactions if isinstance(transactions, str | os.PathLike) else None
         if given is None or table_format(given) != "parquet":
             raise InputDataError(
                 "--partitions, --max-memory and --workers score a Parquet log in bounded "
@@ -233,6 +242,28 @@ def score_transactions(
         fitted = resolve_model(model)
         return score_parquet_partitioned(given, fitted, request, progress=progress)
     return score_in_memory(transactions, resolve_model(model), request)
+
+
+def _too_big_for_memory(path: str | os.PathLike[str]) -> bool:
+    """Whether a Parquet log should be scored partitioned although no option asked (logged)."""
+    if table_format(path) != "parquet":
+        return False
+    import pyarrow.parquet as pq
+
+    from churnguard.execution.partitioned import needs_partitions
+
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError):
+        return False  # unreadable: the scan says why
+    if not needs_partitions(rows):
+        return False
+    log.info(
+        "%s rows: scoring in bounded memory, partition by partition (--partitions, "
+        "--max-memory and --workers choose how)",
+        f"{rows:,}",
+    )
+    return True
 
 
 def evaluate_model(
@@ -336,34 +367,4 @@ def run_backtest(
         from churnguard.tracking import log_backtest_run
 
         result.tracking = log_backtest_run(result)
-    return result
-
-
-@dataclass
-class FeaturesResult:
-    """A feature table and where it went."""
-
-    features: pd.DataFrame
-    out: Path | None = None
-    quarantined: int = 0
-    quarantine_file: Path | None = None
-
-
-def build_features(
-    transactions: Log,
-    out: str | os.PathLike[str] | None = None,
-    *,
-    as_of: Any = None,
-    time_unit: str = "D",
-    columns: ColumnMap | None = None,
-) -> FeaturesResult:
-    """Point-in-time features of every customer as of a date (default: the last date)."""
-    if out is not None:
-        table_format(out, role="output")  # before the log is read
-    loaded = _load(transactions, columns)
-    table = FeatureBuilder(time_unit=time_unit).fit_transform(loaded.transactions, cutoff=as_of)
-    result = FeaturesResult(table, quarantined=loaded.n_quarantined)
-    if out is not None:
-        result.out = write_table(table, out)
-        result.quarantine_file = write_quarantine(loaded.quarantine, result.out)
     return result

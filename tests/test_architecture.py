@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
         "data", "features", "clv", "churn", "model", "decision", "report", "evaluation",
         "execution", "tracking",
     },
-    "cli": {"data", "config", "decision", "pipeline", "report"},
+    "cli": {"data", "config", "features", "decision", "pipeline", "report"},
 }  # fmt: skip
 #: Private modules every part may use (shared internals).
 SHARED = {"_dates", "_duckdb", "_checks", "_crossfit", "exceptions", "__init__"}

@@ -229,7 +229,7 @@ def features(
     time_unit: Annotated[str, typer.Option(help="Unit of recency and T: D or W.")] = "D",
 ) -> None:
     """Write point-in-time customer features as of a date."""
-    from churnguard.pipeline import build_features
+    from churnguard.features import build_features
 
     result = run(
         build_features,

@@ -59,6 +59,7 @@ __all__ = [
     "escape_formulas",
     "escape_formulas_sql",
     "normalize_encoding",
+    "quarantine_path",
     "read_columns",
     "readable_csv",
     "read_table",
@@ -546,6 +547,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def quarantine_path(output: str | os.PathLike[str]) -> Path:
+    """Where the unusable rows of a run go: ``<output>.quarantine.csv`` beside it."""
+    out = Path(output)
+    if out.suffix:
+        return out.with_name(out.stem + ".quarantine.csv")
+    return out / "quarantine.csv"
+
 
 # Cells a spreadsheet would run as a formula: OWASP's list of leading characters.
 _FORMULA_START = r"^[=+\-@\t\r]"

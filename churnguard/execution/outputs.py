@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnguard.data.io import write_table
+from churnguard.data.io import quarantine_path, write_table
 
 __all__ = ["quarantine_path", "write_quarantine"]
 
 log = logging.getLogger(__name__)
-
-
-def quarantine_path(output: str | os.PathLike[str]) -> Path:
-    """Where the unusable rows of a run go: ``<output>.quarantine.csv`` beside it."""
-    out = Path(output)
-    if out.suffix:
-        return out.with_name(out.stem + ".quarantine.csv")
-    return out / "quarantine.csv"
 
 
 def write_quarantine(quarantine: pd.DataFrame, output: str | os.PathLike[str]) -> Path | None:

@@ -90,6 +90,9 @@ from churnguard.model.estimator import ChurnGuardModel
 from churnguard.report import report_from_list
 
 __all__ = [
+    "IN_MEMORY_BYTES_PER_ROW",
+    "available_memory_gb",
+    "needs_partitions",
     "BYTES_PER_ROW",
     "DEFAULT_MAX_MEMORY_GB",
     "PartitionStats",
@@ -107,6 +110,13 @@ BYTES_PER_ROW = 1_000
 DEFAULT_MAX_MEMORY_GB = 2.0
 #: Logs from this many rows on are scored several partitions at a time by default.
 PARALLEL_FROM_ROWS = 1_000_000
+#: Peak bytes per transaction row of an in-memory scoring run (measured: ~3.5 GB for the
+#: 10M-row log of benchmarks/synthetic.py).
+IN_MEMORY_BYTES_PER_ROW = 350
+#: An in-memory run may use at most this much (GB), and at most this share of the memory
+#: available now; a larger Parquet log is scored partitioned without being asked.
+IN_MEMORY_LIMIT_GB = 1.0
+IN_MEMORY_SHARE = 0.25
 
 # Columns of the scored frame that the decision steps need or the list copies;
 # everything else (features, reasons) stays on disk.
@@ -141,6 +151,37 @@ def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: in
         )
     per_partition = max(budget * 1e9 / 2 / max(int(workers), 1) / BYTES_PER_ROW, 10_000)
     return max(1, int(workers), math.ceil(int(rows) / per_partition))
+
+
+def available_memory_gb() -> float | None:
+    """Memory the system could give this process now (GB), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def needs_partitions(rows: int, available_gb: float | None = None) -> bool:
+    """Whether a log of ``rows`` rows is too large to score comfortably in memory.
+
+    An in-memory run peaks at about :data:`IN_MEMORY_BYTES_PER_ROW` bytes per row; it
+    is kept when that is within :data:`IN_MEMORY_LIMIT_GB` and within
+    :data:`IN_MEMORY_SHARE` of ``available_gb`` (default: :func:`available_memory_gb`).
+    """
+    need = int(rows) * IN_MEMORY_BYTES_PER_ROW / 1e9
+    if available_gb is None:
+        available_gb = available_memory_gb()
+    limit = IN_MEMORY_LIMIT_GB
+    if available_gb is not None:
+        limit = min(limit, available_gb * IN_MEMORY_SHARE)
+    return need > limit
 
 
 def choose_workers(rows: int, workers: int | None = None) -> int:

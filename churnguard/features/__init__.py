@@ -7,11 +7,14 @@ from churnguard.features.snapshots import (
     make_snapshots,
     snapshot_cutoffs,
 )
+from churnguard.features.table import FeaturesResult, build_features
 
 __all__ = [
     "RFM_COLUMNS",
     "TIME_UNITS",
     "FeatureBuilder",
+    "FeaturesResult",
+    "build_features",
     "label_window",
     "make_labels",
     "make_snapshots",

@@ -131,23 +131,41 @@ def _sorted_rows(
         ids = rows.column("customer_id")
         return rows, _new_customer(ids), lambda at: _take(ids, at)
     names = [f"_k{i}" for i in range(len(keys.keys))]
-    keyed = pa.table(
-        dict(zip(names, keys.keys, strict=True)) | {c: scan.column(c) for c in payload}
-    )
-    del scan
-    con.register("keyed", keyed)
-    ordered = _arrow(con, f"SELECT * FROM keyed ORDER BY {', '.join(names)}")
-    con.unregister("keyed")
-    del keyed
-    sorted_keys = [np.asarray(ordered.column(name).to_numpy()) for name in names]
+    if _in_key_order(keys.keys):
+        # A log that is already in customer and day order (as scan_transactions returns
+        # it) needs no sort: only the ties within a day are put in value order below.
+        ordered = scan.select(payload)
+        sorted_keys = keys.keys
+        del scan
+    else:
+        keyed = pa.table(
+            dict(zip(names, keys.keys, strict=True)) | {c: scan.column(c) for c in payload}
+        )
+        del scan
+        con.register("keyed", keyed)
+        ordered = _arrow(con, f"SELECT * FROM keyed ORDER BY {', '.join(names)}")
+        con.unregister("keyed")
+        del keyed
+        sorted_keys = [np.asarray(ordered.column(name).to_numpy()) for name in names]
+        ordered = ordered.drop_columns(names)
     tie = np.zeros(ordered.num_rows, dtype=bool)
     tie[1:] = True
     for k in sorted_keys:
         tie[1:] &= k[1:] == k[:-1]
-    ordered = _value_order_within_days(ordered.drop_columns(names), tie, payload)
+    ordered = _value_order_within_days(ordered, tie, payload)
     rows = pa.table({"day": keys.days(sorted_keys)} | {c: ordered.column(c) for c in payload})
     new_cust = keys.new_customer(sorted_keys)
     return rows, new_cust, lambda at: keys.ids([k[at] for k in sorted_keys])
+
+
+def _in_key_order(keys: list[np.ndarray]) -> bool:
+    """Whether rows are already sorted by their keys (most significant first; ties allowed)."""
+    if len(keys[0]) < 2:
+        return True
+    ok = np.ones(len(keys[0]) - 1, dtype=bool)  # "not after the next row" so far
+    for k in reversed(keys):
+        ok = (k[:-1] < k[1:]) | ((k[:-1] == k[1:]) & ok)
+    return bool(ok.all())
 
 
 def _value_order_within_days(rows: pa.Table, tie: np.ndarray, payload: list[str]) -> pa.Table:

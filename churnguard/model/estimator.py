@@ -230,6 +230,14 @@ class ChurnGuardModel(BaseEstimator):
         tx = transactions
         self.training_start_ = to_date(tx["date"].min())
         self.training_end_ = to_date(tx["date"].max())
+        span = (self.training_end_ - self.training_start_).days
+        if span < int(self.horizon_days):
+            raise InsufficientHistoryError(
+                f"the log covers {span} days ({self.training_start_} to {self.training_end_}), "
+                f"less than the horizon of {int(self.horizon_days)} days: nothing in it shows "
+                "who came back within a horizon. Train on a longer log (a year or more is "
+                "best) or pass a shorter --horizon-days."
+            )
         self.builder_ = FeatureBuilder(time_unit="D").fit(tx)
         stage = self.btyd_
         notes: list[str] = []

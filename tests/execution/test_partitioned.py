@@ -129,7 +129,9 @@ def test_reasons_go_to_the_top_of_the_whole_base(
     tmp_path: Path, log_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
 ) -> None:
     tx = clean_transactions(log_frame).transactions
-    expected = build_retention_list(fitted.predict(tx, AS_OF, reasons_limit=50))
+    expected = build_retention_list(
+        fitted.predict(tx, AS_OF, reasons_limit=50), reference=fitted.decision_reference_
+    )
     out = tmp_path / "out.parquet"
     score_transactions(log_path, fitted, out=out, as_of=AS_OF, partitions=3, reasons_limit=50)
     got = pd.read_parquet(out)
@@ -188,7 +190,7 @@ def test_failure_leaves_no_output_and_no_temp_files(
     stage: str,
 ) -> None:
     if stage == "partition":
-        real = ChurnGuardModel.score
+        real = ChurnGuardModel.predict
         calls = {"n": 0}
 
         def flaky(self: ChurnGuardModel, *args: Any, **kwargs: Any) -> pd.DataFrame:
@@ -197,7 +199,7 @@ def test_failure_leaves_no_output_and_no_temp_files(
                 raise MemoryError("simulated: killed while scoring partition 3")
             return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(ChurnGuardModel, "score", flaky)
+        monkeypatch.setattr(ChurnGuardModel, "predict", flaky)
         error: type[BaseException] = MemoryError
     else:
 

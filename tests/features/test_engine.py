@@ -62,6 +62,30 @@ def test_packed_keys_aggregate_as_the_text_sort(
     pd.testing.assert_frame_equal(packed, text, check_exact=True)
 
 
+@pytest.mark.parametrize("ids", [[f"{i:05d}" for i in range(0, 600, 3)], [None, "x", "y", "é"]])
+def test_a_log_already_in_customer_and_day_order_skips_the_sort(
+    ids: list[str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _messy_log(np.random.default_rng(5), ids)
+    shuffled = _aggregate(log, packed=True, monkeypatch=monkeypatch)
+    # In order of customer (missing last) and day, ties within a day in a random order.
+    ordered = log.sort_values(["customer_id", "date"], kind="stable", na_position="last")
+    assert engine._in_key_order(
+        engine.pack_keys(
+            pa.chunked_array([pa.array(ordered["customer_id"], pa.string())]),
+            ordered["date"].to_numpy().astype("datetime64[D]").astype(np.int64),
+        ).keys
+    )
+    assert not engine._in_key_order(
+        engine.pack_keys(
+            pa.chunked_array([pa.array(log["customer_id"], pa.string())]),
+            log["date"].to_numpy().astype("datetime64[D]").astype(np.int64),
+        ).keys
+    )
+    got = _aggregate(ordered, packed=True, monkeypatch=monkeypatch)
+    pd.testing.assert_frame_equal(got, shuffled, check_exact=True)
+
+
 def test_packing_is_used_for_short_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bool] = []
     real = engine.pack_keys
