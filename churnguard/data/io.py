@@ -677,5 +677,13 @@ def write_table(
             out = escape_formulas(frame) if neutralize_formulas else frame
             out.to_csv(tmp, index=False)
         else:
-            frame.to_parquet(tmp, index=False)
+            # Dictionary pages only for repeated labels (segments, actions, tiers): for
+            # ids and numbers they cost a third of the write and save nothing.
+            labels = [
+                str(c)
+                for c, dtype in frame.dtypes.items()
+                if c != "customer_id"
+                and (dtype.kind == "O" or isinstance(dtype, pd.CategoricalDtype))
+            ]
+            frame.to_parquet(tmp, index=False, use_dictionary=labels or False)
     return target

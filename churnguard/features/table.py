@@ -2,7 +2,8 @@
 
 The log is validated, cleaned and quarantined by the DuckDB scan
 (:func:`churnguard.data.scan_transactions`) and handed to the
-:class:`~churnguard.features.FeatureBuilder` as Arrow, already in customer and day
+:func:`~churnguard.features.compute_features` (what
+:class:`~churnguard.features.FeatureBuilder` computes) as Arrow, already in customer and day
 order (the engine then skips its sort): pandas never holds the raw log, and bad rows
 go to ``<out>.quarantine.csv`` straight from DuckDB.
 """
@@ -19,7 +20,7 @@ import pandas as pd
 
 from churnguard.data import ColumnMap, LoadedTransactions, scan_transactions
 from churnguard.data.io import quarantine_path, table_format, write_table
-from churnguard.features.builder import FeatureBuilder
+from churnguard.features.compute import compute_features
 
 __all__ = ["FeaturesResult", "build_features"]
 
@@ -78,9 +79,8 @@ def build_features(
     """
     if out is not None:
         table_format(out, role="output")  # before the log is read
-    builder = FeatureBuilder(time_unit=time_unit)
     if isinstance(transactions, LoadedTransactions):
-        table = builder.fit_transform(transactions.transactions, cutoff=as_of)
+        table = compute_features(transactions.transactions, as_of, time_unit=time_unit)
         result = FeaturesResult(table, quarantined=transactions.n_quarantined)
         if out is not None:
             result.out = write_table(table, out)
@@ -97,7 +97,7 @@ def build_features(
         encoding=columns.encoding if columns is not None else None,
         quarantine_to=target,
     )
-    table = builder.fit_transform(scanned.transactions, cutoff=as_of)
+    table = compute_features(scanned.transactions, as_of, time_unit=time_unit)
     result = FeaturesResult(table, quarantined=scanned.rows_quarantined)
     if out is not None:
         result.out = write_table(table, out)
