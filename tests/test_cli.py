@@ -342,3 +342,18 @@ def test_partitioned_score_equals_in_memory(workdir: Path, cdnow_csv: Path, trai
     pd.testing.assert_frame_equal(
         lists[0][CONTRACT_COLUMNS], lists[1][CONTRACT_COLUMNS], check_dtype=False
     )
+
+
+def test_json_log_lines_for_batch_schedulers(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("customer_id,date,amount\n1,2024-01-01,3\n1,2024-02-05,4\n,2024-01-01,5\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "churnguard.cli", "--log-format", "json", "features",
+         "-t", str(log), "--out", str(tmp_path / "f.csv")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    assert any("unusable rows" in x["message"] for x in lines)
+    assert (tmp_path / "f.quarantine.csv").exists()

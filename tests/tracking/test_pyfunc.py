@@ -152,3 +152,18 @@ def test_input_example_has_the_models_columns(fitted: ChurnGuardModel) -> None:
     assert all(isinstance(v, str) for v in example["customer_id"])
     assert example["date"].max() <= pd.Timestamp(fitted.training_end_)
     assert example["customer_id"].nunique() == 3
+
+
+@pytest.mark.slow
+def test_a_training_run_is_not_registered_unless_asked(registry: dict[str, Any]) -> None:
+    from churnguard.tracking import log_training_run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(registry["root"])
+        mp.setenv("MLFLOW_TRACKING_URI", registry["tracking_uri"])
+        mlflow.set_tracking_uri(registry["tracking_uri"])
+        before = mlflow.MlflowClient().search_model_versions("name='churnguard'")
+        info = log_training_run(resolve_model(str(registry["model_dir"])), registry["model_dir"])
+        after = mlflow.MlflowClient().search_model_versions("name='churnguard'")
+    assert "registered_model" not in info and info["run_id"]
+    assert len(after) == len(before)
