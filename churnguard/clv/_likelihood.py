@@ -40,26 +40,37 @@ The usual closed form of that integral is a difference of two Gauss hypergeometr
 (``r + x`` in the thousands) and ``α``, ``β`` of very different sizes, ``hyp2f1`` overflows or
 loses all precision and the difference cancels catastrophically, so the log-likelihood comes
 out NaN or wrong. Here the integral is computed directly, in log space, by Gauss-Legendre
-quadrature in ``v = log(min(α, β) + y)``: see `_log_pareto_integral`. Against a 100-digit
-``mpmath`` evaluation of the closed form, over ``x`` up to 5,000, ``T`` up to 5,000, ``α``
-and ``β`` from 1e-4 to 1e5 and ``s`` down to 1e-4, the log-likelihood is off by 1e-16
+quadrature in ``v = log(min(α, β) + y)``: see `churnguard.clv._pareto_integral`. Against a
+100-digit ``mpmath`` evaluation of the closed form, over ``x`` up to 5,000, ``T`` up to 5,000,
+``α`` and ``β`` from 1e-4 to 1e5 and ``s`` down to 1e-4, the log-likelihood is off by 1e-16
 relative typically and 4e-14 at worst (rounding of the large logs themselves).
 
 Functions evaluate on the unique ``(x, tx, T)`` patterns and broadcast back when that is
 cheaper (customer bases have far fewer patterns than customers). All times are in the
 model's time unit.
+
+This module holds the formulas (``log C``, ``log E``, ``log D``) and what is computed from
+them per customer, plus the population dropout share; the checks and pattern grouping they
+share with the fitters are in `churnguard.clv._likelihood_inputs`, the quadrature in
+`churnguard.clv._pareto_integral`. Both are re-exported here under their former names.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 from scipy.special import betaln, expit, gammaln
 
-from churnguard.exceptions import InputDataError
+from churnguard.clv._likelihood_inputs import (
+    MODEL_PARAMS,
+    check_arrays,
+    check_model,
+    on_patterns,
+    unique_rows,
+)
+from churnguard.clv._pareto_integral import log_pareto_integral, pareto_integral_nodes
 
 __all__ = [
     "MODEL_PARAMS",
@@ -73,250 +84,6 @@ __all__ = [
     "purchase_rate_if_alive",
     "unique_rows",
 ]
-
-#: Parameter names of each model, as in ``PurchaseModel.params_``.
-MODEL_PARAMS: dict[str, tuple[str, ...]] = {
-    "bgnbd": ("r", "alpha", "a", "b"),
-    "mbgnbd": ("r", "alpha", "a", "b"),
-    "pareto": ("r", "alpha", "s", "beta"),
-}
-
-# Gauss-Legendre nodes for the Pareto/NBD integral. 48 keeps the worst error over a stress
-# grid (x <= 5000, T <= 5000, alpha/beta in 1e-4..1e5, s down to 1e-4) at ~3e-14 relative of
-# the log; 32 nodes leave ~4e-10 on long, slowly decaying integrands (x = 0, small s).
-_N_NODES = 48
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(_N_NODES)
-# The integrand is cut where it is e^-50 of its peak: the neglected mass is below 1e-20 of
-# the integral for every integrand this family produces (its log is concave in v).
-_LOG_CUTOFF = 50.0
-# Cap on the Newton steps that place the cut. They approach it monotonically from the safe
-# side, so stopping early only widens the range; 3 already suffice on the stress grid.
-_NEWTON_STEPS = 12
-# Below this many rows, grouping into patterns costs more than it saves.
-_MIN_ROWS_FOR_PATTERNS = 2_000
-# Float noise from date arithmetic may put recency a hair above T; beyond this it is an error.
-_RECENCY_TOLERANCE = 1e-9
-
-
-def _check_model(model: str, params: Mapping[str, float]) -> dict[str, float]:
-    if model not in MODEL_PARAMS:
-        raise ValueError(
-            f"model must be one of {sorted(MODEL_PARAMS)}, received {model!r}. "
-            "Use 'bgnbd' (BG/NBD), 'pareto' (Pareto/NBD) or 'mbgnbd' (MBG/NBD)."
-        )
-    names = MODEL_PARAMS[model]
-    missing = [k for k in names if k not in params]
-    if missing:
-        raise ValueError(f"{model} needs parameters {list(names)}, missing {missing}.")
-    values = {k: float(params[k]) for k in names}
-    if not all(math.isfinite(v) and v > 0 for v in values.values()):
-        raise ValueError(f"parameters must be finite and > 0, received {values}.")
-    return values
-
-
-def check_arrays(
-    x: np.ndarray | float, tx: np.ndarray | float, T: np.ndarray | float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Broadcast ``x, tx, T`` to float arrays, rejecting bad values.
-
-    Parameters
-    ----------
-    x, tx, T : array_like
-        Repeat purchases, recency, age (broadcast together).
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        The three arrays (``tx`` clipped to ``T`` where float noise put it a hair above).
-
-    Raises
-    ------
-    churnguard.exceptions.InputDataError
-        NaN/infinite or negative values, shapes that do not broadcast, or recency > T.
-    """
-    try:
-        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, tx, T)))
-    except ValueError as exc:
-        raise InputDataError(
-            f"frequency, recency and T must broadcast to one shape: {exc}"
-        ) from None
-    for name, values in zip(("frequency", "recency", "T"), arrays, strict=True):
-        # two reductions instead of elementwise masks: NaN fails `>= 0`, inf fails `< inf`
-        if values.size and not (values.min() >= 0 and values.max() < np.inf):
-            if not np.isfinite(values).all():
-                raise InputDataError(f"{name} has missing or infinite values; all must be finite.")
-            raise InputDataError(f"{name} has negative values (min {values.min():g}); use >= 0.")
-    freq, rec, age = arrays
-    over = rec > age
-    if over.any():
-        if (rec[over] > age[over] + _RECENCY_TOLERANCE).any():
-            raise InputDataError(
-                "recency exceeds T for some customers; recency is the age at the last purchase, "
-                "so it cannot exceed T (check both use the same time unit and end date)."
-            )
-        rec = np.minimum(rec, age)
-    return freq, rec, age
-
-
-def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Group rows of equal-length 1-d arrays into unique combinations by hashing (no sort).
-
-    Parameters
-    ----------
-    *columns : numpy.ndarray
-        One-dimensional arrays of equal length, e.g. ``x, tx, T``.
-
-    Returns
-    -------
-    codes : numpy.ndarray
-        Index of every row's combination (``int64``), so ``unique[codes]`` restores the rows.
-    uniques : tuple of numpy.ndarray
-        The unique combinations, one array per column, in order of first appearance.
-    """
-    key = np.zeros(len(columns[0]), dtype=np.int64)
-    for column in columns:
-        codes, uniques = pd.factorize(column)
-        # Fold the column's codes into one key; re-number first if the product could overflow.
-        if key.max(initial=0) > np.iinfo(np.int64).max // (len(uniques) + 1):
-            key, _ = pd.factorize(key)
-        key = key * len(uniques) + codes
-    codes, _ = pd.factorize(key)
-    # factorize numbers combinations by first appearance, so first rows in row order match codes
-    first = np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
-    return codes.astype(np.int64), tuple(column[first] for column in columns)
-
-
-def _on_patterns(
-    func: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    x: np.ndarray,
-    tx: np.ndarray,
-    T: np.ndarray,
-    *,
-    costly: bool,
-) -> np.ndarray:
-    """Apply a row-wise ``func`` once per unique pattern and broadcast back to ``x``'s shape."""
-    shape = x.shape
-    flat = [np.ascontiguousarray(v).ravel() for v in (x, tx, T)]
-    # Closed forms cost a few logs per row, about what the hashing costs: only worth it when
-    # the per-row cost is high (quadrature) and there are enough rows to repeat.
-    if not costly or flat[0].size < _MIN_ROWS_FOR_PATTERNS:
-        return np.asarray(func(*flat)).reshape(shape)
-    codes, (ux, utx, uT) = unique_rows(*flat)
-    if len(ux) > 0.7 * flat[0].size:
-        return np.asarray(func(*flat)).reshape(shape)
-    return np.asarray(func(ux, utx, uT))[codes].reshape(shape)
-
-
-def _log_pareto_integral(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    c1: np.ndarray,
-    c2: float,
-    alpha: float,
-    beta: float,
-) -> np.ndarray:
-    """``log ∫_lo^hi (α+y)^-c1 (β+y)^-c2 dy`` for ``0 <= lo <= hi``, elementwise, in log space.
-
-    See `pareto_integral_nodes`, which this returns the first output of.
-    """
-    return pareto_integral_nodes(lo, hi, c1, c2, alpha, beta, with_nodes=False)[0]
-
-
-def pareto_integral_nodes(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    c1: np.ndarray,
-    c2: float,
-    alpha: float,
-    beta: float,
-    *,
-    with_nodes: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``log ∫_lo^hi (α+y)^-c1 (β+y)^-c2 dy`` and the quadrature behind it.
-
-    Returns the log-integral and, with ``with_nodes``, the nodes as ``v = log(min(α, β) + y)``
-    (shape ``(n, 48)``) and their normalised weights (each row sums to 1 where ``hi > lo``),
-    so that averages of any function of ``y`` under the integrand (the log-moments a
-    gradient needs, `churnguard.clv._fitting`) come from the same evaluation.
-
-    Write ``m = min(α, β)``, ``K = |α - β|`` and ``p``/``q`` for the exponents of ``m + y`` and
-    ``m + K + y``. In ``v = log(m + y)`` the integrand is ``exp(h(v))`` with::
-
-        h(v) = (1 - p) v - q log(K + e^v)
-
-    which is concave (``h'' = -q K e^v / (K + e^v)^2 <= 0``): one peak, at an end or at
-    ``e^v = K (1 - p) / (p + q - 1)`` when ``p < 1``, and tails that fall at least
-    exponentially. A heavy buyer's integrand (``r + x`` in the thousands) can fall by e^-50
-    within a fraction of a time unit, so the range is first cut where ``h`` is 50 below its peak
-    (Newton on the concave ``h`` from the outer end, which approaches the cut from the safe
-    side) and the rest is integrated with 48-node Gauss-Legendre. ``h`` is evaluated as
-    ``h(v_peak) + H(d)`` with ``d = v - v_peak`` and ``H`` written with ``log1p``/``expm1``,
-    so nothing cancels: the result is accurate to rounding in ``h(v_peak)``.
-    """
-    if alpha <= beta:
-        m, k_gap, p, q = alpha, beta - alpha, c1, np.full_like(c1, c2)
-    else:
-        m, k_gap, p, q = beta, alpha - beta, np.full_like(c1, c2), c1
-    log_k = math.log(k_gap) if k_gap > 0 else -math.inf
-    v_lo = np.log(m + lo)
-    width = np.log1p((hi - lo) / (m + lo))  # v_hi - v_lo without cancellation
-    interior = (p < 1) & (k_gap > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u_stat = log_k + np.log1p(-p) - np.log(p + q - 1) - v_lo
-    u_peak = np.where(interior, np.clip(np.nan_to_num(u_stat), 0.0, width), 0.0)
-    v_peak = v_lo + u_peak
-    sig = expit(v_peak - log_k)  # e^v / (K + e^v) at the peak
-    h_peak = (1 - p) * v_peak - q * np.logaddexp(log_k, v_peak)
-
-    slope = 1.0 - p
-
-    def rel_h(d: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return slope[rows] * d - q[rows] * np.log1p(sig[rows] * np.expm1(d))
-
-    def rel_dh(d: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        grow = sig[rows] * np.exp(d)
-        return slope[rows] - q[rows] * grow / (1.0 - sig[rows] + grow)
-
-    def cut(start: np.ndarray, side: float) -> np.ndarray:
-        # Newton on the concave h from the outer end (side +1: right, -1: left): the tangent
-        # lies above h, so every iterate stays beyond the cut and stopping early only widens
-        # the range. Rows within 1 of the cut level are done.
-        d = start.copy()
-        rows = np.flatnonzero(rel_h(d, np.arange(len(d))) < -_LOG_CUTOFF)
-        for _ in range(_NEWTON_STEPS):
-            if rows.size == 0:
-                break
-            dr = d[rows]
-            dr = dr - (rel_h(dr, rows) + _LOG_CUTOFF) / rel_dh(dr, rows)
-            d[rows] = side * np.maximum(side * dr, 0.0)  # never cross the peak at d = 0
-            rows = rows[rel_h(d[rows], rows) < -_LOG_CUTOFF - 1.0]
-        return d
-
-    d_hi = cut(width - u_peak, 1.0)
-    d_lo = cut(-u_peak, -1.0)  # only an interior peak has a rising left side to cut
-
-    # Gauss-Legendre on [d_lo, d_hi], shifted by the largest node value (log-sum-exp).
-    half = 0.5 * (d_hi - d_lo)
-    d = d_lo[:, None] + half[:, None] * (_GL_NODES + 1.0)
-    f = np.expm1(d)
-    f *= sig[:, None]
-    np.log1p(f, out=f)
-    f *= -q[:, None]
-    f += slope[:, None] * d
-    shift = f.max(axis=1)
-    f -= shift[:, None]
-    np.exp(f, out=f)
-    h_peak = h_peak + shift
-    total = f @ _GL_WEIGHTS
-    with np.errstate(divide="ignore"):
-        out = np.where(hi > lo, h_peak + np.log(half) + np.log(total), -np.inf)
-    if not with_nodes:
-        return out, None, None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f *= _GL_WEIGHTS
-        f /= total[:, None]
-    d += v_peak[:, None]
-    return out, d, f
 
 
 def _log_common(model: str, p: dict[str, float], x: np.ndarray) -> np.ndarray:
@@ -340,7 +107,7 @@ def _log_alive_dead(
     if model == "pareto":
         s, beta = p["s"], p["beta"]
         log_e -= s * np.log(beta + T)
-        log_d = math.log(s) + _log_pareto_integral(tx, T, rx, s + 1.0, alpha, beta)
+        log_d = math.log(s) + log_pareto_integral(tx, T, rx, s + 1.0, alpha, beta)
     elif model == "bgnbd":
         a, b = p["a"], p["b"]
         # no repeat purchase, no chance yet to drop out: D = 0
@@ -400,7 +167,7 @@ def _log_stay_quiet_if_alive(
     log_ratio = log_ratio - s * np.log1p(t / (beta + T))
     # dying quietly in (T, T+t] does not depend on tx: integrate once per (x, T) pair
     codes, (ux, uT) = unique_rows(x, T)
-    log_die = _log_pareto_integral(uT, uT + t, p["r"] + ux, s + 1.0, p["alpha"], beta)[codes]
+    log_die = log_pareto_integral(uT, uT + t, p["r"] + ux, s + 1.0, p["alpha"], beta)[codes]
     log_die = log_die + math.log(s)
     return np.minimum(np.logaddexp(log_ratio, log_die - log_e), 0.0)
 
@@ -438,14 +205,14 @@ def log_likelihood(
     churnguard.exceptions.InputDataError
         Non-finite or negative data, or recency > T.
     """
-    p = _check_model(model, params)
+    p = check_model(model, params)
     freq, rec, age = check_arrays(x, tx, T)
 
     def func(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
         log_e, log_d = _log_alive_dead(model, p, x1, tx1, T1)
         return _log_common(model, p, x1) + np.logaddexp(log_e, log_d)
 
-    return _on_patterns(func, freq, rec, age, costly=model == "pareto")
+    return on_patterns(func, freq, rec, age, costly=model == "pareto")
 
 
 def p_alive(
@@ -461,13 +228,13 @@ def p_alive(
     buyer with a long silence gets a tiny but positive value, never NaN). BG/NBD gives 1 at
     ``x = 0``. Arguments, returns and errors as in `log_likelihood`.
     """
-    p = _check_model(model, params)
+    p = check_model(model, params)
     freq, rec, age = check_arrays(x, tx, T)
 
     def func(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
         return expit(_log_alive_odds(model, p, x1, tx1, T1)[0])
 
-    return _on_patterns(func, freq, rec, age, costly=model == "pareto")
+    return on_patterns(func, freq, rec, age, costly=model == "pareto")
 
 
 def p_no_purchase(
@@ -499,7 +266,7 @@ def p_no_purchase(
     numpy.ndarray
         Probabilities in [0, 1], non-increasing in ``t``.
     """
-    p = _check_model(model, params)
+    p = check_model(model, params)
     freq, rec, age = check_arrays(x, tx, T)
     horizon = float(t)
     if not math.isfinite(horizon) or horizon < 0:
@@ -511,7 +278,7 @@ def p_no_purchase(
         buys_if_alive = -np.expm1(_log_stay_quiet_if_alive(model, p, x1, T1, horizon, log_e))
         return np.clip(1.0 - alive * buys_if_alive, 0.0, 1.0)
 
-    return _on_patterns(func, freq, rec, age, costly=model == "pareto")
+    return on_patterns(func, freq, rec, age, costly=model == "pareto")
 
 
 def purchase_rate_if_alive(
@@ -574,7 +341,7 @@ def pareto_expected_purchases(
     numpy.ndarray
         Expected purchases, in the broadcast shape.
     """
-    p = _check_model("pareto", params)
+    p = check_model("pareto", params)
     freq, rec, age = check_arrays(x, tx, T)
     horizon = float(t)
     if not math.isfinite(horizon) or horizon < 0:
@@ -618,7 +385,7 @@ def dropout_share(model: str, params: Mapping[str, float], t: float) -> float:
         ``hyp2f1`` returns NaN or garbage exactly where fits degenerate (``a`` tiny, ``b``
         huge).
     """
-    p = _check_model(model, params)
+    p = check_model(model, params)
     span = float(t)
     if math.isnan(span):
         return math.nan

@@ -22,17 +22,16 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard.clv import _fitting
-from churnguard.clv._fitting import FitFailed
-from churnguard.clv.purchase import (
-    ModelFitError,
+from churnguard.clv._estimator_support import (
     PicklableFitterMixin,
     check_penalizers,
-    check_rfm,
     fit_with_penalizer_retry,
     lifetimes_fitter,
     quiet_fit,
 )
-from churnguard.exceptions import InsufficientHistoryError
+from churnguard.clv._fitting import FitFailed
+from churnguard.clv._rfm_checks import check_rfm
+from churnguard.exceptions import InsufficientHistoryError, ModelFitError
 
 __all__ = ["CORRELATION_WARNING_THRESHOLD", "SpendModel"]
 
