@@ -63,7 +63,7 @@ from churnguard.clv._fitting_optimizer import (
     minimize_in_box,
     names_at_bound,
 )
-from churnguard.clv._fitting_pareto import log_g_split, pareto_log_g, pareto_terms
+from churnguard.clv._fitting_pareto import pareto_log_g, pareto_terms
 from churnguard.clv._likelihood_inputs import MODEL_PARAMS
 
 __all__ = [
@@ -85,9 +85,6 @@ __all__ = [
 _PURCHASE_PARAMS: dict[str, tuple[str, ...]] = MODEL_PARAMS
 # Parameters measured in time (scaled by 1 / max T in the objective and the penalty).
 _RATE_SCALES = ("alpha", "beta")
-
-# The split evaluation of `pareto_log_g`, under the name the tests compare it by.
-_log_g_split = log_g_split
 
 
 def _purchase_terms(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 
-from churnguard.clv import _fitting, _likelihood
+from churnguard.clv import _fitting, _fitting_pareto, _likelihood
 from churnguard.clv.purchase import DegenerateFitWarning, PurchaseModel
 from churnguard.clv.spend import SpendModel
 
@@ -256,7 +256,7 @@ def test_pareto_series_and_quadrature_agree() -> None:
     for r, alpha, s, beta in [(0.6, 0.4, 0.7, 1.5), (2.5, 3.0, 0.2, 0.8), (0.3, 0.02, 1.4, 0.3)]:
         log_g, grad, n_quad = _fitting.pareto_log_g(r, x, s, alpha, beta, u)
         assert n_quad < len(x) // 2
-        quad_g, quad_grad = _fitting._log_g_split(r, x, s, alpha, beta, u)
+        quad_g, quad_grad = _fitting_pareto.log_g_split(r, x, s, alpha, beta, u)
         np.testing.assert_allclose(quad_g, log_g, rtol=1e-12)
         np.testing.assert_allclose(quad_grad, grad, rtol=1e-9, atol=1e-12)
 
