@@ -6,7 +6,9 @@ optional overrides for named RFM segments. Applied to scored customers it gives
 each one an ``expected_net_benefit = value_at_risk * save_rate - unit_cost``;
 :func:`select_contacts` then spends a limited capacity or budget on the
 customers where that benefit is largest, and :func:`contact_summary` reports
-what the campaign is expected to return.
+what the campaign is expected to return. Those two need only the assigned columns,
+not the playbook: they live in :mod:`churnguard.decision._contacts` and are
+re-exported here, their public import path.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from churnguard._checks import (
     require_numeric,
 )
 from churnguard.decision._config import read_toml, reject_unknown, with_context
-from churnguard.decision._ranks import ranked_positions
+from churnguard.decision._contacts import contact_summary, select_contacts
 from churnguard.decision.reference import EmpiricalCDF, RiskBands
 from churnguard.decision.tiers import RISK_BANDS, TIERS
 from churnguard.exceptions import ConfigError, InputDataError, ParameterError, ParameterTypeError
@@ -57,9 +59,6 @@ _WIN_BACK_KEYS = _TREATMENT_KEYS | {"enabled", "min_overdue_ratio", "one_time_mi
 #: Action of customers whose historical value is zero or negative.
 NO_VALUE_ACTION = "no paid action: no value to protect"
 _OVERRIDE_KEYS = _TREATMENT_KEYS | {"segment", "tier", "band"}
-# Budget sums are compared with a relative tolerance so that costs of 0.1 + 0.2
-# still fit a budget of 0.3 despite binary floating point.
-_BUDGET_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -462,94 +461,3 @@ def _treatment(table: Mapping[str, Any], allowed: frozenset[str], where: str) ->
             "(>= 0) and save_rate (0..1)."
         )
     return with_context(where, Treatment, table["action"], table["unit_cost"], table["save_rate"])
-
-
-def select_contacts(
-    df: pd.DataFrame, *, capacity: int | None = None, budget: float | None = None
-) -> pd.Series:
-    """Choose whom to contact: best expected net benefit first, within limits.
-
-    Customers are taken in decreasing ``expected_net_benefit`` (ties by
-    ``customer_id``, then row position) as a **greedy prefix**: selection stops
-    at the first customer whose benefit is not positive, who would exceed
-    ``capacity``, or whose ``unit_cost`` would take the running total above
-    ``budget``. It never skips an expensive customer to fit a cheaper one
-    further down: the list is then exactly "the top k", easy to explain and
-    stable when the budget changes, at the price of possibly leaving a little
-    budget unspent.
-
-    Parameters
-    ----------
-    df : DataFrame
-        With ``expected_net_benefit`` and ``unit_cost`` (see :meth:`Playbook.assign`).
-    capacity : int, optional
-        Maximum number of customers to contact (e.g. calls an account team can make).
-    budget : float, optional
-        Maximum total unit cost.
-
-    Returns
-    -------
-    Series
-        Boolean named ``contact``, indexed like ``df``.
-    """
-    require_frame(df, "select_contacts")
-    require_numeric(
-        df,
-        ["expected_net_benefit", "unit_cost"],
-        func="select_contacts",
-        hint="Join Playbook.assign(df) first: df.join(playbook.assign(df)).",
-    )
-    if capacity is not None and (
-        isinstance(capacity, bool) or not isinstance(capacity, int | np.integer) or capacity < 0
-    ):
-        raise ParameterTypeError(
-            f"capacity must be a whole number >= 0 or None; received {capacity!r}."
-        )
-    if budget is not None:
-        budget = check_number(budget, "budget", low=0.0, high=math.inf, example="5000.0")
-    order = ranked_positions(df["expected_net_benefit"], df)
-    net = df["expected_net_benefit"].to_numpy(dtype=float)[order]
-    ok = net > 0
-    if capacity is not None:
-        ok &= np.arange(len(df)) < capacity
-    if budget is not None:
-        spent = np.cumsum(df["unit_cost"].to_numpy(dtype=float)[order])
-        ok &= spent <= budget * (1 + _BUDGET_RTOL) + _BUDGET_RTOL
-    chosen = np.empty(len(df), dtype=bool)
-    chosen[order] = np.logical_and.accumulate(ok)
-    return pd.Series(chosen, index=df.index, name="contact")
-
-
-def contact_summary(df: pd.DataFrame) -> dict[str, Any]:
-    """What the selected contacts cost and are expected to return.
-
-    Parameters
-    ----------
-    df : DataFrame
-        With a boolean ``contact`` column (see :func:`select_contacts`) and
-        ``unit_cost``, ``save_rate``, ``value_at_risk``.
-
-    Returns
-    -------
-    dict
-        ``n_contacted``; ``spend`` (sum of unit costs); ``expected_value_retained``
-        (sum of ``value_at_risk * save_rate``); ``expected_net_benefit``
-        (retained minus spend), all over contacted customers.
-    """
-    require_frame(df, "contact_summary")
-    require_numeric(
-        df,
-        ["contact", "unit_cost", "save_rate", "value_at_risk"],
-        func="contact_summary",
-        hint="Add contact with df.assign(contact=select_contacts(df, ...)) after joining "
-        "Playbook.assign(df).",
-    )
-    chosen = df.loc[df["contact"].astype(bool)]
-    spend = float(chosen["unit_cost"].sum())
-    retained = float((chosen["value_at_risk"] * chosen["save_rate"]).sum())
-    return {
-        "n_contacted": len(chosen),
-        "spend": spend,
-        "expected_value_retained": retained,
-        "expected_net_benefit": retained - spend,
-    }

@@ -40,13 +40,16 @@ Parallelism: step 2 scores ``workers`` partitions at once, on threads
 (:mod:`churnguard.execution._partition`), and the reasons (4) are computed in the
 background while the whole-base columns (3) are. The list does not depend on
 the number of workers.
+
+Layout: this module runs the stages; the sizing rules (:func:`choose_partitions`,
+:func:`choose_workers`, :func:`needs_partitions`) live in
+:mod:`churnguard.execution._sizing` and the DuckDB statements of steps 1 and 5 in
+:mod:`churnguard.execution._partition_sql`. The sizing names are re-exported here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import math
 import os
 import shutil
 import sys
@@ -57,34 +60,38 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from churnguard._dates import to_date
-from churnguard._duckdb import connect, fetch_frame
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
-from churnguard.data import DEFAULT_DATE_FLOOR, DEFAULT_MAX_AMOUNT, ColumnMap, resolve_columns
-from churnguard.data.io import (
-    atomic_path,
-    escape_formulas_sql,
-    read_columns,
-    table_format,
-    temporary_folder,
+from churnguard.data import ColumnMap, resolve_columns
+from churnguard.data.io import read_columns, table_format, temporary_folder
+from churnguard.decision.retention import DECISION_INPUTS, ParquetSource, decide
+from churnguard.exceptions import InputDataError
+from churnguard.execution._partition import PartitionRunner, PartitionStats
+from churnguard.execution._partition_sql import (
+    default_as_of,
+    limit_duckdb,
+    open_duckdb,
+    read_head,
+    scalar,
+    split_log,
+    write_list,
+    write_quarantine_csv,
 )
-from churnguard.decision.retention import (
-    CONTRACT_COLUMNS,
-    DECIMAL_COLUMNS,
-    DECISION_INPUTS,
-    MONEY_COLUMNS,
-    PROBABILITY_COLUMNS,
-    SUPPORTING_COLUMNS,
-    ParquetSource,
-    decide,
+from churnguard.execution._sizing import (
+    BYTES_PER_ROW,
+    DEFAULT_MAX_MEMORY_GB,
+    IN_MEMORY_BYTES_PER_ROW,
+    PARALLEL_FROM_ROWS,
+    available_memory_gb,
+    choose_partitions,
+    choose_workers,
+    needs_partitions,
 )
-from churnguard.exceptions import InputDataError, ParameterError
-from churnguard.execution._partition import PartitionRunner, PartitionStats, default_workers
+from churnguard.execution._sizing import IN_MEMORY_LIMIT_GB as IN_MEMORY_LIMIT_GB
+from churnguard.execution._sizing import IN_MEMORY_SHARE as IN_MEMORY_SHARE
 from churnguard.execution.local import ScoreResult, run_summary
-from churnguard.execution.outputs import quarantine_path
 from churnguard.execution.request import ScoringRequest
 from churnguard.model.estimator import ChurnGuardModel
 from churnguard.report import report_from_list
@@ -104,98 +111,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Peak bytes per transaction row while one partition is cleaned and scored (measured).
-BYTES_PER_ROW = 1_000
-#: Memory budget used to choose the partition count when none is given.
-DEFAULT_MAX_MEMORY_GB = 2.0
-#: Logs from this many rows on are scored several partitions at a time by default.
-PARALLEL_FROM_ROWS = 1_000_000
-#: Peak bytes per transaction row of an in-memory scoring run (measured: ~3.5 GB for the
-#: 10M-row log of benchmarks/synthetic.py).
-IN_MEMORY_BYTES_PER_ROW = 350
-#: An in-memory run may use at most this much (GB), and at most this share of the memory
-#: available now; a larger Parquet log is scored partitioned without being asked.
-IN_MEMORY_LIMIT_GB = 1.0
-IN_MEMORY_SHARE = 0.25
-
 # Columns of the scored frame that the decision steps need or the list copies;
 # everything else (features, reasons) stays on disk.
 _SLIM = DECISION_INPUTS
 _OPTIONAL_SLIM = ["margin_total"]
-# Columns of the list (build_retention_list's extras) copied from the slim frame.
-_LIST_FROM_SLIM = {"historical_revenue", "expected_spend", "frequency", "days_since_last"}
-# Python's str.strip() whitespace (ASCII part): ids are stripped before they are hashed.
-_WS = " \t\n\r\x0b\x0c"
-_TEMPORAL = ("DATE", "TIMESTAMP")
-_DATE_FLOOR = DEFAULT_DATE_FLOOR
-_MAX_AMOUNT = float(DEFAULT_MAX_AMOUNT)
-
-
-def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: int = 1) -> int:
-    """Number of partitions that keeps ``workers`` partitions within half of ``max_memory_gb``.
-
-    Parameters
-    ----------
-    rows : int
-        Transaction rows in the log.
-    max_memory_gb : float, optional
-        Memory budget of the whole run; default :data:`DEFAULT_MAX_MEMORY_GB`.
-    workers : int
-        Partitions in memory at once (one per worker process); at least that many
-        partitions are made so that every worker has one.
-    """
-    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
-    if not budget > 0:
-        raise ParameterError(
-            f"max_memory_gb must be a positive number of GB; got {max_memory_gb!r}."
-        )
-    per_partition = max(budget * 1e9 / 2 / max(int(workers), 1) / BYTES_PER_ROW, 10_000)
-    return max(1, int(workers), math.ceil(int(rows) / per_partition))
-
-
-def available_memory_gb() -> float | None:
-    """Memory the system could give this process now (GB), or None when unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def needs_partitions(rows: int, available_gb: float | None = None) -> bool:
-    """Whether a log of ``rows`` rows is too large to score comfortably in memory.
-
-    An in-memory run peaks at about :data:`IN_MEMORY_BYTES_PER_ROW` bytes per row; it
-    is kept when that is within :data:`IN_MEMORY_LIMIT_GB` and within
-    :data:`IN_MEMORY_SHARE` of ``available_gb`` (default: :func:`available_memory_gb`).
-    """
-    need = int(rows) * IN_MEMORY_BYTES_PER_ROW / 1e9
-    if available_gb is None:
-        available_gb = available_memory_gb()
-    limit = IN_MEMORY_LIMIT_GB
-    if available_gb is not None:
-        limit = min(limit, available_gb * IN_MEMORY_SHARE)
-    return need > limit
-
-
-def choose_workers(rows: int, workers: int | None = None) -> int:
-    """Partitions scored at once for a log of ``rows`` rows.
-
-    ``workers`` when given; otherwise :func:`default_workers` from
-    :data:`PARALLEL_FROM_ROWS` rows on and 1 below (small logs gain nothing
-    from being cut into more partitions).
-    """
-    if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ParameterError(f"workers must be a whole number >= 1; got {workers!r}.")
-        return workers
-    return default_workers() if int(rows) >= PARALLEL_FROM_ROWS else 1
 
 
 @contextmanager
@@ -267,104 +186,6 @@ def _release_memory() -> None:
             pass
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, query: str) -> Any:
-    rows = con.sql(query).fetchall()
-    return rows[0][0] if rows else None
-
-
-def _limit_duckdb(
-    con: duckdb.DuckDBPyConnection, max_memory_gb: float | None, *, share: float
-) -> None:
-    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
-    con.sql(f"SET memory_limit = '{max(budget * share, 0.25):.2f}GB'")
-
-
-def _open_duckdb(workdir: Path, max_memory_gb: float | None) -> duckdb.DuckDBPyConnection:
-    con = connect()
-    _limit_duckdb(con, max_memory_gb, share=0.5)
-    con.sql(f"SET temp_directory = {_s(workdir / 'spill')}")
-    return con
-
-
-def _split(
-    con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str], n: int, dest: Path
-) -> None:
-    """Write the mapped columns to ``dest/part=<i>/`` by a stable hash of the stripped id."""
-    cid = f"CAST({_q(resolved['customer_id'])} AS VARCHAR)"
-    select = [f"{cid} AS customer_id"]
-    select += [
-        f"{_q(src)} AS {_q(canon)}" for canon, src in resolved.items() if canon != "customer_id"
-    ]
-    select.append("file_row_number AS source_row")
-    # Trimming every id costs more than the rest of the split; only ids that start or
-    # end with a control/space character (ord <= 32) need it.
-    x = f"COALESCE({cid}, '')"
-    key = (
-        f"CASE WHEN ord({x}[1]) <= 32 OR ord({x}[-1]) <= 32 THEN trim({x}, {_s(_WS)}) ELSE {x} END"
-    )
-    select.append(f"CAST(hash({key}) % {int(n)} AS BIGINT) AS part")
-    con.sql(
-        f"COPY (SELECT {', '.join(select)} FROM read_parquet({_s(path)}, file_row_number = true)) "
-        f"TO {_s(dest)} (FORMAT parquet, PARTITION_BY (part))"
-    )
-
-
-def _default_as_of(
-    con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap
-) -> tuple[Any, bool]:
-    """Last usable date of the log, and whether it was parsed from text (then only an estimate)."""
-    glob = _s(split / "*" / "*.parquet")
-    types = {
-        r[0]: r[1]
-        for r in con.sql(f"DESCRIBE SELECT date, amount FROM read_parquet({glob})").fetchall()
-    }
-    date_type = str(types["date"]).upper()
-    ok_id = f"customer_id IS NOT NULL AND trim(customer_id, {_s(_WS)}) <> ''"
-    amount = (
-        "amount"
-        if str(types["amount"]).upper() in ("DOUBLE", "FLOAT", "BIGINT", "INTEGER")
-        else "TRY_CAST(amount AS DOUBLE)"
-    )
-    # The rows the partitions keep: a known id, a finite amount within the scan's limit,
-    # a date between the floor and today (churnguard.data.scan quarantines the others,
-    # and a future-dated typo must not move the as-of date).
-    ok_amount = (
-        f"{amount} IS NOT NULL AND isfinite(CAST({amount} AS DOUBLE)) "
-        f"AND abs(CAST({amount} AS DOUBLE)) <= {_MAX_AMOUNT!r}"
-    )
-    if date_type.startswith(_TEMPORAL):
-        day, estimated = "CAST(date AS TIMESTAMP)", False
-    elif cmap.date_format:
-        day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
-    else:
-        day, estimated = "TRY_CAST(trim(CAST(date AS VARCHAR)) AS TIMESTAMP)", True
-    tomorrow = dt.date.today() + dt.timedelta(days=1)
-    ok_amount += (
-        f" AND {day} >= TIMESTAMP '{_DATE_FLOOR}' AND {day} < TIMESTAMP '{tomorrow.isoformat()}'"
-    )
-    last = None
-    if not estimated:
-        # Fast path: the latest date usually has a usable row; check only those rows.
-        latest = _scalar(con, f"SELECT max({day}) FROM read_parquet({glob})")
-        if latest is not None:
-            since = f"TIMESTAMP '{to_date(latest).isoformat()}'"
-            last = _scalar(
-                con,
-                f"SELECT max({day}) FROM read_parquet({glob}) "
-                f"WHERE {day} >= {since} AND {ok_id} AND {ok_amount}",
-            )
-
-    if last is None:
-        where = f"WHERE {ok_id} AND {ok_amount}"
-        last = _scalar(con, f"SELECT max({day}) FROM read_parquet({glob}) {where}")
-    if last is None:
-        raise InputDataError(
-            "no usable transaction date found in the log; pass as_of (--as-of YYYY-MM-DD) and "
-            "check --date-col / --date-format."
-        )
-    return to_date(last), estimated
-
-
 def _score_partitions(
     runner: PartitionRunner,
     split: Path,
@@ -421,91 +242,6 @@ def _start_reasons(
     parts = sorted(work.glob("scored_*.parquet"))
     wait = runner.explain([(part, top_ids, out / part.name, currency) for part in parts])
     return lambda: out if any(wait()) else None
-
-
-def _write_list(
-    con: duckdb.DuckDBPyConnection,
-    slim: Path,
-    whole: Path,
-    reasons: Path | None,
-    note: str,
-    out: Path,
-) -> None:
-    """Join the slim columns, the whole-base columns and the reasons; write by priority."""
-    fmt = table_format(out, role="output")
-    has = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM read_parquet({_s(whole)})").fetchall()}
-    source = {"historical_revenue": "total_spend"}
-    select = []
-    for col in CONTRACT_COLUMNS + [
-        c for c in SUPPORTING_COLUMNS if c in has or c in _LIST_FROM_SLIM
-    ]:
-        if col == "reasons":
-            expr = f"COALESCE(r.reasons, {_s(note)})" if reasons is not None else _s(note)
-        elif fmt == "csv" and col in ("growth_candidate", "contact"):
-            # pandas writes booleans as True/False; keep the CSV identical to the in-memory one.
-            expr = f"CASE WHEN t.{col} THEN 'True' ELSE 'False' END"
-        elif col in ("r_score", "f_score", "m_score"):
-            expr = f"CAST(t.{col} AS BIGINT)"
-        elif fmt == "csv" and col in MONEY_COLUMNS:
-            expr = f"ROUND(t.{_q(source.get(col, col))}, 2)"
-        elif fmt == "csv" and col in (*PROBABILITY_COLUMNS, *DECIMAL_COLUMNS):
-            expr = f"ROUND(t.{_q(col)}, 4)"
-        else:
-            expr = f"t.{_q(source.get(col, col))}"
-        select.append(f"{expr} AS {_q(col)}")
-    join = ""
-    if reasons is not None:
-        join = f"LEFT JOIN read_parquet({_s(reasons / '*.parquet')}) r USING (customer_id)"
-    # Join, then sort, in two statements: in one, DuckDB 2.0 cannot spill the join
-    # under the sort and runs out of memory at ~5M customers with a 1 GB limit.
-    joined = slim.with_name("joined.parquet")
-    con.sql(
-        f"COPY (SELECT {', '.join(select)} FROM (SELECT * FROM read_parquet({_s(slim)}) "
-        f"POSITIONAL JOIN read_parquet({_s(whole)})) t {join}) TO {_s(joined)} (FORMAT parquet)"
-    )
-    options = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-    columns = _csv_safe_columns(con, f"read_parquet({_s(joined)})") if fmt == "csv" else "*"
-    with atomic_path(out) as tmp:
-        con.sql(
-            f"COPY (SELECT {columns} FROM read_parquet({_s(joined)}) ORDER BY priority) "
-            f"TO {_s(tmp)} ({options})"
-        )
-
-
-def _csv_safe_columns(con: duckdb.DuckDBPyConnection, relation: str) -> str:
-    """Select list of ``relation`` with text cells made inert for spreadsheets.
-
-    The same rule as :func:`churnguard.data.io.write_table` applies to in-memory CSVs:
-    a customer id or a reason starting with ``=`` must not run when the list is opened.
-    """
-    described = con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-    parts = []
-    for name, dtype, *_ in described:
-        if str(dtype).upper() == "VARCHAR":
-            parts.append(f"{escape_formulas_sql(_q(name))} AS {_q(name)}")
-        else:
-            parts.append(_q(name))
-    return ", ".join(parts)
-
-
-def _write_quarantine(con: duckdb.DuckDBPyConnection, work: Path, out: Path) -> Path | None:
-    path = quarantine_path(out)
-    if not any(work.glob("quarantine_*.parquet")):
-        path.unlink(missing_ok=True)  # a stale one from an earlier run
-        return None
-    rejects = f"read_parquet({_s(work / 'quarantine_*.parquet')}, union_by_name = true)"
-    with atomic_path(path) as tmp:
-        con.sql(
-            f"COPY (SELECT {_csv_safe_columns(con, rejects)} FROM {rejects} ORDER BY source_row) "
-            f"TO {_s(tmp)} (FORMAT csv, HEADER true)"
-        )
-    return path
-
-
-def _head(con: duckdb.DuckDBPyConnection, path: Path, n: int) -> pd.DataFrame:
-    if table_format(path) == "csv":
-        return pd.read_csv(path, nrows=max(int(n), 1), dtype={"customer_id": str}).head(int(n))
-    return fetch_frame(con, f"SELECT * FROM read_parquet({_s(path)}) LIMIT {int(n)}")
 
 
 def score_parquet_partitioned(
@@ -567,10 +303,10 @@ def score_parquet_partitioned(
     work = temporary_folder(target)
     stages: dict[str, float] = {}
     peaks: dict[str, float] = {}
-    con = _open_duckdb(work, max_memory_gb)
+    con = open_duckdb(work, max_memory_gb)
     try:
         t = time.perf_counter()
-        rows = int(_scalar(con, f"SELECT count(*) FROM read_parquet({_s(src)})") or 0)
+        rows = int(scalar(con, f"SELECT count(*) FROM read_parquet({_s(src)})") or 0)
         if rows == 0:
             raise InputDataError(f"'{src}' has no rows; expected at least one transaction.")
         n_workers = choose_workers(rows, workers)
@@ -582,10 +318,10 @@ def score_parquet_partitioned(
         )  # fmt: skip
         with PartitionRunner(fitted, n_workers) as runner:
             split = work / "split"
-            _split(con, src, resolved, n, split)
+            split_log(con, src, resolved, n, split)
             estimated = False
             if as_of is None:
-                as_of_date, estimated = _default_as_of(con, split, cmap)
+                as_of_date, estimated = default_as_of(con, split, cmap)
             else:
                 as_of_date = to_date(as_of)
             _mark(stages, peaks, "split", t)
@@ -610,12 +346,12 @@ def score_parquet_partitioned(
             # From here DuckDB's sorts share the process with the whole-base columns
             # and the reasons: a quarter of the budget, so the peak does not grow with
             # the base (DuckDB spills to disk instead).
-            _limit_duckdb(con, max_memory_gb, share=0.25)
+            limit_duckdb(con, max_memory_gb, share=0.25)
             _mark(stages, peaks, "score", t)
 
             t = time.perf_counter()
             scored_glob = _s(work / "scored_*.parquet")
-            customers = int(_scalar(con, f"SELECT count(*) FROM read_parquet({scored_glob})"))
+            customers = int(scalar(con, f"SELECT count(*) FROM read_parquet({scored_glob})"))
             # The top customers are explained in the background while the whole base is done.
             wait_reasons = _start_reasons(
                 con, runner, work, customers, reasons_limit, request.currency
@@ -644,9 +380,9 @@ def score_parquet_partitioned(
 
         t = time.perf_counter()
         # Quarantine first: the list appearing is the sign that the whole run succeeded.
-        qfile = _write_quarantine(con, work, target)
-        _write_list(con, slim_path, whole_path, reasons, note, target)
-        head = _head(con, target, top)
+        qfile = write_quarantine_csv(con, work, target)
+        write_list(con, slim_path, whole_path, reasons, note, target)
+        head = read_head(con, target, top)
         _mark(stages, peaks, "write", t)
     finally:
         con.close()

@@ -14,6 +14,9 @@ transaction log (see :func:`churnguard.data.clean_transactions`):
    their training data as production has to the scoring date
    (:mod:`churnguard.churn.candidates`); the prior wins unless beaten;
 4. the chosen candidate is refitted on every snapshot.
+
+The checks of the settings (:mod:`churnguard.model._settings`) and the building of the
+labelled snapshot table (:mod:`churnguard.model._snapshots`) live in private modules.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from churnguard._dates import DAYS_PER_UNIT, to_date
-from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, PriorChurnModel, fit_candidate
+from churnguard._dates import to_date
+from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
 from churnguard.churn.reasons import ReasonReference, explain
 from churnguard.churn.training import (
     SnapshotPlan,
@@ -38,14 +41,13 @@ from churnguard.churn.training import (
     split_by_plan,
 )
 from churnguard.decision.reference import DecisionReference
-from churnguard.exceptions import InputDataError, InsufficientHistoryError, ParameterError
+from churnguard.exceptions import InputDataError, InsufficientHistoryError
 from churnguard.features import FeatureBuilder, snapshot_cutoffs
-from churnguard.features.engine import window_activity
+from churnguard.model._settings import check_settings
+from churnguard.model._snapshots import NOT_FEATURES, snapshot_table
 from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
 from churnguard.model.validation import validate_churn
 from churnguard.model.value_choice import (
-    ACTIVE_SPEND,
-    VALUE_CANDIDATES,
     add_active_spend,
     compare_value_candidates,
     fit_spend_model,
@@ -59,20 +61,6 @@ log = logging.getLogger(__name__)
 
 #: Customers (highest value at risk first) whose reasons are computed (TreeSHAP is costly).
 DEFAULT_REASONS_LIMIT = 25_000
-# Columns of a snapshot that are labels, ids or value (not churn signals): the list's
-# value columns are corrected by the value model after the churn model has scored, so
-# the churn model must not read them.
-_NOT_FEATURES = {
-    "customer_id",
-    "cutoff",
-    "future_purchases",
-    "future_spend",
-    "churned",
-    "expected_spend",
-    "predicted_clv",
-    "value_if_retained",
-    ACTIVE_SPEND,
-}
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
 
@@ -176,32 +164,6 @@ class ChurnGuardModel(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _validate(self) -> None:
-        if int(self.horizon_days) <= 0:
-            raise ParameterError(
-                f"horizon_days must be a positive number of days; got {self.horizon_days}."
-            )
-        if self.value_model not in ("auto", "bgnbd", "pareto", "mbgnbd"):
-            raise ParameterError(
-                "value_model must be 'auto', 'bgnbd', 'pareto' or 'mbgnbd'; "
-                f"got {self.value_model!r}."
-            )
-        if self.churn_model not in ("auto", *CANDIDATES):
-            raise ParameterError(
-                f"churn_model must be 'auto' or one of {CANDIDATES}; got {self.churn_model!r}."
-            )
-        if self.value_choice not in ("auto", *VALUE_CANDIDATES):
-            raise ParameterError(
-                f"value_choice must be 'auto' or one of {VALUE_CANDIDATES}; "
-                f"got {self.value_choice!r}."
-            )
-        if self.time_unit not in DAYS_PER_UNIT:
-            raise ParameterError(f"time_unit must be 'W' or 'D'; got {self.time_unit!r}.")
-        if not 0 <= float(self.discount_rate) < 1:
-            raise ParameterError(
-                f"discount_rate is monthly and must be in [0, 1); got {self.discount_rate}."
-            )
-
     @property
     def btyd_(self) -> BTYDStage:
         """The buy-till-you-die stage with this model's settings."""
@@ -222,7 +184,7 @@ class ChurnGuardModel(BaseEstimator):
         ChurnGuardModel
             ``self``, fitted.
         """
-        self._validate()
+        check_settings(self.get_params(deep=False))
         if not isinstance(transactions, pd.DataFrame):
             raise TypeError(
                 f"transactions must be a pandas DataFrame; got {type(transactions).__name__}."
@@ -272,7 +234,7 @@ class ChurnGuardModel(BaseEstimator):
             )
         columns = snaps.columns if not snaps.empty else [*self.builder_.feature_names_,
                                                           *VALUE_COLUMNS]  # fmt: skip
-        self.feature_names_ = [c for c in columns if c not in _NOT_FEATURES]
+        self.feature_names_ = [c for c in columns if c not in NOT_FEATURES]
         self.plan_ = plan_validation(
             cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
@@ -381,45 +343,19 @@ class ChurnGuardModel(BaseEstimator):
             return forced, "forced by value_choice"
         return result.chosen, result.reason
 
-    def _snapshot_log(self, tx: pd.DataFrame, n_cutoffs: int) -> pd.DataFrame:
-        """The transactions of the customers the snapshots are built from.
-
-        Every customer when customers x snapshots fits ``max_snapshot_rows``; else the
-        customers whose id hashes lowest (a sample that is the same on every run and
-        does not depend on the order of the log).
-        """
-        ids = pd.Series(tx["customer_id"].unique())
-        room = max(int(self.max_snapshot_rows) // max(n_cutoffs, 1), 1_000)
-        self.snapshot_customers_ = min(len(ids), room)
-        if len(ids) <= room:
-            return tx
-        hashes = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
-        chosen = ids.iloc[np.argpartition(hashes, room - 1)[:room]]
-        log.info(
-            "snapshots from a fixed sample of %s of %s customers (max_snapshot_rows=%s)",
-            f"{room:,}", f"{len(ids):,}", f"{int(self.max_snapshot_rows):,}",
-        )  # fmt: skip
-        return tx.loc[tx["customer_id"].isin(chosen)]
-
     def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
-        log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
+        """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``)."""
         stage = self.btyd_
-        sample = self._snapshot_log(tx, len(cutoffs))
-        frames = []
-        for c, feats in self.builder_.transform_many(sample, cutoffs):
+
+        def values(feats: pd.DataFrame) -> pd.DataFrame:
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
-            frame = self.features_frame(feats, pm, sm)
-            frame.insert(0, "cutoff", pd.Timestamp(c))
-            start = c + dt.timedelta(days=int(self.gap_days))
-            window = start + dt.timedelta(days=int(self.horizon_days))
-            act = window_activity(sample, start, window).set_index("customer_id")
-            act = act.reindex(pd.Index(feats["customer_id"], dtype=object))
-            purchases = act["purchases"].fillna(0).to_numpy(dtype=np.int64)
-            frame["future_purchases"] = purchases
-            frame["future_spend"] = np.clip(act["spend"].fillna(0.0).to_numpy(dtype=float), 0, None)
-            frame["churned"] = (purchases == 0).astype(np.int8)
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+            return self.features_frame(feats, pm, sm)
+
+        snaps, self.snapshot_customers_ = snapshot_table(
+            tx, cutoffs, self.builder_, values, gap_days=int(self.gap_days),
+            horizon_days=int(self.horizon_days), max_rows=int(self.max_snapshot_rows),
+        )  # fmt: skip
+        return snaps
 
     # ---------------------------------------------------------------- score
     def features_frame(self, feats: pd.DataFrame, pm: Any = None, sm: Any = None) -> pd.DataFrame:
