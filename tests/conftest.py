@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from churnguard.data import clean_transactions, load_cdnow
+
+#: Folders of the working tree that commands write to by default; tests must not.
+_REPO = Path(__file__).resolve().parents[1]
+_GUARDED = ("mlruns", "models")
+
+
+def _tree_files() -> set[Path]:
+    return {p for name in _GUARDED if (_REPO / name).is_dir() for p in (_REPO / name).rglob("*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _working_tree_untouched() -> Iterator[None]:
+    """Fail the session if a test left files in ``./mlruns`` or ``./models`` of the repo."""
+    before = _tree_files()
+    yield
+    new = sorted(str(p.relative_to(_REPO)) for p in _tree_files() - before)
+    if new:
+        pytest.fail(f"tests wrote into the working tree (use tmp_path): {new[:5]}")
 
 
 @pytest.fixture(scope="session")

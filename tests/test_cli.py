@@ -8,6 +8,7 @@ throw-away SQLite MLflow store.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,23 +38,15 @@ def cdnow_csv(workdir: Path) -> Path:
 def trained(workdir: Path, cdnow_csv: Path) -> Path:
     model_dir = workdir / "model"
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--transactions",
-            str(cdnow_csv),
-            "--horizon-days",
-            "90",
-            "--model-dir",
-            str(model_dir),
-            "--value-model",
-            "bgnbd",
-            "--max-snapshots",
-            "6",
-        ],
-        env=env,
-    )
+    args = ["train", "--transactions", str(cdnow_csv), "--horizon-days", "90", "--model-dir",
+            str(model_dir), "--value-model", "bgnbd", "--max-snapshots", "6"]  # fmt: skip
+    # MLflow puts a SQLite store's run files in ./mlruns of the current folder.
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        result = runner.invoke(app, args, env=env)
+    finally:
+        os.chdir(cwd)
     assert result.exit_code == 0, result.output
     assert "ROC-AUC" in result.output and "MLflow run" in result.output
     return model_dir
@@ -357,3 +350,105 @@ def test_json_log_lines_for_batch_schedulers(tmp_path: Path) -> None:
     assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
     assert any("unusable rows" in x["message"] for x in lines)
     assert (tmp_path / "f.quarantine.csv").exists()
+
+
+def _features(tmp_path: Path, log: Path, out: str, *root: str) -> subprocess.CompletedProcess[str]:
+    """``churnguard [root options] features`` in a real process (its log lines on stderr)."""
+    return subprocess.run(
+        [sys.executable, "-m", "churnguard.cli", *root, "features", "-t", str(log),
+         "--out", str(tmp_path / out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_raw_csv_writes_cells_as_they_are(tmp_path: Path) -> None:
+    log = tmp_path / "inj.csv"
+    log.write_text(
+        'customer_id,date,amount\n"=HYPERLINK(""x"")",2024-01-01,10\n'
+        '"=HYPERLINK(""x"")",2024-03-01,10\n@SUM(1+1),2024-01-05,5\n'
+        "ok,2024-01-05,lots\n"
+    )
+    assert _features(tmp_path, log, "safe.csv").returncode == 0
+    safe = pd.read_csv(tmp_path / "safe.csv", dtype=str)["customer_id"]
+    assert set(safe) == {'\'=HYPERLINK("x")', "'@SUM(1+1)"}
+    assert _features(tmp_path, log, "raw.csv", "--raw-csv").returncode == 0
+    raw = pd.read_csv(tmp_path / "raw.csv", dtype=str)["customer_id"]
+    assert set(raw) == {'=HYPERLINK("x")', "@SUM(1+1)"}
+    # In one process (a notebook, the tests) the switch ends with the command.
+    result = runner.invoke(
+        app, ["--raw-csv", "features", "-t", str(log), "-o", str(tmp_path / "r.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["features", "-t", str(log), "-o", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(tmp_path / "s.csv", dtype=str)["customer_id"]) == set(safe)
+
+
+def test_returns_only_customers_are_named_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "ret.csv"
+    log.write_text(
+        "customer_id,date,amount\nA,2024-01-01,10\nA,2024-03-01,10\n"
+        "RET1,2024-01-05,-5\nRET1,2024-02-05,-10\n"
+    )
+    proc = _features(tmp_path, log, "f.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 customers" in proc.stderr and "only returns" in proc.stderr
+    assert "'RET1'" in proc.stderr and "..." not in proc.stderr  # shown whole, not cut
+    assert list(pd.read_csv(tmp_path / "f.csv", dtype=str)["customer_id"]) == ["A"]
+
+
+def test_a_clean_rerun_removes_the_old_quarantine_file(tmp_path: Path) -> None:
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text("customer_id,date,amount\nA,2024-01-01,10\nA,2024-03-01,oops\n")
+    clean = tmp_path / "clean.csv"
+    clean.write_text("customer_id,date,amount\nA,2024-01-01,10\nA,2024-03-01,4\n")
+    assert (
+        runner.invoke(app, ["features", "-t", str(dirty), "-o", str(tmp_path / "f.csv")]).exit_code
+        == 0
+    )
+    assert (tmp_path / "f.quarantine.csv").exists()
+    assert (
+        runner.invoke(app, ["features", "-t", str(clean), "-o", str(tmp_path / "f.csv")]).exit_code
+        == 0
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.csv", "dirty.csv", "f.csv"]
+
+
+def test_no_bool_placeholders_in_help() -> None:
+    commands = ["", "features", "train", "score", "evaluate", "backtest", "report", "demo"]
+    for command in commands:
+        result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+        assert result.exit_code == 0, (command, result.output)
+        assert "<bool>" not in result.output, command
+
+
+@pytest.mark.slow
+def test_bad_options_are_refused_before_any_work(
+    workdir: Path, cdnow_csv: Path, trained: Path
+) -> None:
+    base = ["score", "-t", str(cdnow_csv), "-m", str(trained), "-o", str(workdir / "o.csv")]
+    _fails([*base, "--as-of", "2024-13-45"], "--as-of")
+    _fails([*base, "--as-of", "01/02/1998"], "--as-of")
+    _fails([*base, "--top", "-3"], "--top")
+    result = runner.invoke(app, [*base[:-1], str(workdir / "x.xlsx")])
+    assert result.exit_code == 2 and ".csv" in result.output, result.output
+    assert "customers" not in result.output  # refused before the log was scored
+    assert not (workdir / "x.xlsx").exists() and not (workdir / "o.csv").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_quarantines_unparsable_dates(
+    workdir: Path, cdnow_csv: Path, trained: Path
+) -> None:
+    raw = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    bad = pd.DataFrame({"customer_id": ["00001", "00002"], "date": ["someday", "1997-02-30"],
+                        "quantity": [1, 1], "amount": [2.0, 3.0]})  # fmt: skip
+    src = workdir / "dirty_eval.csv"
+    pd.concat([raw, bad], ignore_index=True).to_csv(src, index=False)
+    out = workdir / "eval_dirty"
+    args = ["evaluate", "-t", str(src), "-m", str(trained), "--as-of", "1998-03-31",
+            "--out-dir", str(out), "--no-mlflow"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    q = pd.read_csv(out / "quarantine.csv")
+    assert list(q["reason"]) == ["unparsable date", "unparsable date"]

@@ -61,7 +61,8 @@ def _one_line_warning(
 ) -> None:
     """Show a Python warning as one log line of the churnguard logger, cut to length."""
     text = " ".join(str(message).split())
-    if len(text) > _MAX_WARNING:
+    # churnguard's data-quality warnings say what to fix: shown whole.
+    if len(text) > _MAX_WARNING and category.__name__ != "DataQualityWarning":
         text = text[: _MAX_WARNING - 3] + "..."
     logging.getLogger("churnguard").warning("%s: %s", category.__name__, text)
 

@@ -48,15 +48,29 @@ MlflowOpt = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the r
 
 @app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     log_format: Annotated[
         str, typer.Option(help="Log lines as text or json (one object per line).")
     ] = "text",
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="Write CSV cells exactly as they are: no leading ' on cells a spreadsheet "
+            "would run as a formula (=, +, -, @). Only for CSVs read by programs.",
+        ),
+    ] = False,
 ) -> None:
     if log_format not in ("text", "json"):
         raise typer.BadParameter("use text or json.", param_hint="--log-format")
     setup_logging(verbose, log_format)
+    if raw_csv:
+        from churnguard.data.io import formulas_escaped
+
+        # Undone when the command ends (tests run many commands in one process).
+        ctx.with_resource(formulas_escaped(False))
     if version:
         typer.echo(f"churnguard {__version__}")
         raise typer.Exit()

@@ -32,6 +32,7 @@ import duckdb
 
 __all__ = [
     "STALE_AFTER_SECONDS",
+    "aside_path",
     "atomic_path",
     "cleanup_stale",
     "current_umask",
@@ -105,9 +106,18 @@ def cleanup_stale(
     """
     p = Path(path)
     if p.is_dir():
-        folder, pattern = p, f".*{_TMP_SUFFIX}"
-    else:
-        folder, pattern = p.parent, f".{glob.escape(p.name)}.*{_TMP_SUFFIX}"
+        return _remove_leftovers(p, f".*{_TMP_SUFFIX}", older_than)
+    return _leftovers_of(p, older_than)
+
+
+def _leftovers_of(target: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove the stale leftovers of the output ``target`` (a file or a folder) only."""
+    return _remove_leftovers(
+        target.parent, f".{glob.escape(target.name)}.*{_TMP_SUFFIX}", older_than
+    )
+
+
+def _remove_leftovers(folder: Path, pattern: str, older_than: float) -> list[Path]:
     if not folder.is_dir():
         return []
     now = time.time()
@@ -169,6 +179,16 @@ def _ours(exc: OSError, paths: tuple[Path, ...]) -> bool:
     return not names or any(Path(os.fsdecode(n)) in paths for n in names)
 
 
+def aside_path(target: str | os.PathLike[str]) -> Path:
+    """Where an existing output is moved while its replacement takes its place.
+
+    Named like a temporary folder (``.<name>.<pid>.old.cgtmp``) so that, when a kill
+    leaves it behind, the next write of the same output removes it (:func:`cleanup_stale`).
+    """
+    path = Path(target)
+    return path.with_name(f".{path.name}.{os.getpid()}.old{_TMP_SUFFIX}")
+
+
 def temporary_folder(target: str | os.PathLike[str]) -> Path:
     """Create a private working folder next to ``target`` and return it.
 
@@ -179,7 +199,9 @@ def temporary_folder(target: str | os.PathLike[str]) -> Path:
     path = Path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        cleanup_stale(path)
+        # The target's own leftovers, also when the target is an existing folder (a
+        # model folder saved again): not the contents of that folder.
+        _leftovers_of(path)
         return Path(
             tempfile.mkdtemp(
                 prefix=f".{path.name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent

@@ -7,9 +7,18 @@ leading ``'`` (OWASP's advice; see :func:`escape_formulas`), in pandas
 (:func:`escape_formulas`) and in DuckDB SQL for CSVs written by ``COPY``
 (:func:`escape_formulas_sql`), so that both kinds of CSV match. The public names are
 re-exported by :mod:`churnguard.data.io`.
+
+Escaping is on by default. :func:`formulas_escaped` turns it off for a block of code
+(``churnguard --raw-csv``), for CSVs read only by programs that need every cell byte
+for byte: one process-wide switch, so that every writer (pandas, DuckDB, the threads
+of a partitioned run) follows it without an option threaded through each call.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -18,7 +27,35 @@ import pyarrow.compute as pc
 
 from churnguard._duckdb import quote_literal
 
-__all__ = ["escape_formulas", "escape_formulas_sql"]
+__all__ = ["escape_formulas", "escape_formulas_sql", "escaping_formulas", "formulas_escaped"]
+
+# A plain global, not a ContextVar: worker threads of a partitioned run must see it.
+_ESCAPE = [True]
+_LOCK = threading.Lock()
+
+
+def escaping_formulas() -> bool:
+    """Whether CSV outputs escape formula-like cells now (True unless turned off)."""
+    return _ESCAPE[0]
+
+
+@contextmanager
+def formulas_escaped(enabled: bool) -> Iterator[None]:
+    """Turn formula escaping of CSV outputs on or off inside a ``with`` block.
+
+    Examples
+    --------
+    >>> with formulas_escaped(False):  # doctest: +SKIP
+    ...     score_transactions(tx, model, out="for-a-program.csv")
+    """
+    with _LOCK:
+        before, _ESCAPE[0] = _ESCAPE[0], bool(enabled)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _ESCAPE[0] = before
+
 
 # Cells a spreadsheet would run as a formula: OWASP's list of leading characters.
 _FORMULA_START = r"^[=+\-@\t\r]"
@@ -61,6 +98,8 @@ def escape_formulas_sql(text: str) -> str:
     that they match what :func:`write_table` writes: e.g.
     ``f"SELECT {escape_formulas_sql('CAST(reasons AS VARCHAR)')} AS reasons ..."``.
     """
+    if not escaping_formulas():
+        return text
     risky = f"regexp_matches({text}, {quote_literal(_FORMULA_START)})"
     number = f"regexp_matches({text}, {quote_literal(_PLAIN_NUMBER)})"
     return f"CASE WHEN {risky} AND NOT {number} THEN chr(39) || {text} ELSE {text} END"
@@ -81,6 +120,8 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     escaping. Vectorised: text columns are scanned by Arrow, and only the matching
     cells are rewritten.
     """
+    if not escaping_formulas():
+        return frame
     out: pd.DataFrame | None = None
     for i in range(frame.shape[1]):
         column = frame.iloc[:, i]

@@ -16,9 +16,10 @@ private modules and their public names are re-exported here, so
 * CSV outputs are protected against CSV (formula) injection
   (:mod:`churnguard.data._formulas`): a text cell that begins with ``=``, ``+``, ``-``,
   ``@``, a tab or a carriage return gets a leading ``'`` so that a spreadsheet shows it
-  as text instead of running it (OWASP's advice; see :func:`escape_formulas`). Pass
-  ``neutralize_formulas=False`` to :func:`write_table` when the CSV is read by programs
-  only.
+  as text instead of running it (OWASP's advice; see :func:`escape_formulas`). When a
+  CSV is read by programs only, pass ``neutralize_formulas=False`` to
+  :func:`write_table`, or write inside ``with formulas_escaped(False):`` (every writer,
+  DuckDB's included; the CLI's ``churnguard --raw-csv``).
 * CSV inputs are read by DuckDB (:mod:`churnguard.data._csv_input`,
   :func:`csv_relation`): its sniffer finds the delimiter, and a file that is not UTF-8
   gets an error that says so and names the ``--encoding`` option instead of a bare
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 
 from churnguard.data._atomic import (
     STALE_AFTER_SECONDS,
+    aside_path,
     atomic_path,
     cleanup_stale,
     current_umask,
@@ -49,12 +51,18 @@ from churnguard.data._csv_input import (
     readable_csv,
     translate_csv_error,
 )
-from churnguard.data._formulas import escape_formulas, escape_formulas_sql
+from churnguard.data._formulas import (
+    escape_formulas,
+    escape_formulas_sql,
+    escaping_formulas,
+    formulas_escaped,
+)
 from churnguard.exceptions import InputDataError
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "STALE_AFTER_SECONDS",
+    "aside_path",
     "atomic_path",
     "check_readable",
     "cleanup_stale",
@@ -63,6 +71,8 @@ __all__ = [
     "current_umask",
     "escape_formulas",
     "escape_formulas_sql",
+    "escaping_formulas",
+    "formulas_escaped",
     "normalize_encoding",
     "quarantine_path",
     "read_columns",
@@ -200,7 +210,7 @@ def write_table(
     frame: pd.DataFrame,
     path: str | os.PathLike[str],
     *,
-    neutralize_formulas: bool = True,
+    neutralize_formulas: bool | None = None,
 ) -> Path:
     """Write ``frame`` atomically as CSV or Parquet (by extension) and return the path.
 
@@ -211,10 +221,11 @@ def write_table(
     path : path-like
         ``.csv`` or ``.parquet`` output, written through :func:`atomic_path` (a
         killed run leaves no partial file; permissions follow the umask).
-    neutralize_formulas : bool
+    neutralize_formulas : bool, optional
         CSV only: prefix text cells that a spreadsheet would run as a formula with
         ``'`` (see :func:`escape_formulas`); numbers are never changed. Pass False
         when the CSV is only read by programs that need the text byte for byte.
+        Default: on, unless turned off by :func:`formulas_escaped` (``--raw-csv``).
         Parquet is written unchanged either way (spreadsheets do not open it).
 
     Raises
@@ -226,7 +237,13 @@ def write_table(
     fmt = table_format(target, role="output")
     with atomic_path(target) as tmp:
         if fmt == "csv":
-            out = escape_formulas(frame) if neutralize_formulas else frame
+            if neutralize_formulas is None:
+                out = escape_formulas(frame)  # follows formulas_escaped()
+            elif neutralize_formulas:
+                with formulas_escaped(True):
+                    out = escape_formulas(frame)
+            else:
+                out = frame
             out.to_csv(tmp, index=False)
         else:
             # Dictionary pages only for repeated labels (segments, actions, tiers): for

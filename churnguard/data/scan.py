@@ -368,6 +368,8 @@ def _scan(
     amounts = np.asarray(out.column("amount").to_numpy(), dtype=np.float64)
     purchases = np.add.reduceat((amounts >= 0).astype(np.int64), starts)
     returns_only = out.column("customer_id").take(pa.array(starts[purchases == 0])).to_pylist()
+    if returns_only:
+        _warn_returns_only(src, returns_only)
     extremes = pc.min_max(out.column("date"))
     first, last = extremes["min"], extremes["max"]
     written = None
@@ -412,6 +414,19 @@ def _check_usable(
     )
 
 
+def _warn_returns_only(src: SourceRelation, ids: list[Any]) -> None:
+    """Say who has returns only: they have no purchase, hence no features and no score."""
+    shown = ", ".join(repr(str(v)) for v in ids[:3]) + (", ..." if len(ids) > 3 else "")
+    warnings.warn(
+        f"{len(ids)} customers of {src.name} have only returns (negative amounts) and no "
+        f"purchase up to the as-of date ({shown}): with nothing bought there is nothing to "
+        "predict from, so they get no features and no row in the list (their rows are read, "
+        "not quarantined; from Python: ScannedTransactions.returns_only_customers).",
+        DataQualityWarning,
+        stacklevel=4,
+    )
+
+
 def _warn_future(
     src: SourceRelation, limits: Limits, stamps: np.ndarray, code: np.ndarray, unit: str
 ) -> None:
@@ -420,8 +435,8 @@ def _warn_future(
     warnings.warn(
         f"{int(future.sum())} rows of {src.name} are dated after today ({limits.today}), the "
         f"latest on {str(latest)[:10]}; they were quarantined as 'date in the future'. Check "
-        "the date column (--date-col) and its format (--date-format); pass today=... if this "
-        "machine's clock is wrong.",
+        "the date column (--date-col) and its format (--date-format), and this machine's "
+        "clock (from Python, scan_transactions(today=...) sets the date explicitly).",
         DataQualityWarning,
         stacklevel=4,
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -36,7 +37,7 @@ import joblib
 import pandas as pd
 
 from churnguard import __version__
-from churnguard.data.io import current_umask, temporary_folder
+from churnguard.data.io import aside_path, current_umask, temporary_folder
 from churnguard.exceptions import InvalidModelError
 from churnguard.model.estimator import ChurnGuardModel
 
@@ -55,7 +56,16 @@ MODEL_FILE = "model.joblib"
 #: Bump when a model written by an earlier churnguard can no longer be loaded correctly.
 FORMAT_VERSION = 2
 # Facts of metadata.json checked against the unpickled model (an edit is refused).
-_CHECKED = ("horizon_days", "gap_days", "training_data_start", "training_data_end", "feature_names")
+log = logging.getLogger(__name__)
+
+_CHECKED = (
+    "churnguard_version",
+    "horizon_days",
+    "gap_days",
+    "training_data_start",
+    "training_data_end",
+    "feature_names",
+)
 _CHURN_KINDS = {
     "prior": "BTYD P(no purchase)",
     "anchored": "LightGBM on the BTYD prior",
@@ -78,7 +88,7 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
     pm, sm = model.purchase_model_, model.spend_model_
     clf = model.churn_model_
     return {
-        "churnguard_version": __version__,
+        "churnguard_version": getattr(model, "churnguard_version_", __version__),
         "format_version": FORMAT_VERSION,
         "training_data_start": model.training_start_.isoformat(),
         "training_data_end": model.training_end_.isoformat(),
@@ -233,7 +243,7 @@ def save_model(
             item.chmod(mode if item.is_dir() else mode & 0o666)
         old = None
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            old = aside_path(target)  # removed by the next save if a kill leaves it
             os.replace(target, old)
         os.replace(tmp, target)
         if old is not None:
@@ -301,6 +311,8 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
             f"'{path / MODEL_FILE}' holds a {type(model).__name__}, not a ChurnGuardModel."
         )
     trained = model_metadata_facts(model)
+    if trained["churnguard_version"] is None:  # pickled before the version was kept in it
+        trained["churnguard_version"] = meta["churnguard_version"]
     edited = [k for k in _CHECKED if k in meta and meta[k] != trained[k]]
     if edited:
         k = edited[0]
@@ -310,12 +322,19 @@ def load_model(model_dir: str | os.PathLike[str]) -> ChurnGuardModel:
             "editing it does not change the model. Restore the file or retrain with the "
             "settings you want (e.g. --horizon-days)."
         )
+    if meta["churnguard_version"] != __version__:
+        log.warning(
+            "%s was trained with churnguard %s; this is %s. Scores follow the old model; "
+            "retrain to use this version's models.",
+            path, meta["churnguard_version"], __version__,
+        )  # fmt: skip
     return model
 
 
 def model_metadata_facts(model: ChurnGuardModel) -> dict[str, Any]:
     """The facts of the metadata that must agree with the model they describe."""
     return {
+        "churnguard_version": getattr(model, "churnguard_version_", None),
         "horizon_days": int(model.horizon_days),
         "gap_days": int(model.gap_days),
         "training_data_start": model.training_start_.isoformat(),

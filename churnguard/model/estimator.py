@@ -31,6 +31,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from churnguard import __version__
 from churnguard._dates import to_date
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
 from churnguard.churn.reasons import ReasonReference, explain
@@ -192,6 +193,7 @@ class ChurnGuardModel(BaseEstimator):
         tx = transactions
         self.training_start_ = to_date(tx["date"].min())
         self.training_end_ = to_date(tx["date"].max())
+        self.churnguard_version_ = __version__  # checked against metadata.json at load
         span = (self.training_end_ - self.training_start_).days
         if span < int(self.horizon_days):
             raise InsufficientHistoryError(

@@ -107,3 +107,37 @@ def test_a_killed_save_is_cleaned_by_the_next_one(saved: Path, tmp_path: Path) -
     os.utime(stale, (old, old))
     save_model(load_model(saved), tmp_path / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_save_over_an_existing_folder_cleans_its_leftovers(saved: Path, tmp_path: Path) -> None:
+    # Retraining into the same --model-dir: the leftovers of a killed save sit beside the
+    # folder (a working folder, and the old folder moved aside just before the swap).
+    target = save_model(load_model(saved), tmp_path / "m")
+    old = time.time() - 2 * 3600
+    for name in (".m.999999999.abcd1234.cgtmp", ".m.999999999.old.cgtmp"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MODEL_FILE).write_bytes(b"half")
+        os.utime(tmp_path / name, (old, old))
+    save_model(load_model(target), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert isinstance(load_model(target), ChurnGuardModel)
+
+
+def test_an_edited_version_is_refused(copy: Path) -> None:
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    meta["churnguard_version"] = "9.9.9"
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(InvalidModelError, match="churnguard_version"):
+        load_model(copy)
+
+
+def test_a_model_of_another_version_loads_with_a_warning(
+    copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = load_model(copy)
+    model.churnguard_version_ = "0.0.1"  # as if an older churnguard had trained it
+    target = save_model(model, copy.parent / "old")
+    assert json.loads((target / METADATA_FILE).read_text())["churnguard_version"] == "0.0.1"
+    with caplog.at_level("WARNING", logger="churnguard.model.bundle"):
+        load_model(target)
+    assert "trained with churnguard 0.0.1" in caplog.text
