@@ -19,6 +19,7 @@ feature over all customers at once (vectorised), never per customer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -157,18 +158,27 @@ def _pct(values: np.ndarray) -> np.ndarray:
 Phrase = Callable[[pd.DataFrame, pd.DataFrame, str, int], np.ndarray]
 
 
+def _unit(number: np.ndarray, plural: str) -> np.ndarray:
+    """``plural`` (e.g. `` days so far``) after each number, singular after exactly 1."""
+    singular = re.sub(r"\b(day|purchase|transaction|return|item)s\b", r"\1", plural, count=1)
+    return np.where(number == "1", singular, plural)
+
+
 def _silence(f: pd.DataFrame, peers: pd.DataFrame, currency: str, horizon: int) -> np.ndarray:
     days = f["days_since_last"].to_numpy(dtype=float)
     gap = f["mean_gap_days"].to_numpy(dtype=float) if "mean_gap_days" in f else np.nan * days
-    base = "no purchase for " + _num(days) + " days"
-    own = base + "; used to buy every " + _num(np.where(np.isfinite(gap), gap, 0)) + " days"
+    n = _num(days)
+    base = "no purchase for " + n + _unit(n, " days")
+    every = _num(np.where(np.isfinite(gap), gap, 0))
+    own = base + "; used to buy every " + every + _unit(every, " days")
     once = base + " since the first and only purchase"
     return np.where(np.isfinite(gap) & (gap > 0), own, once)
 
 
 def _recent(f: pd.DataFrame, peers: pd.DataFrame, currency: str, horizon: int) -> np.ndarray:
     days = f["days_since_last"].to_numpy(dtype=float)
-    text = "last purchase " + _num(days) + " days ago"
+    n = _num(days)
+    text = "last purchase " + n + _unit(n, " days ago")
     return np.where(days == 0, "last purchase 0 days ago (on the scoring date)", text)
 
 
@@ -176,7 +186,7 @@ def _labelled(col: str, before: str, after: str, decimals: int = 0) -> Phrase:
     def phrase(f: pd.DataFrame, peers: pd.DataFrame, currency: str, horizon: int) -> np.ndarray:
         own = _num(f[col].to_numpy(dtype=float), decimals)
         typical = _num(peers[col].to_numpy(dtype=float), decimals)
-        return before + own + after + " (retained peers: " + typical + ")"
+        return before + own + _unit(own, after) + " (retained peers: " + typical + ")"
 
     return phrase
 
@@ -223,9 +233,9 @@ def _window(col: str) -> Phrase:
         def count(f: pd.DataFrame, peers: pd.DataFrame, currency: str, horizon: int) -> np.ndarray:
             v = f[col].to_numpy(dtype=float)
             typical = _num(peers[col].to_numpy(dtype=float))
-            text = np.where(
-                v == 0,
-                f"no purchase in the last {days} days",
+            text = np.select(
+                [v == 0, v == 1],
+                [f"no purchase in the last {days} days", f"1 purchase day in the last {days} days"],
                 _num(v) + f" purchase days in the last {days} days",
             )
             return text + " (retained peers: " + typical + ")"

@@ -16,7 +16,7 @@ RAW_NAMES = re.compile(
     r"p_no_purchase|overdue_ratio|spend_\d+d|purchases_\d+d|n_purchases|total_spend)\b"
     r"|gap std days|max gap days|quantity total|days since last \d|after the first$"
 )
-UNIT = re.compile(r"(days|%|\$|purchases|purchase days|transactions|items|returns|spent|spend)")
+UNIT = re.compile(r"(\bdays?\b|%|\$|purchases?\b|transactions?\b|items?\b|returns?\b|spen[dt])")
 
 
 def reason_problems(text: str) -> list[str]:
@@ -28,6 +28,8 @@ def reason_problems(text: str) -> list[str]:
         problems.append("raw feature name")
     if re.search(r"\b\d+(\.\d+)?x the usual gap", text):
         problems.append("ratio of gaps")
+    if re.search(r"(?<![\d.,])1 (purchase days|days|purchases|transactions|returns)\b", text):
+        problems.append("a plural after 1")
     for part in re.split(r" \| |; (?=[a-z])", re.sub(r"^(raises|lowers) risk: ", "", text)):
         part = re.sub(r"^(raises|lowers) risk: ", "", part)
         if (
@@ -124,3 +126,5 @@ def test_reason_checker_catches_the_old_glitches() -> None:
     assert reason_problems("raises risk: gap std days 1.0")
     assert reason_problems("lowers risk: no purchase for 445 days; used to buy every 21 days")
     assert reason_problems("raises risk: last repeat purchase 446 after the first")
+    assert reason_problems("raises risk: 1 purchase days in the last 180 days (retained peers: 4)")
+    assert not reason_problems("raises risk: 1 purchase day in the last 180 days (peers: 4)")
