@@ -9,7 +9,7 @@ same customers and reported beside the model.
 Usage::
 
     python benchmarks/bench_backtest.py --data-dir /tmp/churnguard-backtest
-    python benchmarks/bench_backtest.py --only cdnow bgnbd_world
+    python benchmarks/bench_backtest.py --only cdnow:182 bgnbd_world --latest 1
 
 Prints one table per run (model and every baseline) and a check of the targets of
 ``benchmarks/README.md``; writes ``results.csv`` and ``targets.csv`` to ``--data-dir``.
@@ -94,7 +94,9 @@ def _bayes_optimal(world: object, dates: list[str], horizons: list[int]) -> pd.D
     return pd.concat(rows, ignore_index=True)
 
 
-def _worlds(names: list[str], data: Path) -> list[tuple[str, Path, list[str], list[int], object]]:
+def _worlds(
+    names: list[str], data: Path, latest: int | None = None
+) -> list[tuple[str, Path, list[str], list[int], object]]:
     from churnguard.data import WORLDS, write_cdnow, write_world
 
     out = []
@@ -112,6 +114,7 @@ def _worlds(names: list[str], data: Path) -> list[tuple[str, Path, list[str], li
         if not path.exists():
             write_world(world, path)
         dates = [pd.Timestamp(d).date().isoformat() for d in world.suggested_as_of]
+        dates = dates[-latest:] if latest else dates
         out.append((name, path, dates, list(world.suggested_horizons_days), world))
     return out
 
@@ -125,11 +128,15 @@ def main() -> None:
         default=["cdnow", "aging_cohort", "continuous_acquisition", "no_churn",
                  "shifting_churn", "bgnbd_world"],
     )  # fmt: skip
+    parser.add_argument(
+        "--latest", type=int, default=None,
+        help="Only the latest N suggested as-of dates of each simulated world (a quicker run).",
+    )  # fmt: skip
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     tables = []
-    for name, path, dates, horizons, world in _worlds(args.only, args.data_dir):
+    for name, path, dates, horizons, world in _worlds(args.only, args.data_dir, args.latest):
         print(f"{name}: as of {', '.join(dates)}, horizons {horizons}")
         out = args.data_dir / f"{name}-{'-'.join(map(str, horizons))}-{stamp}"
         table = _backtest(path, dates, horizons, out).assign(dataset=name)

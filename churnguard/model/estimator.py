@@ -124,8 +124,10 @@ class ChurnGuardModel(BaseEstimator):
         models learn from. A larger base is sampled: a fixed set of customers, chosen by
         a hash of their id (the same ones on every run), so that customers x snapshots
         fits. The purchase models behind every value column, the scoring and the
-        reference base still use every customer; the backtest figures of
-        ``benchmarks/README.md`` measure what the sample costs.
+        reference base still use every customer. Why 1M: on a 100k-customer log,
+        sampling to 1M rows changed backtest ROC-AUC by -0.0005 and ECE by at most
+        0.002 against no sampling, and it keeps training on 1M customers within a
+        few minutes and 4 GB (figures in ``benchmarks/README.md``).
     random_state : int
         Seed of the classifier.
     """
@@ -145,7 +147,7 @@ class ChurnGuardModel(BaseEstimator):
         discount_rate: float = 0.01,
         time_unit: str = "W",
         classifier_params: dict[str, Any] | None = None,
-        max_snapshot_rows: int = 2_000_000,
+        max_snapshot_rows: int = 1_000_000,
         random_state: int = 0,
     ) -> None:
         self.horizon_days = horizon_days
