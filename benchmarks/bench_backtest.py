@@ -66,7 +66,8 @@ def _bayes_optimal(world: object, dates: list[str], horizons: list[int]) -> pd.D
     """Metrics of the true-parameter closed forms on the same customers as the backtest."""
     from churnguard.churn.metrics import compare_scores
     from churnguard.clv import PurchaseModel, SpendModel
-    from churnguard.evaluation import compare_values, observe_outcomes
+    from churnguard.clv.metrics import compare_values
+    from churnguard.evaluation import observe_outcomes
     from churnguard.features import rfm_summary
 
     truth = world.truth  # type: ignore[attr-defined]
