@@ -31,6 +31,7 @@ from churnguard.clv._fitting_optimizer import FitFailed
 from churnguard.exceptions import ConvergenceWarning, ModelFitError
 
 __all__ = [
+    "own_then_lifetimes",
     "PicklableFitterMixin",
     "check_penalizers",
     "fit_with_penalizer_retry",
@@ -39,6 +40,28 @@ __all__ = [
 ]
 
 _Result = TypeVar("_Result")
+
+
+def own_then_lifetimes(
+    fit_own: Callable[[float], _Result], fit_lifetimes: Callable[[float], _Result]
+) -> Callable[[float], _Result]:
+    """``fit_once(penalizer)``: churnguard's optimiser first, lifetimes' when it fails.
+
+    Raises ``FitFailed`` naming both failures when neither gives a usable fit, so that
+    :func:`fit_with_penalizer_retry` moves on to the next penalizer.
+    """
+
+    def fit_once(pen: float) -> _Result:
+        try:
+            return fit_own(pen)
+        except FitFailed as own:
+            try:
+                return fit_lifetimes(pen)
+            except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
+                theirs = str(exc).strip() or type(exc).__name__
+                raise FitFailed(f"{own}; lifetimes: {theirs}") from exc
+
+    return fit_once
 
 
 def fit_with_penalizer_retry(

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from lifetimes.utils import ConvergenceError
 
 from churnguard.clv import _fitting, _likelihood
-from churnguard.clv._estimator_support import lifetimes_fitter, quiet_fit
+from churnguard.clv._estimator_support import lifetimes_fitter, own_then_lifetimes, quiet_fit
 from churnguard.clv._fitting_optimizer import FitFailed
 
 __all__ = ["PurchaseFit", "count_nonfinite", "pattern_fitter", "pattern_log_likelihood"]
@@ -112,17 +111,7 @@ def pattern_fitter(
             raise FitFailed(f"non-finite log-likelihood at {params}")
         return PurchaseFit(fitter, params, ll, "lifetimes", -1)
 
-    def fit_once(pen: float) -> PurchaseFit:
-        try:
-            return fit_own(pen)
-        except FitFailed as own:
-            try:
-                return fit_lifetimes(pen)
-            except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
-                theirs = str(exc).strip() or type(exc).__name__
-                raise FitFailed(f"{own}; lifetimes: {theirs}") from exc
-
-    return fit_once
+    return own_then_lifetimes(fit_own, fit_lifetimes)
 
 
 def pattern_log_likelihood(

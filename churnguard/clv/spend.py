@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lifetimes import GammaGammaFitter
-from lifetimes.utils import ConvergenceError
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -27,6 +26,7 @@ from churnguard.clv._estimator_support import (
     check_penalizers,
     fit_with_penalizer_retry,
     lifetimes_fitter,
+    own_then_lifetimes,
     quiet_fit,
 )
 from churnguard.clv._fitting import FitFailed
@@ -167,15 +167,7 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
                 raise FitFailed(f"non-finite estimate {params}, ll={ll}")
             return fitter, params, ll, "lifetimes", ()
 
-        def fit_once(pen: float) -> tuple[Any, dict[str, float], float, str, tuple[str, ...]]:
-            try:
-                return fit_own(pen)
-            except FitFailed as own:
-                try:
-                    return fit_lifetimes(pen)
-                except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
-                    theirs = str(exc).strip() or type(exc).__name__
-                    raise FitFailed(f"{own}; lifetimes: {theirs}") from exc
+        fit_once = own_then_lifetimes(fit_own, fit_lifetimes)
 
         (fitter, params, ll, backend, at_bound), pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what="Gamma-Gamma"
