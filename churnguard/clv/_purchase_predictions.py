@@ -12,12 +12,14 @@ is not finite.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churnguard.clv import _likelihood
+from churnguard.clv._bgnbd_curve import bgnbd_expected_curve
 from churnguard.clv._rfm_checks import check_horizon, check_rfm, customer_id_column
 
 __all__ = ["PurchasePredictions"]
@@ -102,6 +104,8 @@ class PurchasePredictions:
         shape = np.broadcast(x, tx, age).shape
         if horizon == 0:
             return np.zeros(shape)
+        if self._shares_curve(x, tx, age):
+            return next(bgnbd_expected_curve(self._bgnbd_params(), [horizon], x, tx, age))
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             out = self.fitter_.conditional_expected_number_of_purchases_up_to_time(
@@ -113,6 +117,34 @@ class PurchasePredictions:
             xb, txb, ageb = (np.broadcast_to(v, shape)[bad] for v in (x, tx, age))
             out[bad] = _likelihood.pareto_expected_purchases(self.params_, xb, txb, ageb, horizon)
         return out
+
+    def expected_purchases_curve(
+        self, horizons: Sequence[float], frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+    ) -> list[np.ndarray]:
+        """:meth:`expected_purchases_arrays` at each of ``horizons`` (a CLV's months).
+
+        The same values; for BG/NBD the terms that do not depend on the horizon are
+        computed once (:func:`churnguard.clv._bgnbd_curve.bgnbd_expected_curve`).
+        """
+        self._check_fitted()
+        x, tx, age = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+        ts = [check_horizon(t) for t in horizons]
+        if self._shares_curve(x, tx, age) and all(t > 0 for t in ts):
+            return list(bgnbd_expected_curve(self._bgnbd_params(), ts, x, tx, age))
+        return [self.expected_purchases_arrays(t, x, tx, age) for t in ts]
+
+    def _shares_curve(self, x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> bool:
+        """Whether the BG/NBD fast path applies: a lifetimes BG/NBD fit, 1-D equal arrays."""
+        return (
+            self.model == "bgnbd"
+            and type(self.fitter_).__name__ == "BetaGeoFitter"
+            and x.ndim == 1
+            and x.shape == tx.shape == age.shape
+        )
+
+    def _bgnbd_params(self) -> dict[str, float]:
+        """The parameters lifetimes' fitter computes with (``fitter_.params_``)."""
+        return {k: self.fitter_.params_[k] for k in ("r", "alpha", "a", "b")}
 
     def p_no_purchase(self, rfm: pd.DataFrame, t: float) -> np.ndarray:
         """Probability that each customer makes no purchase in (T, T + t].

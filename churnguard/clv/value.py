@@ -70,8 +70,10 @@ def _clv_arrays(
     # cumulative values; the loop runs over months, never over customers.
     previous = np.zeros(len(x))
     discounted_purchases = np.zeros(len(x))
-    for i in range(1, months + 1):
-        cumulative = purchase_model.expected_purchases_arrays(i * factor, x, tx, age)
+    curve = purchase_model.expected_purchases_curve(
+        [i * factor for i in range(1, months + 1)], x, tx, age
+    )
+    for i, cumulative in enumerate(curve, start=1):
         discounted_purchases += (cumulative - previous) / (1 + discount_rate) ** i
         previous = cumulative
     return spend * discounted_purchases[codes]

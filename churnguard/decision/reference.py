@@ -78,9 +78,13 @@ class EmpiricalCDF:
         """Reference customers strictly below and at or below each value of ``x``."""
         v = np.asarray(x, dtype=float)
         cum = np.r_[0, self.cumulative]
-        below = cum[np.searchsorted(self.values, v, side="left")]
-        upto = cum[np.searchsorted(self.values, v, side="right")]
-        return below, upto
+        left = np.searchsorted(self.values, v, side="left")
+        # The reference values are distinct, so side="right" is one further exactly
+        # where the value is found: one binary search instead of two.
+        found = np.zeros(left.shape, dtype=bool)
+        inside = left < len(self.values)
+        found[inside] = self.values[left[inside]] == v[inside]
+        return cum[left], cum[left + found]
 
     def percentile_rank(self, x: Any) -> np.ndarray:
         """Mean-rank percentile as ``Series.rank(pct=True)`` would give among the reference.

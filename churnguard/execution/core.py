@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnguard._dates import to_date
-from churnguard.data import ColumnMap, LoadedTransactions, clean_transactions
+from churnguard.data import ColumnMap, LoadedTransactions, ScannedTransactions, clean_transactions
 from churnguard.exceptions import InputDataError
 
 __all__ = ["ScoredPart", "has_customers", "score_part"]
@@ -33,15 +35,20 @@ class ScoredPart:
     as_of: dt.date | None
 
 
-def has_customers(transactions: pd.DataFrame, as_of: Any) -> bool:
+def has_customers(transactions: pd.DataFrame | pa.Table, as_of: Any) -> bool:
     """Whether some customer has a purchase (amount >= 0) on or before ``as_of``."""
     day_after = pd.Timestamp(to_date(as_of)) + pd.Timedelta(days=1)
+    if isinstance(transactions, pa.Table):
+        dates, amounts = transactions.column("date"), transactions.column("amount")
+        day = pa.scalar(day_after.to_datetime64(), type=dates.type)
+        kept = pc.and_(pc.less(dates, day), pc.greater_equal(amounts, 0.0))
+        return bool(pc.any(kept).as_py())
     return bool(((transactions["date"] < day_after) & (transactions["amount"] >= 0)).any())
 
 
 def score_part(
     model: Any,
-    part: pd.DataFrame | LoadedTransactions,
+    part: pd.DataFrame | LoadedTransactions | ScannedTransactions,
     *,
     as_of: Any = None,
     columns: ColumnMap | None = None,
@@ -56,9 +63,9 @@ def score_part(
     ----------
     model : ChurnGuardModel
         The fitted model (read only; parts may be scored on several threads).
-    part : DataFrame or LoadedTransactions
+    part : DataFrame, LoadedTransactions or ScannedTransactions
         Raw rows of the part (their index is their row number in the source), or rows
-        cleaned already.
+        cleaned already (as a pandas frame, or as the Arrow rows of a scan).
     as_of : date-like, optional
         Scoring date; default the part's last date.
     columns : ColumnMap, optional
@@ -73,19 +80,31 @@ def score_part(
     currency : str
         Prefix of money amounts in the reasons.
     """
-    loaded = (
-        part
-        if isinstance(part, LoadedTransactions)
-        else clean_transactions(part, columns, source=source)
-    )
-    tx = loaded.transactions
-    last = to_date(tx["date"].max()) if len(tx) else None
+    if isinstance(part, ScannedTransactions):
+        # Arrow rows straight from the scan: the log never becomes a pandas frame.
+        tx: pd.DataFrame | pa.Table = part.transactions
+        quarantine, n_bad, last = part.quarantine, part.rows_quarantined, part.last_date
+        n_rows = part.transactions.num_rows
+    else:
+        loaded = (
+            part
+            if isinstance(part, LoadedTransactions)
+            else clean_transactions(part, columns, source=source)
+        )
+        tx, quarantine, n_bad = loaded.transactions, loaded.quarantine, loaded.n_quarantined
+        last = to_date(tx["date"].max()) if len(tx) else None
+        n_rows = len(tx)
+        del loaded
     day = to_date(as_of) if as_of is not None else last
     scored = None
     if day is not None and has_customers(tx, day):
-        scored = model.predict(tx, day, reasons_limit=reasons_limit, currency=currency)
+        frame = model.features(tx, day)
+        del tx, part  # the scoring below needs the features only
+        scored = model.predict_features(
+            frame, reasons_limit=reasons_limit, currency=currency, copy=False
+        )
     elif require_customers:
         raise InputDataError(
             f"no customer has a purchase on or before {day}; choose a later --as-of."
         )
-    return ScoredPart(scored, loaded.quarantine, len(tx) + loaded.n_quarantined, last, day)
+    return ScoredPart(scored, quarantine, n_rows + n_bad, last, day)

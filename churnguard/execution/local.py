@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from churnguard.data import LoadedTransactions, clean_transactions, load_transactions
+from churnguard.data import LoadedTransactions, ScannedTransactions, scan_transactions
 from churnguard.data.io import write_table
-from churnguard.decision.retention import retention_list, rounded_for_csv
+from churnguard.decision.retention import list_inputs, retention_list, rounded_for_csv
 from churnguard.execution.core import score_part
 from churnguard.execution.outputs import write_quarantine
 from churnguard.execution.request import ScoringRequest
@@ -60,13 +60,20 @@ class ScoreResult:
 def load_log(
     transactions: str | os.PathLike[str] | pd.DataFrame | LoadedTransactions,
     request: ScoringRequest,
-) -> LoadedTransactions:
-    """Read and clean a log given as a path, a raw frame or an already cleaned log."""
+) -> ScannedTransactions | LoadedTransactions:
+    """Read and clean a log given as a path, a raw frame or an already cleaned log.
+
+    A path or a raw frame is scanned (:func:`churnguard.data.scan_transactions`) and
+    its rows stay in Arrow: at 10M rows a pandas copy of the log would cost ~1 GB and
+    several seconds, and scoring only needs the per-customer features built from it.
+    """
     if isinstance(transactions, LoadedTransactions):
         return transactions
+    cmap = request.columns
     if isinstance(transactions, pd.DataFrame):
-        return clean_transactions(transactions, request.columns)
-    return load_transactions(transactions, request.columns)
+        return scan_transactions(transactions, cmap)
+    encoding = cmap.encoding if cmap is not None else None
+    return scan_transactions(transactions, cmap, encoding=encoding)
 
 
 def run_summary(summary: dict[str, Any], model: Any, as_of: Any, quarantined: int) -> None:
@@ -98,29 +105,39 @@ def score_in_memory(
     """
     start = time.perf_counter()
     loaded = load_log(transactions, request)
-    tx = loaded.transactions
-    log.info("scoring %d customers' transactions", tx["customer_id"].nunique())
+    if isinstance(loaded, ScannedTransactions):
+        customers, n_bad = loaded.customers, loaded.rows_quarantined
+    else:
+        customers = loaded.transactions["customer_id"].nunique()
+        n_bad = loaded.n_quarantined
+    source, quarantine = loaded.source, loaded.quarantine
+    log.info("scoring %d customers' transactions", customers)
     part = score_part(
         model,
         loaded,
         as_of=request.as_of,
         reasons_limit=request.reasons_limit,
-        source=loaded.source,
+        source=source,
         currency=request.currency,
     )
+    del loaded  # the log's rows: scoring kept only the customers' features
     assert part.scored is not None and part.as_of is not None  # require_customers
-    retention, summary = retention_list(part.scored, **request.decision_options(model))
-    run_summary(summary, model, part.as_of, loaded.n_quarantined)
+    as_of, scored = part.as_of, part.scored
+    del part
+    scored = scored[list_inputs(scored.columns)]  # the features are no longer needed
+    retention, summary = retention_list(scored, **request.decision_options(model))
+    del scored
+    run_summary(summary, model, as_of, n_bad)
     result = ScoreResult(
         retention,
         retention.head(request.top),
         summary,
         len(retention),
-        quarantined=loaded.n_quarantined,
+        quarantined=n_bad,
     )
     if request.out is not None:
         result.out = write_table(rounded_for_csv(retention, request.out), request.out)
-        result.quarantine_file = write_quarantine(loaded.quarantine, result.out)
+        result.quarantine_file = write_quarantine(quarantine, result.out)
     if request.report is not None:
         from churnguard.report import build_report
 

@@ -44,6 +44,8 @@ from churnguard.churn.training import (
 from churnguard.decision.reference import DecisionReference
 from churnguard.exceptions import InputDataError, InsufficientHistoryError
 from churnguard.features import FeatureBuilder, snapshot_cutoffs
+from churnguard.features.engine import last_date
+from churnguard.model._blocks import in_blocks
 from churnguard.model._settings import check_settings
 from churnguard.model._snapshots import NOT_FEATURES, snapshot_table
 from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
@@ -290,7 +292,7 @@ class ChurnGuardModel(BaseEstimator):
                 )
         self.reason_reference_ = self._reason_reference(snaps, cutoffs, feats_end)
         log.info("measuring the reference base for tiers, risk bands and RFM scores")
-        base = self._scored(self.features_frame(feats_end), reasons_limit=0)
+        base = self.predict_features(self.features_frame(feats_end), reasons_limit=0, copy=False)
         self.decision_reference_ = DecisionReference.fit(
             base, source=f"training base as of {self.training_end_.isoformat()}"
         )
@@ -362,30 +364,44 @@ class ChurnGuardModel(BaseEstimator):
         return snaps
 
     # ---------------------------------------------------------------- score
-    def features_frame(self, feats: pd.DataFrame, pm: Any = None, sm: Any = None) -> pd.DataFrame:
-        """A feature table with the value columns of the purchase and spend models added."""
+    def features_frame(
+        self, feats: pd.DataFrame, pm: Any = None, sm: Any = None, *, copy: bool = True
+    ) -> pd.DataFrame:
+        """A feature table with the value columns of the purchase and spend models added.
+
+        ``copy=False`` adds them to ``feats`` itself (no copy of a large table).
+        """
         pm = self.purchase_model_ if pm is None else pm
         sm = self.spend_model_ if sm is None else sm
         value = self.btyd_.value(feats, pm, sm)
-        frame = feats.assign(**{col: value[col].to_numpy() for col in VALUE_COLUMNS})
+        frame = feats.copy() if copy else feats
+        for col in VALUE_COLUMNS:
+            frame[col] = value[col].to_numpy()
+        del value
         add_active_spend(frame, self.btyd_.horizon_units, pm)
         return frame
 
     def features(self, transactions: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
-        """Features and value-model outputs of every customer as of ``as_of``."""
+        """Features and value-model outputs of every customer as of ``as_of``.
+
+        ``transactions`` are canonical transactions as a DataFrame or a pyarrow Table
+        (what :func:`churnguard.data.scan_transactions` returns: a large log need not
+        pass through pandas).
+        """
         check_is_fitted(self, "churn_model_")
-        as_of_date = to_date(as_of) if as_of is not None else to_date(transactions["date"].max())
+        as_of_date = to_date(as_of) if as_of is not None else last_date(transactions)
         feats = self.builder_.transform(transactions, as_of_date)
         if feats.empty:
             raise InputDataError(
                 f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
             )
-        return self.features_frame(feats)
+        return self.features_frame(feats, copy=False)
 
     def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``."""
         check_is_fitted(self, "churn_model_")
-        return np.asarray(self.churn_model_.churn_probability(frame[self.feature_names_]))
+        names = self.feature_names_
+        return in_blocks(lambda rows: self.churn_model_.churn_probability(rows[names]), frame)
 
     def window_value(
         self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None
@@ -407,7 +423,8 @@ class ChurnGuardModel(BaseEstimator):
         structural one (1 when BTYD x Gamma-Gamma was kept).
         """
         check_is_fitted(self, "churn_model_")
-        r = value_ratio(self.value_model_choice_, frame, self.window_spend_model_)
+        choice, spend = self.value_model_choice_, self.window_spend_model_
+        r = in_blocks(lambda rows: value_ratio(choice, rows, spend), frame)
         return {
             col: np.nan_to_num(frame[col].to_numpy(dtype=float)) * r
             for col in ("predicted_clv", "value_if_retained")
@@ -449,14 +466,40 @@ class ChurnGuardModel(BaseEstimator):
             Features, the value columns, ``churn_probability``, ``value_at_risk`` and
             ``reasons``.
         """
-        return self._scored(
-            self.features(transactions, as_of), reasons_limit=reasons_limit, currency=currency
+        return self.predict_features(
+            self.features(transactions, as_of),
+            reasons_limit=reasons_limit,
+            currency=currency,
+            copy=False,
         )
 
-    def _scored(
-        self, frame: pd.DataFrame, *, reasons_limit: int | None, currency: str = ""
+    def predict_features(
+        self,
+        frame: pd.DataFrame,
+        *,
+        reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
+        currency: str = "",
+        copy: bool = True,
     ) -> pd.DataFrame:
-        """:meth:`predict` of a :meth:`features` frame (modified in place and returned)."""
+        """:meth:`predict` of a :meth:`features` frame.
+
+        The scoring half of :meth:`predict`, for a caller that built the features
+        itself and no longer holds the transactions (a large log's rows can be freed
+        before the models run).
+
+        Parameters
+        ----------
+        frame : DataFrame
+            A frame returned by :meth:`features`.
+        reasons_limit, currency
+            As in :meth:`predict`.
+        copy : bool
+            Work on a copy (default). ``False`` adds the columns to ``frame`` itself
+            and returns it: at a million customers a copy costs ~300 MB.
+        """
+        check_is_fitted(self, "churn_model_")
+        if copy:
+            frame = frame.copy()
         frame["churn_probability"] = self.churn_probability(frame)
         for col, values in self.value_columns(frame).items():
             frame[col] = values
