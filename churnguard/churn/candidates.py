@@ -50,10 +50,14 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
     ----------
     prior : str
         Column of P(no purchase in the horizon).
+    level : float
+        Log-odds added to the prior's (its level correction at the scoring date, see
+        :func:`churnguard.churn.level.choose_level`); 0 keeps the prior as it is.
     """
 
-    def __init__(self, prior: str = PRIOR_COLUMN) -> None:
+    def __init__(self, prior: str = PRIOR_COLUMN, level: float = 0.0) -> None:
         self.prior = prior
+        self.level = level
 
     def fit(self, X: pd.DataFrame, y: Any = None, *args: Any, **kwargs: Any) -> PriorChurnModel:
         """Nothing to learn; records the feature it reads (other arguments are ignored)."""
@@ -66,13 +70,17 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         return self
 
     def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
-        """The prior itself, clipped to [0, 1]."""
+        """The prior clipped to [0, 1], its log-odds shifted by ``level`` when not 0."""
         check_is_fitted(self, "feature_names_")
-        return np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
+        p = np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
+        if float(self.level) == 0.0:
+            return p
+        return np.asarray(1.0 / (1.0 + np.exp(-(logit(p) + float(self.level)))), dtype=float)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Log-odds of the prior."""
-        return logit(self.churn_probability(X))
+        """Log-odds of the prior, plus ``level``."""
+        check_is_fitted(self, "feature_names_")
+        return logit(X[self.prior].to_numpy(dtype=float)) + float(self.level)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, shape ``(n, 2)``: stayed, churned."""
@@ -84,9 +92,10 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         return (self.churn_probability(X) >= 0.5).astype(int)
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
-        """The prior's log-odds as its own contribution (bias 0): one driver, the prior."""
-        z = self.decision_function(X)
-        return pd.DataFrame({self.prior: z, "bias": np.zeros(len(z))}, index=X.index)
+        """The prior's log-odds as its own contribution, the level as the bias: one driver."""
+        z = self.decision_function(X) - float(self.level)
+        bias = np.full(len(z), float(self.level))
+        return pd.DataFrame({self.prior: z, "bias": bias}, index=X.index)
 
     def feature_importance(self) -> pd.DataFrame:
         """A single row: the prior carries everything."""
