@@ -146,6 +146,7 @@ def validate_churn(
         candidates=CANDIDATES if forced is None else tuple(dict.fromkeys(("prior", forced))),
         classifier_params=classifier_params,
         random_state=random_state,
+        tolerance_se=0.0 if plan.honest else 1.0,
     )
     chosen = forced or result.chosen
     reason = result.reason if forced is None else "forced by churn_model"
