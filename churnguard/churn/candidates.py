@@ -77,14 +77,19 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         """The prior clipped to [0, 1], its log-odds shifted by ``level`` when not 0."""
         check_is_fitted(self, "feature_names_")
         p = np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
-        if float(self.level) == 0.0:
+        level = self._level()
+        if level == 0.0:
             return p
-        return np.asarray(1.0 / (1.0 + np.exp(-(logit(p) + float(self.level)))), dtype=float)
+        return np.asarray(1.0 / (1.0 + np.exp(-(logit(p) + level))), dtype=float)
+
+    def _level(self) -> float:
+        # Models pickled before the level existed have none.
+        return float(getattr(self, "level", 0.0))
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Log-odds of the prior, plus ``level``."""
         check_is_fitted(self, "feature_names_")
-        return logit(X[self.prior].to_numpy(dtype=float)) + float(self.level)
+        return logit(X[self.prior].to_numpy(dtype=float)) + self._level()
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, shape ``(n, 2)``: stayed, churned."""
@@ -97,8 +102,8 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
         """The prior's log-odds as its own contribution, the level as the bias: one driver."""
-        z = self.decision_function(X) - float(self.level)
-        bias = np.full(len(z), float(self.level))
+        z = self.decision_function(X) - self._level()
+        bias = np.full(len(z), self._level())
         return pd.DataFrame({self.prior: z, "bias": bias}, index=X.index)
 
     def feature_importance(self) -> pd.DataFrame:

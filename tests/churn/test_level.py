@@ -163,3 +163,11 @@ def test_the_model_corrects_the_prior_level_on_a_seasonal_log() -> None:
     assert model.churn_model_.level == model.level_.offset
     off = ChurnGuardModel(**common, level_correction=False).fit(tx)
     assert off.level_.source == "none" and off.churn_model_.level == 0.0
+
+
+def test_a_prior_model_pickled_before_the_level_scores_as_before() -> None:
+    X = pd.DataFrame({"p_no_purchase": [0.2, 0.5, 0.9]})
+    old = PriorChurnModel().fit(X)
+    del old.__dict__["level"]
+    np.testing.assert_allclose(old.churn_probability(X), X["p_no_purchase"])
+    np.testing.assert_allclose(old.contributions(X)["bias"], 0.0)
