@@ -62,7 +62,8 @@ def _intercept(z: np.ndarray, y: np.ndarray) -> float:
     rate = float(np.mean(y))
     if not 0.0 < rate < 1.0:
         return 0.0
-    return float(brentq(lambda b: float(np.mean(_sigmoid(z + b))) - rate, -20.0, 20.0))
+    # The prior's log-odds lie within +-14 (clipped at 1e-6), so +-40 brackets any rate.
+    return float(brentq(lambda b: float(np.mean(_sigmoid(z + b))) - rate, -40.0, 40.0))
 
 
 def _log_loss(z: np.ndarray, y: np.ndarray) -> float:

@@ -171,3 +171,15 @@ def test_a_prior_model_pickled_before_the_level_scores_as_before() -> None:
     del old.__dict__["level"]
     np.testing.assert_allclose(old.churn_probability(X), X["p_no_purchase"])
     np.testing.assert_allclose(old.contributions(X)["bias"], 0.0)
+
+
+def test_extreme_churn_rates_still_give_a_level() -> None:
+    """Snapshots where almost nobody (or almost everybody) churned, against a confident prior."""
+    n = 5000
+    for prior, churned in ((np.full(n, 0.999), 3), (np.full(n, 0.001), n - 3)):
+        y = np.zeros(n, dtype=int)
+        y[:churned] = 1
+        rows = pd.DataFrame({"cutoff": pd.Timestamp("2023-01-01"), "p_no_purchase": prior})
+        b = level_errors(rows.assign(churned=y)).iloc[0]
+        assert np.isfinite(b)
+        assert np.mean(_sigmoid(_logit(prior) + b)) == pytest.approx(y.mean(), rel=1e-3)
