@@ -10,7 +10,11 @@ validation snapshot (see :mod:`churnguard.churn.training`):
 * ``plain``: LightGBM on the same features (the prior is one of them), no anchor.
 
 The candidate with the lowest validation log loss wins, the prior on ties, so a learned
-model is only used where it beat the prior out of time.
+model is only used where it beat the prior out of time. With ``tolerance_se`` > 0 (the
+validation plan is optimistic: its evaluation snapshot is closer to the learning ones
+than a horizon), the simplest candidate (prior, then anchored, then plain) whose log
+loss is within that many standard errors of the best one's wins instead: the paired
+standard error of the per-customer log-loss difference on the evaluation rows.
 """
 
 from __future__ import annotations
@@ -50,10 +54,14 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
     ----------
     prior : str
         Column of P(no purchase in the horizon).
+    level : float
+        Log-odds added to the prior's (its level correction at the scoring date, see
+        :func:`churnguard.churn.level.choose_level`); 0 keeps the prior as it is.
     """
 
-    def __init__(self, prior: str = PRIOR_COLUMN) -> None:
+    def __init__(self, prior: str = PRIOR_COLUMN, level: float = 0.0) -> None:
         self.prior = prior
+        self.level = level
 
     def fit(self, X: pd.DataFrame, y: Any = None, *args: Any, **kwargs: Any) -> PriorChurnModel:
         """Nothing to learn; records the feature it reads (other arguments are ignored)."""
@@ -66,13 +74,22 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         return self
 
     def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
-        """The prior itself, clipped to [0, 1]."""
+        """The prior clipped to [0, 1], its log-odds shifted by ``level`` when not 0."""
         check_is_fitted(self, "feature_names_")
-        return np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
+        p = np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
+        level = self._level()
+        if level == 0.0:
+            return p
+        return np.asarray(1.0 / (1.0 + np.exp(-(logit(p) + level))), dtype=float)
+
+    def _level(self) -> float:
+        # Models pickled before the level existed have none.
+        return float(getattr(self, "level", 0.0))
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Log-odds of the prior."""
-        return logit(self.churn_probability(X))
+        """Log-odds of the prior, plus ``level``."""
+        check_is_fitted(self, "feature_names_")
+        return logit(X[self.prior].to_numpy(dtype=float)) + self._level()
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, shape ``(n, 2)``: stayed, churned."""
@@ -84,9 +101,10 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         return (self.churn_probability(X) >= 0.5).astype(int)
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
-        """The prior's log-odds as its own contribution (bias 0): one driver, the prior."""
-        z = self.decision_function(X)
-        return pd.DataFrame({self.prior: z, "bias": np.zeros(len(z))}, index=X.index)
+        """The prior's log-odds as its own contribution, the level as the bias: one driver."""
+        z = self.decision_function(X) - self._level()
+        bias = np.full(len(z), self._level())
+        return pd.DataFrame({self.prior: z, "bias": bias}, index=X.index)
 
     def feature_importance(self) -> pd.DataFrame:
         """A single row: the prior carries everything."""
@@ -149,12 +167,15 @@ def compare_candidates(
     candidates: Sequence[str] = CANDIDATES,
     classifier_params: Mapping[str, Any] | None = None,
     random_state: int = 0,
+    tolerance_se: float = 0.0,
 ) -> CandidateComparison:
     """Fit every candidate on the learning rows and score them on ``eval_rows``.
 
     A candidate that cannot be fitted (e.g. its training labels hold one class) is
     reported with its error and not chosen. The winner has the lowest log loss on the
     evaluation rows; the prior wins ties and is the answer when nothing else fits.
+    With ``tolerance_se`` > 0, the simplest candidate (in :data:`CANDIDATES` order)
+    within ``tolerance_se`` paired standard errors of the best log loss wins.
     """
     y = eval_rows["churned"].to_numpy()
     rows: list[dict[str, Any]] = []
@@ -178,15 +199,45 @@ def compare_candidates(
         rows.append({"candidate": name, **classification_report(y, p)})
     table = pd.DataFrame(rows).set_index("candidate")
     scored = table["log_loss"].dropna() if "log_loss" in table else pd.Series(dtype=float)
-    best = "prior"
+    best = lowest = "prior"
     if not scored.empty:
         best = str(scored.idxmin())
         if "prior" in scored and scored[best] >= scored["prior"]:
             best = "prior"
+        lowest = best
+        if tolerance_se > 0:
+            best = _simplest_within(out.scores, y, best, float(tolerance_se))
     out.table, out.chosen = table, best
-    if best == "prior":
+    if best != lowest:
+        out.reason = (
+            f"{best} is the simplest candidate within {tolerance_se:g} standard error(s) of "
+            f"the lowest validation log loss ({lowest}); the validation is optimistic"
+        )
+    elif best == "prior":
         out.reason = "no learned candidate beat the BTYD prior's validation log loss"
     else:
         gain = float(scored["prior"] - scored[best]) if "prior" in scored else float("nan")
         out.reason = f"{best} beat the BTYD prior's validation log loss by {gain:.4f}"
     return out
+
+
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+
+def _simplest_within(
+    scores: Mapping[str, np.ndarray], y: np.ndarray, best: str, tolerance_se: float
+) -> str:
+    """The first candidate of :data:`CANDIDATES` within ``tolerance_se`` SEs of ``best``."""
+    ref = _row_log_loss(y, scores[best])
+    for name in CANDIDATES:
+        if name == best:
+            return best
+        if name not in scores:
+            continue
+        diff = _row_log_loss(y, scores[name]) - ref
+        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if float(np.mean(diff)) <= tolerance_se * se:
+            return name
+    return best

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from churnguard import __version__
 from churnguard._dates import to_date
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
+from churnguard.churn.level import LevelChoice
 from churnguard.churn.reasons import ReasonReference, explain
 from churnguard.churn.training import (
     SnapshotPlan,
@@ -49,7 +49,7 @@ from churnguard.model._blocks import in_blocks
 from churnguard.model._settings import check_settings
 from churnguard.model._snapshots import NOT_FEATURES, snapshot_table
 from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
-from churnguard.model.validation import validate_churn
+from churnguard.model.validation import TrainingReport, fit_level, validate_churn
 from churnguard.model.value_choice import (
     add_active_spend,
     compare_value_candidates,
@@ -66,22 +66,6 @@ log = logging.getLogger(__name__)
 DEFAULT_REASONS_LIMIT = 25_000
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
-
-
-@dataclass
-class TrainingReport:
-    """What training measured; written next to the model, not pickled with it."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
-    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
-    value_candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
-    value_model_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
-    evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
-    feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
-    notes: list[str] = field(default_factory=list)
-    #: What the value-model diagnostics need (calibration RFM, holdout, fitted models).
-    value_diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 class ChurnGuardModel(BaseEstimator):
@@ -130,6 +114,9 @@ class ChurnGuardModel(BaseEstimator):
         sampling to 1M rows changed backtest ROC-AUC by -0.0005 and ECE by at most
         0.002 against no sampling, and it keeps training on 1M customers within a
         few minutes and 4 GB (figures in ``benchmarks/README.md``).
+    level_correction : bool
+        Correct the level of the BTYD prior, when it is the churn model, as validated out
+        of time on recent snapshots (:mod:`churnguard.churn.level`).
     random_state : int
         Seed of the classifier.
     """
@@ -150,6 +137,7 @@ class ChurnGuardModel(BaseEstimator):
         time_unit: str = "W",
         classifier_params: dict[str, Any] | None = None,
         max_snapshot_rows: int = 1_000_000,
+        level_correction: bool = True,
         random_state: int = 0,
     ) -> None:
         self.horizon_days = horizon_days
@@ -166,6 +154,7 @@ class ChurnGuardModel(BaseEstimator):
         self.time_unit = time_unit
         self.classifier_params = classifier_params
         self.max_snapshot_rows = max_snapshot_rows
+        self.level_correction = level_correction
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -244,6 +233,14 @@ class ChurnGuardModel(BaseEstimator):
         self.plan_ = plan_validation(
             cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
+        self.level_ = LevelChoice(reason="level_correction=False")
+        if self.level_correction:
+            self.level_ = fit_level(
+                snaps, cutoffs, lambda extra: self._snapshot_table(tx, extra, same_sample=True),
+                lag_days=int(self.horizon_days) + int(self.gap_days),
+                step_days=int(self.snapshot_step_days),
+                earliest=self.training_start_ + dt.timedelta(days=28),
+            )  # fmt: skip
         validation = validate_churn(
             snaps,
             self.plan_,
@@ -251,12 +248,15 @@ class ChurnGuardModel(BaseEstimator):
             forced=None if self.churn_model == "auto" else str(self.churn_model),
             classifier_params=self.classifier_params,
             random_state=self.random_state,
+            level=self.level_,
         )
         report.metrics, report.comparison = validation.metrics, validation.comparison
         report.candidates, report.evaluation = validation.candidates, validation.evaluation
         report.feature_importance = validation.feature_importance
         chosen = self.churn_model_name_ = validation.chosen
         notes.append(f"churn model: {chosen} ({validation.reason})")
+        if chosen == "prior":
+            notes.append(f"churn level: {self.level_.offset:+.3f} log-odds ({self.level_.reason})")
         log.info("churn model: %s (%s)", chosen, validation.reason)
         self.value_model_choice_, value_reason = self._choose_value(
             snaps, validation.probabilities, report
@@ -267,7 +267,9 @@ class ChurnGuardModel(BaseEstimator):
         self.window_spend_model_ = None
         if chosen == "prior":
             prior_rows = snaps if not snaps.empty else feats_end.assign(**{PRIOR_COLUMN: 0.5})
-            self.churn_model_ = PriorChurnModel(PRIOR_COLUMN).fit(prior_rows[[PRIOR_COLUMN]])
+            self.churn_model_ = PriorChurnModel(PRIOR_COLUMN, level=self.level_.offset).fit(
+                prior_rows[[PRIOR_COLUMN]]
+            )
         if cutoffs:
             prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
             fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
@@ -349,18 +351,28 @@ class ChurnGuardModel(BaseEstimator):
             return forced, "forced by value_choice"
         return result.chosen, result.reason
 
-    def _snapshot_table(self, tx: pd.DataFrame, cutoffs: list[dt.date]) -> pd.DataFrame:
-        """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``)."""
+    def _snapshot_table(
+        self, tx: pd.DataFrame, cutoffs: list[dt.date], *, same_sample: bool = False
+    ) -> pd.DataFrame:
+        """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``).
+
+        ``same_sample``: the customers of the snapshots built before (older cutoffs).
+        """
+        rows = int(self.max_snapshot_rows)
+        if same_sample:
+            rows = max(int(self.snapshot_customers_), 1) * len(cutoffs)
         stage = self.btyd_
 
         def values(feats: pd.DataFrame) -> pd.DataFrame:
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
             return self.features_frame(feats, pm, sm)
 
-        snaps, self.snapshot_customers_ = snapshot_table(
+        snaps, customers = snapshot_table(
             tx, cutoffs, self.builder_, values, gap_days=int(self.gap_days),
-            horizon_days=int(self.horizon_days), max_rows=int(self.max_snapshot_rows),
+            horizon_days=int(self.horizon_days), max_rows=rows,
         )  # fmt: skip
+        if not same_sample:
+            self.snapshot_customers_ = customers
         return snaps
 
     # ---------------------------------------------------------------- score

@@ -10,8 +10,9 @@ model's validation metrics.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +20,31 @@ import numpy as np
 import pandas as pd
 
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
-from churnguard.churn.candidates import CANDIDATES, compare_candidates
+from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
+from churnguard.churn.classifier import logit
+from churnguard.churn.level import LevelChoice, choose_level, level_cutoffs
 from churnguard.churn.metrics import compare_scores
 from churnguard.churn.training import SnapshotPlan, split_by_plan
 
-__all__ = ["ChurnValidation", "validate_churn"]
+__all__ = ["ChurnValidation", "TrainingReport", "fit_level", "validate_churn"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingReport:
+    """What training measured; written next to the model, not pickled with it."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    value_candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    value_model_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    #: What the value-model diagnostics need (calibration RFM, holdout, fitted models).
+    value_diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +61,43 @@ class ChurnValidation:
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def fit_level(
+    snaps: pd.DataFrame,
+    cutoffs: Sequence[dt.date],
+    older_snapshots: Callable[[list[dt.date]], pd.DataFrame],
+    *,
+    lag_days: int,
+    step_days: int,
+    earliest: dt.date,
+) -> LevelChoice:
+    """The prior's level correction at the scoring date (see :mod:`churnguard.churn.level`).
+
+    Parameters
+    ----------
+    snaps : DataFrame
+        The labelled snapshot table.
+    cutoffs : sequence of date
+        Its cutoffs.
+    older_snapshots : callable
+        Builds the labelled snapshots of older cutoffs, which the ``season`` source needs
+        to be validated (a year plus the rolling-origin targets back).
+    lag_days : int
+        Horizon plus gap.
+    step_days : int
+        Days between snapshots.
+    earliest : date
+        Earliest cutoff a snapshot may have.
+    """
+    cols = ["cutoff", PRIOR_COLUMN, "churned"]
+    if snaps.empty or not cutoffs:
+        return LevelChoice(reason="no labelled snapshot to measure the prior's level on")
+    rows = snaps[cols]
+    extra = level_cutoffs(cutoffs, step_days=step_days, earliest=earliest)
+    if extra:
+        rows = pd.concat([older_snapshots(extra)[cols], rows], ignore_index=True)
+    return choose_level(rows, lag_days)
+
+
 def validate_churn(
     snaps: pd.DataFrame,
     plan: SnapshotPlan | None,
@@ -50,6 +106,7 @@ def validate_churn(
     forced: str | None = None,
     classifier_params: Mapping[str, Any] | None = None,
     random_state: int = 0,
+    level: LevelChoice | None = None,
 ) -> ChurnValidation:
     """Compare the churn candidates on the validation plan and the baselines beside them.
 
@@ -63,6 +120,9 @@ def validate_churn(
         The churn model's features.
     forced : str, optional
         A candidate to use whatever the comparison says (it is still reported).
+    level : LevelChoice, optional
+        The prior's level correction: when the prior is chosen, its validation scores
+        carry the correction forecast for the evaluation snapshot out of time.
     """
     if plan is None:
         reason = (
@@ -86,12 +146,16 @@ def validate_churn(
         candidates=CANDIDATES if forced is None else tuple(dict.fromkeys(("prior", forced))),
         classifier_params=classifier_params,
         random_state=random_state,
+        tolerance_se=0.0 if plan.honest else 1.0,
     )
     chosen = forced or result.chosen
     reason = result.reason if forced is None else "forced by churn_model"
     y = ev["churned"].to_numpy()
     baselines = baseline_scores(ev)
     scores = {"churnguard": result.scores.get(chosen, baselines["btyd_p_no_purchase"])}
+    if chosen == "prior" and level is not None and level.source != "none" and plan.evaluation:
+        shift = float(level.forecasts.get(pd.Timestamp(plan.evaluation), 0.0))
+        scores["churnguard"] = 1.0 / (1.0 + np.exp(-(logit(scores["churnguard"]) + shift)))
     scores |= {f"candidate_{k}": v for k, v in result.scores.items()}
     comparison = compare_scores(
         y,

@@ -73,3 +73,34 @@ def test_prior_model_has_the_classifier_interface() -> None:
     np.testing.assert_allclose(contrib.sum(axis=1), model.decision_function(rows))
     with pytest.raises(ValueError, match="p_no_purchase"):
         PriorChurnModel().fit(rows[["spend_trend"]])
+
+
+def test_an_optimistic_validation_keeps_the_simplest_candidate_within_one_se() -> None:
+    """A learned model's tiny edge on adjacent snapshots is no evidence: simplest within 1 SE."""
+    learn = _rows(4000, 8, signal=0.05)
+    later = _rows(4000, 9, signal=0.05)
+    lowest = compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST)
+    tolerant = compare_candidates(
+        learn, learn, later, FEATURES, classifier_params=FAST, tolerance_se=1.0
+    )
+    order = ["prior", "anchored", "plain"]
+    assert order.index(tolerant.chosen) <= order.index(lowest.chosen)
+    y = later["churned"].to_numpy()
+
+    def losses(name: str) -> np.ndarray:
+        q = np.clip(tolerant.scores[name], 1e-6, 1 - 1e-6)
+        return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+    diff = losses(tolerant.chosen) - losses(lowest.chosen)
+    assert diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)) + 1e-12
+    if tolerant.chosen != lowest.chosen:
+        assert "optimistic" in tolerant.reason
+
+
+def test_a_clear_win_survives_the_tolerance() -> None:
+    learn = _rows(6000, 3, signal=1.0)
+    later = _rows(6000, 4, signal=1.0)
+    result = compare_candidates(
+        learn, learn, later, FEATURES, classifier_params=FAST, tolerance_se=1.0
+    )
+    assert result.chosen in ("anchored", "plain")
