@@ -190,7 +190,7 @@ def test_failure_leaves_no_output_and_no_temp_files(
     stage: str,
 ) -> None:
     if stage == "partition":
-        real = ChurnGuardModel.predict
+        real = ChurnGuardModel.predict_features
         calls = {"n": 0}
 
         def flaky(self: ChurnGuardModel, *args: Any, **kwargs: Any) -> pd.DataFrame:
@@ -199,7 +199,7 @@ def test_failure_leaves_no_output_and_no_temp_files(
                 raise MemoryError("simulated: killed while scoring partition 3")
             return real(self, *args, **kwargs)
 
-        monkeypatch.setattr(ChurnGuardModel, "predict", flaky)
+        monkeypatch.setattr(ChurnGuardModel, "predict_features", flaky)
         error: type[BaseException] = MemoryError
     else:
 
