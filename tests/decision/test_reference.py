@@ -130,3 +130,23 @@ def test_with_a_contact_limit_priority_follows_the_contact_decision() -> None:
     plain = decide(FrameSource(base), reference=DecisionReference.fit(base))
     ordered = assemble_list(base, plain.columns)
     assert ordered["value_at_risk"].is_monotonic_decreasing and "ranked_by" not in ordered
+
+
+def test_below_upto_counts_ties_like_two_searches() -> None:
+    rng = np.random.default_rng(7)
+    ref = EmpiricalCDF.fit(np.round(rng.lognormal(size=3000), 1))
+    x = np.r_[np.round(rng.lognormal(size=2000), 1), ref.values[:5], [np.nan, -1.0, 1e9]]
+    below, upto = ref.below_upto(x)
+    cum = np.r_[0, ref.cumulative]
+    np.testing.assert_array_equal(below, cum[np.searchsorted(ref.values, x, side="left")])
+    np.testing.assert_array_equal(upto, cum[np.searchsorted(ref.values, x, side="right")])
+    assert (upto > below).sum() >= 5  # ties with the reference are counted
+
+
+def test_list_inputs_keeps_what_the_list_reads() -> None:
+    from churnguard.decision.retention import DECISION_INPUTS, list_inputs
+
+    columns = ["gap_cv", *DECISION_INPUTS, "reasons", "margin_total", "spend_90d"]
+    kept = list_inputs(columns)
+    assert "gap_cv" not in kept and "spend_90d" not in kept
+    assert kept == [c for c in columns if c not in ("gap_cv", "spend_90d")]
