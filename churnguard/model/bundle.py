@@ -127,6 +127,7 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "calibration_cv_log_loss": getattr(clf, "calibration_scores_", {}),
             "best_iteration": int(getattr(clf, "best_iteration_", 0)),
             "candidates": _records(getattr(model.report_, "candidates", None)),
+            "level": _level_record(model),
         },
         "snapshots": {
             "validation": model.plan_.to_dict() if model.plan_ is not None else None,
@@ -136,6 +137,26 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "step_days": int(model.snapshot_step_days),
         },
         "metrics": {k: float(v) for k, v in model.metrics_.items()},
+    }
+
+
+def _level_record(model: ChurnGuardModel) -> dict[str, Any] | None:
+    """The prior's level correction (:mod:`churnguard.churn.level`) as plain data.
+
+    ``applied`` is true only when the prior is the chosen churn model: the learned
+    candidates are calibrated on their own snapshots and take no level offset. None for
+    a model saved before the correction existed.
+    """
+    level = getattr(model, "level_", None)
+    if level is None:
+        return None
+    return {
+        "applied": model.churn_model_name_ == "prior",
+        "source": level.source,
+        "weight": float(level.weight),
+        "offset_log_odds": float(level.offset),
+        "reason": level.reason,
+        "sources": _records(level.table),
     }
 
 

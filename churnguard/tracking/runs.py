@@ -60,6 +60,11 @@ def _flat_params(model: Any) -> dict[str, Any]:
     params["n_features"] = len(model.feature_names_)
     params["churn_model_chosen"] = model.churn_model_name_
     params["calibration"] = getattr(model.churn_model_, "calibration_", "none")
+    level = getattr(model, "level_", None)  # absent from models saved before round 2
+    if level is not None:
+        applied = model.churn_model_name_ == "prior"
+        params["churn_level_source"] = level.source if applied else "not applied"
+        params["churn_level_offset"] = float(level.offset) if applied else 0.0
     return params
 
 

@@ -141,3 +141,14 @@ def test_a_model_of_another_version_loads_with_a_warning(
     with caplog.at_level("WARNING", logger="churnguard.model.bundle"):
         load_model(target)
     assert "trained with churnguard 0.0.1" in caplog.text
+
+
+def test_metadata_records_the_churn_level_choice(copy: Path) -> None:
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    level = meta["churn_model"]["level"]
+    assert set(level) == {"applied", "source", "weight", "offset_log_odds", "reason", "sources"}
+    assert level["applied"] == (meta["churn_model"]["chosen"] == "prior")
+    assert level["source"] in ("none", "season", "latest")
+    if level["source"] == "none":  # no correction, so no offset
+        assert level["offset_log_odds"] == 0.0
+        assert level["weight"] == 0.0

@@ -72,6 +72,19 @@ def test_training_run_registers_version_1_with_alias(registry: dict[str, Any]) -
 
 
 @pytest.mark.slow
+def test_training_run_records_the_churn_choice_and_level(
+    registry: dict[str, Any], fitted: ChurnGuardModel
+) -> None:
+    params = mlflow.get_run(registry["info"]["run_id"]).data.params
+    assert params["churn_model_chosen"] == fitted.churn_model_name_
+    if fitted.churn_model_name_ == "prior":
+        assert params["churn_level_source"] == fitted.level_.source
+        assert float(params["churn_level_offset"]) == pytest.approx(fitted.level_.offset)
+    else:
+        assert params["churn_level_source"] == "not applied"
+
+
+@pytest.mark.slow
 def test_champion_alias_scores_like_the_model_directory(
     registry: dict[str, Any], raw: pd.DataFrame
 ) -> None:
