@@ -140,4 +140,9 @@ def compare_value_candidates(
         out.reason = (
             f"{best} beat BTYD x Gamma-Gamma's validation Gini by {gini[best] - gini['btyd']:.4f}"
         )
+    # The choice ranks; it does not rescale. Say how far the chosen total was off, so a
+    # reader of the summary knows how much to trust customer equity as a level.
+    error = float(table.loc[best, "aggregate_error"])
+    if np.isfinite(error):
+        out.reason += f"; its validation total was {error:+.1%} off the observed revenue"
     return out

@@ -1,0 +1,109 @@
+"""The value candidates: how each predicts a window's spend, and how one is chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import churnguard.model.value_choice as vc
+from churnguard.exceptions import InputDataError
+
+
+class _Spend:
+    """A stand-in for the fitted spend model: returns a fixed column."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[self.column].to_numpy(dtype=float)
+
+
+def _rows(n: int = 4000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose true spend-if-active is known; BTYD's spend is that plus heavy noise."""
+    rng = np.random.default_rng(seed)
+    active_spend = rng.gamma(2.0, 50.0, n)
+    p_active = rng.uniform(0.05, 0.95, n)
+    bought = rng.random(n) < p_active
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "expected_purchases": p_active,
+            "expected_spend": active_spend * rng.lognormal(0.0, 1.0, n),
+            "truth": active_spend,
+            "noise": rng.gamma(2.0, 50.0, n),
+            vc.ACTIVE_SPEND: active_spend * rng.lognormal(0.0, 1.0, n),
+            "future_purchases": bought.astype(int),
+            "future_spend": np.where(bought, active_spend, 0.0),
+        }
+    )
+    return frame, 1.0 - p_active
+
+
+def test_window_value_of_each_candidate() -> None:
+    frame = pd.DataFrame(
+        {
+            "expected_purchases": [2.0, 1.0, 0.5],
+            "expected_spend": [10.0, 20.0, np.nan],
+            "learned": [30.0, np.inf, 8.0],
+        }
+    )
+    p = np.array([0.5, 0.2, 0.9])
+    spend = _Spend("learned")
+    btyd = vc.window_value("btyd", frame, p, spend)
+    np.testing.assert_allclose(btyd, [20.0, 20.0, 0.0])  # a missing spend counts as 0
+    hurdle = vc.window_value("hurdle", frame, p, spend)
+    # (1 - p) x learned spend; a non-finite one falls back to BTYD's answer
+    np.testing.assert_allclose(hurdle, [15.0, 20.0, 0.8])
+    np.testing.assert_allclose(vc.window_value("blend", frame, p, spend), (btyd + hurdle) / 2)
+    # without a spend model every candidate is BTYD x Gamma-Gamma
+    np.testing.assert_allclose(vc.window_value("hurdle", frame, p, None), btyd)
+
+
+def test_value_ratio_scales_the_clv_columns_by_the_learned_correction() -> None:
+    frame = pd.DataFrame({vc.ACTIVE_SPEND: [10.0, 10.0, np.nan], "learned": [20.0, 500.0, 5.0]})
+    spend = _Spend("learned")
+    np.testing.assert_array_equal(vc.value_ratio("btyd", frame, spend), [1.0, 1.0, 1.0])
+    # clipped at 10x; 1 where the structural spend is missing
+    np.testing.assert_allclose(vc.value_ratio("hurdle", frame, spend), [2.0, 10.0, 1.0])
+    np.testing.assert_allclose(vc.value_ratio("blend", frame, spend), [1.5, 5.5, 1.0])
+
+
+def test_a_learned_spend_that_knows_more_wins_and_states_its_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, p = _rows()
+    monkeypatch.setattr(vc, "fit_spend_model", lambda *a, **k: _Spend("truth"))
+    out = vc.compare_value_candidates(rows, rows, rows, p, ["truth"])
+    assert out.chosen in ("hurdle", "blend")
+    assert out.table.loc[out.chosen, "gini"] > out.table.loc["btyd", "gini"] + 0.002
+    assert "validation total was" in out.reason and "off the observed revenue" in out.reason
+    assert list(out.table.index) == list(vc.VALUE_CANDIDATES)
+
+
+def test_a_learned_spend_that_knows_nothing_falls_back_to_btyd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, p = _rows(seed=1)
+    # BTYD's spend is informative here; the learned one is independent noise
+    rows["expected_spend"] = rows["truth"]
+    monkeypatch.setattr(vc, "fit_spend_model", lambda *a, **k: _Spend("noise"))
+    out = vc.compare_value_candidates(rows, rows, rows, p, ["noise"])
+    assert out.chosen == "btyd"
+    assert out.reason.startswith("no learned value candidate beat")
+
+
+def test_a_spend_model_that_cannot_be_fitted_keeps_btyd(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows, p = _rows(n=200)
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise InputDataError("no window with a purchase")
+
+    monkeypatch.setattr(vc, "fit_spend_model", fail)
+    out = vc.compare_value_candidates(rows, rows, rows, p, ["truth"])
+    assert out.chosen == "btyd"
+    assert out.table.empty
+    assert "could not be fitted (no window with a purchase)" in out.reason
