@@ -142,7 +142,7 @@ def compare_value_candidates(
         )
     # The choice ranks; it does not rescale. Say how far the chosen total was off, so a
     # reader of the summary knows how much to trust customer equity as a level.
-    error = float(table.loc[best, "aggregate_error"])
+    error = float(table["aggregate_error"].to_numpy(dtype=float)[list(table.index).index(best)])
     if np.isfinite(error):
         out.reason += f"; its validation total was {error:+.1%} off the observed revenue"
     return out
