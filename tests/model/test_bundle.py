@@ -152,3 +152,17 @@ def test_metadata_records_the_churn_level_choice(copy: Path) -> None:
     if level["source"] == "none":  # no correction, so no offset
         assert level["offset_log_odds"] == 0.0
         assert level["weight"] == 0.0
+
+
+def test_predict_features_leaves_the_callers_frame_alone(saved: Path) -> None:
+    model = load_model(saved)
+    tx = clean_transactions(_log()).transactions
+    frame = model.features(tx, "2024-06-30")
+    before = frame.copy()
+    scored = model.predict_features(frame, reasons_limit=5)
+    pd.testing.assert_frame_equal(frame, before)
+    assert "churn_probability" in scored.columns
+    assert "churn_probability" not in frame.columns
+    # copy=False is the documented way to let it add columns in place
+    model.predict_features(frame, reasons_limit=0, copy=False)
+    assert "churn_probability" in frame.columns
