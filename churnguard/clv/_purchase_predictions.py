@@ -20,6 +20,7 @@ import pandas as pd
 
 from churnguard.clv import _likelihood
 from churnguard.clv._bgnbd_curve import bgnbd_expected_curve
+from churnguard.clv._pareto_curve import pareto_expected_curve
 from churnguard.clv._rfm_checks import check_horizon, check_rfm, customer_id_column
 
 __all__ = ["PurchasePredictions"]
@@ -106,12 +107,22 @@ class PurchasePredictions:
             return np.zeros(shape)
         if self._shares_curve(x, tx, age):
             return next(bgnbd_expected_curve(self._bgnbd_params(), [horizon], x, tx, age))
+        if self._pareto_curve(x, tx, age):
+            (out,) = pareto_expected_curve(self.fitter_, [horizon], x, tx, age)
+            return self._pareto_fallback(np.array(out, dtype=float), horizon, x, tx, age)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             out = self.fitter_.conditional_expected_number_of_purchases_up_to_time(
                 horizon, x, tx, age
             )
         out = np.array(np.broadcast_to(out, shape), dtype=float)
+        return self._pareto_fallback(out, horizon, x, tx, age)
+
+    def _pareto_fallback(
+        self, out: np.ndarray, horizon: float, x: np.ndarray, tx: np.ndarray, age: np.ndarray
+    ) -> np.ndarray:
+        """``out`` with its non-finite Pareto/NBD values from churnguard's stable closed form."""
+        shape = out.shape
         bad = ~np.isfinite(out)
         if self.model == "pareto" and bad.any():
             xb, txb, ageb = (np.broadcast_to(v, shape)[bad] for v in (x, tx, age))
@@ -131,6 +142,12 @@ class PurchasePredictions:
         ts = [check_horizon(t) for t in horizons]
         if self._shares_curve(x, tx, age) and all(t > 0 for t in ts):
             return list(bgnbd_expected_curve(self._bgnbd_params(), ts, x, tx, age))
+        if self._pareto_curve(x, tx, age) and all(t > 0 for t in ts):
+            curve = pareto_expected_curve(self.fitter_, ts, x, tx, age)
+            return [
+                self._pareto_fallback(np.array(v, dtype=float), t, x, tx, age)
+                for t, v in zip(ts, curve, strict=True)
+            ]
         return [self.expected_purchases_arrays(t, x, tx, age) for t in ts]
 
     def _shares_curve(self, x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> bool:
@@ -138,6 +155,15 @@ class PurchasePredictions:
         return (
             self.model == "bgnbd"
             and type(self.fitter_).__name__ == "BetaGeoFitter"
+            and x.ndim == 1
+            and x.shape == tx.shape == age.shape
+        )
+
+    def _pareto_curve(self, x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> bool:
+        """Whether the Pareto/NBD fast path applies: a lifetimes fit, 1-D equal arrays."""
+        return (
+            self.model == "pareto"
+            and type(self.fitter_).__name__ == "ParetoNBDFitter"
             and x.ndim == 1
             and x.shape == tx.shape == age.shape
         )

@@ -52,6 +52,28 @@ def _check_value_args(months: int, discount_rate: float, time_unit: str) -> floa
     return PERIODS_PER_MONTH[time_unit]
 
 
+_Patterns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _patterns(arr: dict[str, np.ndarray]) -> _Patterns:
+    """Distinct (frequency, recency, T) rows and each customer's row among them.
+
+    Customers share few patterns, so the expensive hypergeometric terms are evaluated
+    once per pattern and broadcast back (about 5x faster at 1M rows); every formula is
+    elementwise, so the values are the same as row by row.
+
+    Returns
+    -------
+    tuple
+        ``codes`` (one per customer), then the patterns' ``x``, ``tx`` and ``T``.
+    """
+    patterns = pd.DataFrame({k: arr[k] for k in ("frequency", "recency", "T")})
+    codes = patterns.groupby(list(patterns.columns), sort=False).ngroup().to_numpy()
+    unique = patterns.drop_duplicates()  # same first-appearance order as ngroup(sort=False)
+    x, tx, age = (unique[k].to_numpy() for k in ("frequency", "recency", "T"))
+    return codes, x, tx, age
+
+
 def _clv_arrays(
     purchase_model: PurchaseModel,
     spend: np.ndarray,
@@ -59,13 +81,9 @@ def _clv_arrays(
     months: int,
     discount_rate: float,
     factor: float,
+    patterns: _Patterns | None = None,
 ) -> np.ndarray:
-    # Customers share few (frequency, recency, T) patterns, so the expensive hypergeometric
-    # terms are evaluated once per pattern and broadcast back (about 5x faster at 1M rows).
-    patterns = pd.DataFrame({k: arr[k] for k in ("frequency", "recency", "T")})
-    codes = patterns.groupby(list(patterns.columns), sort=False).ngroup().to_numpy()
-    unique = patterns.drop_duplicates()  # same first-appearance order as ngroup(sort=False)
-    x, tx, age = (unique[k].to_numpy() for k in ("frequency", "recency", "T"))
+    codes, x, tx, age = _patterns(arr) if patterns is None else patterns
     # Expected purchases are cumulative from T, so month i's count is a difference of two
     # cumulative values; the loop runs over months, never over customers.
     previous = np.zeros(len(x))
@@ -230,17 +248,20 @@ def value_frame(
     factor = _check_value_args(months, discount_rate, time_unit)
     arr = check_rfm(rfm, _RFM_MONEY_COLUMNS, caller="value_frame")
     customer_ids = customer_id_column(rfm, caller="value_frame")
-    x, tx, age = arr["frequency"], arr["recency"], arr["T"]
-    spend = spend_model.expected_spend_arrays(x, arr["monetary_value"])
+    spend = spend_model.expected_spend_arrays(arr["frequency"], arr["monetary_value"])
+    patterns = _patterns(arr)
+    codes, ux, utx, uage = patterns
     return pd.DataFrame(
         {
             "customer_id": customer_ids,
-            "p_alive": purchase_model.p_alive_arrays(x, tx, age),
-            "expected_purchases": purchase_model.expected_purchases_arrays(horizon, x, tx, age),
-            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, x, tx, age),
+            "p_alive": purchase_model.p_alive_arrays(ux, utx, uage)[codes],
+            "expected_purchases": purchase_model.expected_purchases_arrays(horizon, ux, utx, uage)[
+                codes
+            ],
+            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, ux, utx, uage)[codes],
             "expected_spend": spend,
             "predicted_clv": _clv_arrays(
-                purchase_model, spend, arr, months, float(discount_rate), factor
+                purchase_model, spend, arr, months, float(discount_rate), factor, patterns
             ),
             "value_if_retained": _retained_arrays(
                 purchase_model, spend_model, arr, months, float(discount_rate), factor
