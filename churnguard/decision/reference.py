@@ -45,6 +45,34 @@ _GROWTH_ROWS = 200_000
 _GROWTH_FEATURES = ("frequency", "monetary_value", "recency", "T", "expected_purchases")
 
 
+def _sorted_quantile(v: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(v, q)`` (its default linear method) of an already sorted ``v``.
+
+    numpy partitions around every requested index first; for 20,001 of them that is
+    ~30 ms a call even on sorted data, and a training run asks for dozens. The same
+    interpolation, with numpy's own operations in its own order, is then bit for bit
+    numpy's answer (tested).
+    """
+    n = v.size
+    virtual = (n - 1) * np.asarray(q, dtype=float)
+    previous = np.floor(virtual)
+    following = previous + 1
+    last = virtual >= n - 1  # numpy takes the last value there
+    previous[last] = -1
+    following[last] = -1
+    first = virtual < 0
+    previous[first] = 0
+    following[first] = 0
+    i, j = previous.astype(np.intp), following.astype(np.intp)
+    gamma = virtual - i
+    a, b = v[i], v[j]
+    diff = b - a
+    out = a + diff * gamma
+    # numpy interpolates from the nearer end, for monotone results.
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
 @dataclass(frozen=True)
 class EmpiricalCDF:
     """A column's distribution among the reference customers: distinct values and counts.
@@ -66,7 +94,7 @@ class EmpiricalCDF:
             return cls(np.array([0.0]), np.array([0]), 0)
         if v.size > _MAX_POINTS:
             # Quantile grid: each point stands for an equal share of the customers.
-            grid = np.quantile(v, np.linspace(0.0, 1.0, _MAX_POINTS))
+            grid = _sorted_quantile(v, np.linspace(0.0, 1.0, _MAX_POINTS))
             uniq, first = np.unique(grid, return_index=True)
             last = np.r_[first[1:], len(grid)] - 1
             share = (last + 1) / len(grid)

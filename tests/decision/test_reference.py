@@ -150,3 +150,15 @@ def test_list_inputs_keeps_what_the_list_reads() -> None:
     kept = list_inputs(columns)
     assert "gap_cv" not in kept and "spend_90d" not in kept
     assert kept == [c for c in columns if c not in ("gap_cv", "spend_90d")]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_large_distribution_keeps_numpys_quantile_grid_exactly(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # heavy tail and ties: money amounts rounded to cents, beyond the 20,001-point limit
+    v = np.round(rng.lognormal(3.0, 2.0, 60_000), 2)
+    cdf = EmpiricalCDF.fit(np.r_[v, np.nan, np.inf])
+    grid = np.quantile(np.sort(v), np.linspace(0.0, 1.0, 20_001))
+    np.testing.assert_array_equal(cdf.values, np.unique(grid))
+    assert cdf.n == v.size
+    assert cdf.cumulative[-1] == v.size
