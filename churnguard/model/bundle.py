@@ -128,6 +128,9 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "best_iteration": int(getattr(clf, "best_iteration_", 0)),
             "candidates": _records(getattr(model.report_, "candidates", None)),
             "level": _level_record(model),
+            "recent_drift": (
+                model.recent_drift_.to_dict() if hasattr(model, "recent_drift_") else None
+            ),
         },
         "snapshots": {
             "validation": model.plan_.to_dict() if model.plan_ is not None else None,

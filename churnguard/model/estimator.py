@@ -49,7 +49,12 @@ from churnguard.model._blocks import in_blocks
 from churnguard.model._settings import check_settings
 from churnguard.model._snapshots import NOT_FEATURES, snapshot_table
 from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
-from churnguard.model.validation import TrainingReport, fit_level, validate_churn
+from churnguard.model.validation import (
+    TrainingReport,
+    check_recent_drift,
+    fit_level,
+    validate_churn,
+)
 from churnguard.model.value_choice import (
     add_active_spend,
     compare_value_candidates,
@@ -220,6 +225,13 @@ class ChurnGuardModel(BaseEstimator):
         self.n_customers_ = len(feats_end)
 
         cutoffs = self._cutoffs()
+        self.recent_drift_ = check_recent_drift(
+            tx, self.builder_, stage, self.purchase_model_, self.training_end_,
+            labelled_until=max(cutoffs) if cutoffs else None,
+        )  # fmt: skip
+        if self.recent_drift_.flagged:
+            notes.append(self.recent_drift_.note)
+            log.warning("%s", self.recent_drift_.note)
         self.snapshot_customers_ = 0
         snaps = self._snapshot_table(tx, cutoffs) if cutoffs else pd.DataFrame()
         if cutoffs and self.snapshot_customers_ < self.n_customers_:

@@ -19,16 +19,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._dates import DAYS_PER_UNIT
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
 from churnguard.churn.classifier import logit
+from churnguard.churn.drift import RecentDrift, recent_drift, window_level
 from churnguard.churn.level import LevelChoice, choose_level, level_cutoffs
 from churnguard.churn.metrics import compare_scores
 from churnguard.churn.training import SnapshotPlan, split_by_plan
+from churnguard.features.engine import window_activity
 
-__all__ = ["ChurnValidation", "TrainingReport", "fit_level", "validate_churn"]
+__all__ = [
+    "ChurnValidation",
+    "TrainingReport",
+    "check_recent_drift",
+    "fit_level",
+    "validate_churn",
+]
 
 log = logging.getLogger(__name__)
+
+# Customers a window needs before its level is worth comparing.
+_MIN_DRIFT_CUSTOMERS = 200
 
 
 @dataclass
@@ -59,6 +71,42 @@ class ChurnValidation:
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
     evaluation: pd.DataFrame = field(default_factory=pd.DataFrame)
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def check_recent_drift(
+    transactions: Any,
+    builder: Any,
+    stage: Any,
+    purchase_model: Any,
+    end: dt.date,
+    *,
+    labelled_until: dt.date | None,
+    days: int = 28,
+    windows: int = 7,
+) -> RecentDrift:
+    """:func:`churnguard.churn.drift.recent_drift` of the last ``windows`` windows to ``end``.
+
+    Each window ``(c, c + days]`` is scored with the purchase model fitted on all data
+    (``purchase_model``) at the features as of ``c``; the same parameters for every window,
+    so what differs between them is what the customers did. Customers first seen after
+    ``c`` are not in that window.
+    """
+    starts = [end - dt.timedelta(days=days * k) for k in range(windows, 0, -1)]
+    units = int(days) / DAYS_PER_UNIT[stage.time_unit]
+    levels = {}
+    for start, feats in builder.transform_many(transactions, starts):
+        if len(feats) < _MIN_DRIFT_CUSTOMERS:  # too few to measure a level on
+            continue
+        rfm = stage.rfm(feats)
+        p = purchase_model.p_no_purchase_arrays(
+            units, *(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        )
+        stop = start + dt.timedelta(days=days)
+        act = window_activity(transactions, start, stop).set_index("customer_id")
+        bought = act["purchases"].reindex(pd.Index(feats["customer_id"], dtype=object))
+        silent = (bought.fillna(0).to_numpy() == 0).astype(float)
+        levels[pd.Timestamp(stop)] = window_level(p, silent)
+    return recent_drift(pd.Series(levels, dtype=float), days=days, labelled_until=labelled_until)
 
 
 def fit_level(

@@ -65,6 +65,9 @@ def _flat_params(model: Any) -> dict[str, Any]:
         applied = model.churn_model_name_ == "prior"
         params["churn_level_source"] = level.source if applied else "not applied"
         params["churn_level_offset"] = float(level.offset) if applied else 0.0
+    drift = getattr(model, "recent_drift_", None)
+    if drift is not None:
+        params["recent_drift_flagged"] = bool(drift.flagged)
     return params
 
 

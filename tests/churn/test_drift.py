@@ -1,0 +1,65 @@
+"""The recent-drift check: a level measured on the latest partial window, flagged when new."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.churn.drift import recent_drift, window_level
+from churnguard.clv import PurchaseModel
+from churnguard.data import shifting_churn
+from churnguard.features import FeatureBuilder
+from churnguard.model.btyd import BTYDStage
+from churnguard.model.validation import check_recent_drift
+
+
+def _levels(values: list[float]) -> pd.Series:
+    ends = pd.date_range("2024-01-28", periods=len(values), freq="28D")
+    return pd.Series(values, index=ends, dtype=float)
+
+
+def test_window_level_recovers_a_known_intercept() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 1.5, 200_000)
+    p = 1.0 / (1.0 + np.exp(-z))
+    silent = rng.random(z.size) < 1.0 / (1.0 + np.exp(-(z + 0.3)))
+    assert window_level(p, silent) == pytest.approx(0.3, abs=0.02)
+    # nothing to measure when everyone (or no one) was silent
+    assert window_level(p, np.ones(z.size)) == 0.0
+
+
+def test_a_jump_beyond_the_recent_range_is_flagged_with_its_direction() -> None:
+    steady = [0.01, -0.02, 0.015, -0.01, 0.0, -0.015]
+    up = recent_drift(_levels([*steady, 0.12]), days=28, labelled_until="2024-03-31")
+    assert up.flagged and up.z > 4
+    assert "likely too low" in up.note and "2024-03-31" in up.note
+    down = recent_drift(_levels([*steady, -0.12]), days=28)
+    assert down.flagged and "likely too high" in down.note
+    assert down.to_dict()["flagged"] is True
+
+
+def test_a_move_within_the_range_or_too_small_is_not_flagged() -> None:
+    seasonal = [0.2, -0.1, 0.25, -0.2, 0.1, -0.05]  # a level that moves a lot anyway
+    assert not recent_drift(_levels([*seasonal, 0.3]), days=28).flagged
+    # a very steady history: z is large but the move is negligible
+    flat = [0.0, 0.001, -0.001, 0.0005, -0.0005, 0.0]
+    tiny = recent_drift(_levels([*flat, 0.03]), days=28, min_shift=0.05)
+    assert not tiny.flagged and tiny.note == ""
+    # too short a history to judge against
+    assert not recent_drift(_levels([0.0, 0.0, 0.3]), days=28).flagged
+
+
+@pytest.mark.parametrize("multiplier, flagged", [(4.0, True), (1.0, False)])
+def test_a_shifted_dropout_rate_is_seen_in_the_last_weeks(multiplier: float, flagged: bool) -> None:
+    world = shifting_churn(n_customers=20_000, seed=3, churn_multiplier=multiplier)
+    as_of = world.suggested_as_of[-1].date()
+    tx = world.transactions.loc[world.transactions["date"] <= pd.Timestamp(as_of)]
+    builder = FeatureBuilder(time_unit="D").fit(tx)
+    stage = BTYDStage(time_unit="W", horizon_days=91, clv_months=12, discount_rate=0.01)
+    pm = PurchaseModel("pareto").fit(stage.rfm(builder.transform(tx, as_of)))
+    drift = check_recent_drift(tx, builder, stage, pm, as_of, labelled_until=None)
+    assert len(drift.levels) == 7
+    assert drift.flagged is flagged
+    if flagged:
+        assert drift.levels.iloc[-1] > drift.levels.iloc[:-1].max()
