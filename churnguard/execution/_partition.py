@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from churnguard._duckdb import connect as _connect
 from churnguard._duckdb import fetch_arrow, quote_literal
@@ -178,8 +179,17 @@ def score_partition(
             n_customers = len(scored)
             # reasons_limit=0: every row holds the same note; keep it once, not per row.
             note = str(scored["reasons"].iloc[0]) if n_customers else ""
-            scored.drop(columns="reasons").to_parquet(
-                work / f"scored_{index:05d}.parquet", index=False
+            columns = [c for c in scored.columns if c != "reasons"]
+            table = pa.Table.from_pandas(scored, columns=columns, preserve_index=False)
+            # A work file, read back a few times and deleted: plain pages, no
+            # dictionaries or statistics (at 1M customers 0.5 CPU-s to write
+            # instead of 2.8 s with the defaults; the values are the same).
+            pq.write_table(
+                table,
+                work / f"scored_{index:05d}.parquet",
+                use_dictionary=False,
+                compression="none",
+                write_statistics=False,
             )
     stats = PartitionStats(index, total, n_rows, n_customers, n_bad, time.perf_counter() - start)
     return PartitionOutcome(stats, last_date, note)
