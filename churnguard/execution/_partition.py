@@ -12,6 +12,9 @@ churnguard and load the model, ~2-3 s, and ``spawn`` would re-run a user's
 unguarded script). The model is shared read-only; every partition opens its
 own DuckDB connection.
 
+A log scanned once instead of split is cut into blocks of whole customers
+(:func:`customer_blocks`), scored by :func:`score_block` on the same threads.
+
 Results do not depend on the number of workers: each partition is scored by the
 same code on the same rows, and LightGBM's predictions do not depend on its
 thread count. The scored customers go to Parquet files in the run's work folder;
@@ -24,7 +27,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ __all__ = [
     "PartitionOutcome",
     "PartitionRunner",
     "PartitionStats",
+    "customer_blocks",
     "default_workers",
     "score_block",
     "score_partition",
@@ -232,6 +236,27 @@ def score_block(
     seconds = time.perf_counter() - start
     stats = PartitionStats(index, total, part.rows, n_customers, 0, seconds)
     return PartitionOutcome(stats, part.last_date, note)
+
+
+def customer_blocks(scanned: ScannedTransactions, n: int) -> list[ScannedTransactions]:
+    """``scanned`` cut into ``n`` (or fewer) blocks of whole customers, in order."""
+    table = scanned.transactions
+    ids = table.column("customer_id")
+    rows = table.num_rows
+    cuts = [0]
+    for k in range(1, n):
+        at = max(k * rows // n, cuts[-1])
+        # Rows are sorted by customer: move the cut to the customer's first row after it.
+        while 0 < at < rows and ids[at] == ids[at - 1]:
+            at += 1
+        if cuts[-1] < at < rows:
+            cuts.append(at)
+    cuts.append(rows)
+    empty = scanned.quarantine.iloc[:0]
+    return [
+        replace(scanned, transactions=table.slice(a, b - a), quarantine=empty, quarantined={})
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 def explain_partition(

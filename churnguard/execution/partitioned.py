@@ -8,6 +8,12 @@ whole log, or every scored column of every customer, in memory:
    text, as the in-memory reader does) plus each row's position in the file, and
    writes them to ``partitions`` Parquet files by ``hash(customer_id) % partitions``:
    every customer's transactions land in exactly one partition.
+   *Or scan once.* Without ``partitions``, a log whose cleaned rows fit half the
+   budget (:func:`scan_fits`) and whose types read the same either way
+   (:func:`~churnguard.execution._partition_sql.scans_like_partitions`) is cleaned
+   by one scan (:func:`churnguard.data.scan_transactions`, its quarantine written
+   once) and cut into as many blocks of whole customers: no split to write, re-read
+   and re-sort (at 10M rows ~8 CPU-s less), and the same list.
 2. **Score.** Partition by partition, the scoring core
    (:func:`churnguard.execution.core.score_part`) cleans the rows (unusable rows go to
    the quarantine file with their row number in the source, exactly as in memory) and
@@ -56,7 +62,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +70,11 @@ import duckdb
 from churnguard._dates import to_date
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
-from churnguard.data import ColumnMap, ScannedTransactions, resolve_columns, scan_transactions
+from churnguard.data import ColumnMap, resolve_columns, scan_transactions
 from churnguard.data.io import read_columns, table_format, temporary_folder
 from churnguard.decision.retention import DECISION_INPUTS, ParquetSource, decide
 from churnguard.exceptions import InputDataError
-from churnguard.execution._partition import PartitionRunner, PartitionStats
+from churnguard.execution._partition import PartitionRunner, PartitionStats, customer_blocks
 from churnguard.execution._partition_sql import (
     default_as_of,
     limit_duckdb,
@@ -109,6 +114,7 @@ __all__ = [
     "PARALLEL_FROM_ROWS",
     "choose_partitions",
     "choose_workers",
+    "scan_fits",
     "score_parquet_partitioned",
 ]
 
@@ -306,7 +312,7 @@ def _score_scanned(
     if len(scanned.quarantine):
         scanned.quarantine.to_parquet(work / "quarantine_scan.parquet", index=False)
     as_of_date = to_date(as_of) if as_of is not None else scanned.last_date
-    blocks = _customer_blocks(scanned, n)
+    blocks = customer_blocks(scanned, n)
     del scanned  # the blocks hold the rows now
     _mark(stages, peaks, "split", t)
 
@@ -320,27 +326,6 @@ def _score_scanned(
             note = outcome.note or note
     stats.sort(key=lambda s: s.index)
     return stats, quarantined, as_of_date, note
-
-
-def _customer_blocks(scanned: ScannedTransactions, n: int) -> list[ScannedTransactions]:
-    """``scanned`` cut into ``n`` (or fewer) blocks of whole customers, in order."""
-    table = scanned.transactions
-    ids = table.column("customer_id")
-    rows = table.num_rows
-    cuts = [0]
-    for k in range(1, n):
-        at = max(k * rows // n, cuts[-1])
-        # Rows are sorted by customer: move the cut to the customer's first row after it.
-        while 0 < at < rows and ids[at] == ids[at - 1]:
-            at += 1
-        if cuts[-1] < at < rows:
-            cuts.append(at)
-    cuts.append(rows)
-    empty = scanned.quarantine.iloc[:0]
-    return [
-        replace(scanned, transactions=table.slice(a, b - a), quarantine=empty, quarantined={})
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
-    ]
 
 
 def score_parquet_partitioned(
