@@ -73,8 +73,13 @@ class PriorChurnModel(ClassifierMixin, BaseEstimator):
         self.best_iteration_ = 0
         return self
 
-    def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
-        """The prior clipped to [0, 1], its log-odds shifted by ``level`` when not 0."""
+    def churn_probability(
+        self, X: pd.DataFrame, *, calibrated: bool = True, num_threads: int | None = None
+    ) -> np.ndarray:
+        """The prior clipped to [0, 1], its log-odds shifted by ``level`` when not 0.
+
+        ``num_threads`` is accepted for the classifiers' signature (there are no trees).
+        """
         check_is_fitted(self, "feature_names_")
         p = np.clip(X[self.prior].to_numpy(dtype=float), 0.0, 1.0)
         level = self._level()

@@ -352,16 +352,25 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             return np.zeros(len(X))
         return logit(X[self.prior].to_numpy(dtype=float))
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw (uncalibrated) log-odds of churn, the prior included, shape ``(n,)``."""
+    def decision_function(self, X: pd.DataFrame, *, num_threads: int | None = None) -> np.ndarray:
+        """Raw (uncalibrated) log-odds of churn, the prior included, shape ``(n,)``.
+
+        ``num_threads``: LightGBM threads (default all cores; see :meth:`contributions`).
+        """
         frame = self._frame(X)
-        raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
+        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+        raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return raw + self._offset(frame)
 
-    def churn_probability(self, X: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
-        """Calibrated (or raw) probability of churn, shape ``(n,)``."""
+    def churn_probability(
+        self, X: pd.DataFrame, *, calibrated: bool = True, num_threads: int | None = None
+    ) -> np.ndarray:
+        """Calibrated (or raw) probability of churn, shape ``(n,)``.
+
+        ``num_threads``: LightGBM threads (default all cores; see :meth:`contributions`).
+        """
         frame = self._frame(X)
-        z = self.decision_function(frame)
+        z = self.decision_function(frame, num_threads=num_threads)
         if not calibrated or self.calibrator_ is None:
             return _sigmoid(z)
         p = self.calibrator_.predict(z, self._offset(frame))

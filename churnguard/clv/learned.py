@@ -220,12 +220,18 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
             verbose=-1,
         )
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Spend in the next window if the customer buys in it, shape ``(n,)``."""
+    def predict(self, X: pd.DataFrame, *, num_threads: int | None = None) -> np.ndarray:
+        """Spend in the next window if the customer buys in it, shape ``(n,)``.
+
+        ``num_threads``: LightGBM threads (default all cores). Pass fewer when other
+        work runs alongside: OpenMP threads spin while they wait, so oversubscribed
+        cores slow everything down. The predictions do not depend on it.
+        """
         check_is_fitted(self, "model_")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise InputDataError(f"X lacks the features {missing} the spend model learned from.")
         frame = X[self.feature_names_]
-        raw = np.asarray(self.model_.predict(frame, raw_score=True), dtype=float)
+        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+        raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return np.exp(raw + self._offset(frame, self.fill_)) * self.level_

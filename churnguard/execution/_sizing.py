@@ -23,10 +23,12 @@ __all__ = [
     "IN_MEMORY_LIMIT_GB",
     "IN_MEMORY_SHARE",
     "PARALLEL_FROM_ROWS",
+    "SCAN_BYTES_PER_ROW",
     "available_memory_gb",
     "choose_partitions",
     "choose_workers",
     "needs_partitions",
+    "scan_fits",
 ]
 
 #: Peak bytes per transaction row while one partition is cleaned and scored (measured).
@@ -42,6 +44,10 @@ IN_MEMORY_BYTES_PER_ROW = 350
 #: available now; a larger Parquet log is scored partitioned without being asked.
 IN_MEMORY_LIMIT_GB = 1.0
 IN_MEMORY_SHARE = 0.25
+#: Peak bytes per transaction row of one scan of the whole log and of its cleaned rows
+#: while they are scored block by block (measured: ~0.75 GB above the imports and the
+#: model for the 10M-row log of benchmarks/synthetic.py, rounded up).
+SCAN_BYTES_PER_ROW = 80
 
 
 def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: int = 1) -> int:
@@ -109,3 +115,23 @@ def choose_workers(rows: int, workers: int | None = None) -> int:
             raise ParameterError(f"workers must be a whole number >= 1; got {workers!r}.")
         return workers
     return default_workers() if int(rows) >= PARALLEL_FROM_ROWS else 1
+
+
+def scan_fits(
+    rows: int, max_memory_gb: float | None = None, available_gb: float | None = None
+) -> bool:
+    """Whether a partitioned run may scan the whole log at once instead of splitting it.
+
+    The scan's cleaned rows (about :data:`SCAN_BYTES_PER_ROW` bytes per row at the
+    peak) are held while customer blocks are scored; that may take half of
+    ``max_memory_gb`` (the other half is for the blocks in flight and the whole-base
+    stage, as in :func:`choose_partitions`) and at most :data:`IN_MEMORY_SHARE` of
+    ``available_gb`` (default: :func:`available_memory_gb`).
+    """
+    budget = DEFAULT_MAX_MEMORY_GB if max_memory_gb is None else float(max_memory_gb)
+    limit = budget / 2
+    if available_gb is None:
+        available_gb = available_memory_gb()
+    if available_gb is not None:
+        limit = min(limit, available_gb * IN_MEMORY_SHARE)
+    return int(rows) * SCAN_BYTES_PER_ROW / 1e9 <= limit

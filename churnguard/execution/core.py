@@ -56,6 +56,7 @@ def score_part(
     source: str = "<frame>",
     require_customers: bool = True,
     currency: str = "",
+    num_threads: int | None = None,
 ) -> ScoredPart:
     """Clean ``part`` (unless already cleaned), score it as of ``as_of`` and keep its rejects.
 
@@ -79,6 +80,9 @@ def score_part(
         a partition may simply have none.
     currency : str
         Prefix of money amounts in the reasons.
+    num_threads : int, optional
+        LightGBM threads of the models (default all cores; fewer when several parts
+        are scored at once).
     """
     if isinstance(part, ScannedTransactions):
         # Arrow rows straight from the scan: the log never becomes a pandas frame.
@@ -101,7 +105,11 @@ def score_part(
         frame = model.features(tx, day)
         del tx, part  # the scoring below needs the features only
         scored = model.predict_features(
-            frame, reasons_limit=reasons_limit, currency=currency, copy=False
+            frame,
+            reasons_limit=reasons_limit,
+            currency=currency,
+            copy=False,
+            num_threads=num_threads,
         )
     elif require_customers:
         raise InputDataError(

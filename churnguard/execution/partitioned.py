@@ -8,6 +8,12 @@ whole log, or every scored column of every customer, in memory:
    text, as the in-memory reader does) plus each row's position in the file, and
    writes them to ``partitions`` Parquet files by ``hash(customer_id) % partitions``:
    every customer's transactions land in exactly one partition.
+   *Or scan once.* Without ``partitions``, a log whose cleaned rows fit half the
+   budget (:func:`scan_fits`) and whose types read the same either way
+   (:func:`~churnguard.execution._partition_sql.scans_like_partitions`) is cleaned
+   by one scan (:func:`churnguard.data.scan_transactions`, its quarantine written
+   once) and cut into as many blocks of whole customers: no split to write, re-read
+   and re-sort (at 10M rows ~8 CPU-s less), and the same list.
 2. **Score.** Partition by partition, the scoring core
    (:func:`churnguard.execution.core.score_part`) cleans the rows (unusable rows go to
    the quarantine file with their row number in the source, exactly as in memory) and
@@ -64,17 +70,18 @@ import duckdb
 from churnguard._dates import to_date
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
-from churnguard.data import ColumnMap, resolve_columns
+from churnguard.data import ColumnMap, resolve_columns, scan_transactions
 from churnguard.data.io import read_columns, table_format, temporary_folder
 from churnguard.decision.retention import DECISION_INPUTS, ParquetSource, decide
 from churnguard.exceptions import InputDataError
-from churnguard.execution._partition import PartitionRunner, PartitionStats
+from churnguard.execution._partition import PartitionRunner, PartitionStats, customer_blocks
 from churnguard.execution._partition_sql import (
     default_as_of,
     limit_duckdb,
     open_duckdb,
     read_head,
     scalar,
+    scans_like_partitions,
     split_log,
     write_list,
     write_quarantine_csv,
@@ -88,6 +95,7 @@ from churnguard.execution._sizing import (
     choose_partitions,
     choose_workers,
     needs_partitions,
+    scan_fits,
 )
 from churnguard.execution._sizing import IN_MEMORY_LIMIT_GB as IN_MEMORY_LIMIT_GB
 from churnguard.execution._sizing import IN_MEMORY_SHARE as IN_MEMORY_SHARE
@@ -106,6 +114,7 @@ __all__ = [
     "PARALLEL_FROM_ROWS",
     "choose_partitions",
     "choose_workers",
+    "scan_fits",
     "score_parquet_partitioned",
 ]
 
@@ -244,6 +253,81 @@ def _start_reasons(
     return lambda: out if any(wait()) else None
 
 
+def _score_split(
+    con: duckdb.DuckDBPyConnection,
+    runner: PartitionRunner,
+    src: Path,
+    resolved: dict[str, str],
+    cmap: ColumnMap,
+    work: Path,
+    n: int,
+    as_of: Any,
+    progress: Callable[[PartitionStats], None] | None,
+    timing: tuple[dict[str, float], dict[str, float], float],
+) -> tuple[list[PartitionStats], int, Any, str]:
+    """Split the log into ``n`` partitions and score them; stats, rejects, as-of date, note."""
+    stages, peaks, t = timing
+    split = work / "split"
+    split_log(con, src, resolved, n, split)
+    estimated = False
+    if as_of is None:
+        as_of_date, estimated = default_as_of(con, split, cmap)
+    else:
+        as_of_date = to_date(as_of)
+    _mark(stages, peaks, "split", t)
+
+    t = time.perf_counter()
+    with _reporter(n, progress) as report:
+        stats, quarantined, last, note = _score_partitions(
+            runner, split, work, n, resolved, cmap, as_of_date, report
+        )
+    shutil.rmtree(split, ignore_errors=True)
+    if estimated and last is not None and to_date(last) != as_of_date:
+        raise InputDataError(
+            f"the last date of the cleaned log is {to_date(last)}, but DuckDB read the "
+            f"text dates as ending on {as_of_date}; pass as_of (--as-of YYYY-MM-DD) "
+            "explicitly."
+        )
+    return stats, quarantined, as_of_date, note
+
+
+def _score_scanned(
+    runner: PartitionRunner,
+    src: Path,
+    cmap: ColumnMap,
+    work: Path,
+    n: int,
+    as_of: Any,
+    progress: Callable[[PartitionStats], None] | None,
+    timing: tuple[dict[str, float], dict[str, float], float],
+) -> tuple[list[PartitionStats], int, Any, str]:
+    """Scan the whole log once and score it in ``n`` blocks of whole customers.
+
+    The same rows, quarantine and as-of date as :func:`_score_split` (the caller checks
+    :func:`scans_like_partitions` first), so the same list.
+    """
+    stages, peaks, t = timing
+    scanned = scan_transactions(src, cmap)
+    quarantined = scanned.rows_quarantined
+    if len(scanned.quarantine):
+        scanned.quarantine.to_parquet(work / "quarantine_scan.parquet", index=False)
+    as_of_date = to_date(as_of) if as_of is not None else scanned.last_date
+    blocks = customer_blocks(scanned, n)
+    del scanned  # the blocks hold the rows now
+    _mark(stages, peaks, "split", t)
+
+    stats, note = [], ""
+    tasks = [(block, work, i, len(blocks), as_of_date) for i, block in enumerate(blocks)]
+    del blocks  # slices of the scan's rows, freed once every block is scored
+    with _reporter(len(tasks), progress) as report:
+        for outcome in runner.score_blocks(tasks):
+            stats.append(outcome.stats)
+            report(outcome.stats)
+            note = outcome.note or note
+    stats.sort(key=lambda s: s.index)
+    return stats, quarantined, as_of_date, note
+
+
 def score_parquet_partitioned(
     path: str | os.PathLike[str],
     model: ChurnGuardModel,
@@ -317,26 +401,19 @@ def score_parquet_partitioned(
             src, f"{rows:,}", n, n_workers,
         )  # fmt: skip
         with PartitionRunner(fitted, n_workers) as runner:
-            split = work / "split"
-            split_log(con, src, resolved, n, split)
-            estimated = False
-            if as_of is None:
-                as_of_date, estimated = default_as_of(con, split, cmap)
-            else:
-                as_of_date = to_date(as_of)
-            _mark(stages, peaks, "split", t)
-
-            t = time.perf_counter()
-            with _reporter(n, progress) as report:
-                stats, quarantined, last, note = _score_partitions(
-                    runner, split, work, n, resolved, cmap, as_of_date, report
+            # Without a partition count asked for, a log whose cleaned rows fit is scanned
+            # once (no split to write, re-read and re-sort: ~8 CPU-s less at 10M rows).
+            if (
+                partitions is None
+                and scan_fits(rows, max_memory_gb)
+                and scans_like_partitions(src, resolved)
+            ):
+                stats, quarantined, as_of_date, note = _score_scanned(
+                    runner, src, cmap, work, n, as_of, progress, (stages, peaks, t)
                 )
-            shutil.rmtree(split, ignore_errors=True)
-            if estimated and last is not None and to_date(last) != as_of_date:
-                raise InputDataError(
-                    f"the last date of the cleaned log is {to_date(last)}, but DuckDB read the "
-                    f"text dates as ending on {as_of_date}; pass as_of (--as-of YYYY-MM-DD) "
-                    "explicitly."
+            else:
+                stats, quarantined, as_of_date, note = _score_split(
+                    con, runner, src, resolved, cmap, work, n, as_of, progress, (stages, peaks, t)
                 )
             if not any(work.glob("scored_*.parquet")):
                 raise InputDataError(

@@ -421,11 +421,19 @@ class ChurnGuardModel(BaseEstimator):
             )
         return self.features_frame(feats, copy=False)
 
-    def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``."""
+    def churn_probability(
+        self, frame: pd.DataFrame, *, num_threads: int | None = None
+    ) -> np.ndarray:
+        """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
+
+        ``num_threads``: LightGBM threads (default all cores); the probabilities do not
+        depend on it.
+        """
         check_is_fitted(self, "churn_model_")
-        names = self.feature_names_
-        return in_blocks(lambda rows: self.churn_model_.churn_probability(rows[names]), frame)
+        names, churn = self.feature_names_, self.churn_model_
+        return in_blocks(
+            lambda rows: churn.churn_probability(rows[names], num_threads=num_threads), frame
+        )
 
     def window_value(
         self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None
@@ -440,15 +448,18 @@ class ChurnGuardModel(BaseEstimator):
         p = self.churn_probability(frame) if churn_probability is None else churn_probability
         return window_value(self.value_model_choice_, frame, p, self.window_spend_model_)
 
-    def value_columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    def value_columns(
+        self, frame: pd.DataFrame, *, num_threads: int | None = None
+    ) -> dict[str, np.ndarray]:
         """``predicted_clv`` and ``value_if_retained`` with the chosen value model's correction.
 
         BTYD x Gamma-Gamma values times the learned spend of an active window over the
-        structural one (1 when BTYD x Gamma-Gamma was kept).
+        structural one (1 when BTYD x Gamma-Gamma was kept). ``num_threads``: LightGBM
+        threads of the spend model (default all cores).
         """
         check_is_fitted(self, "churn_model_")
         choice, spend = self.value_model_choice_, self.window_spend_model_
-        r = in_blocks(lambda rows: value_ratio(choice, rows, spend), frame)
+        r = in_blocks(lambda rows: value_ratio(choice, rows, spend, num_threads=num_threads), frame)
         return {
             col: np.nan_to_num(frame[col].to_numpy(dtype=float)) * r
             for col in ("predicted_clv", "value_if_retained")
@@ -504,6 +515,7 @@ class ChurnGuardModel(BaseEstimator):
         reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
         currency: str = "",
         copy: bool = True,
+        num_threads: int | None = None,
     ) -> pd.DataFrame:
         """:meth:`predict` of a :meth:`features` frame.
 
@@ -520,19 +532,25 @@ class ChurnGuardModel(BaseEstimator):
         copy : bool
             Work on a copy (default). ``False`` adds the columns to ``frame`` itself
             and returns it: at a million customers a copy costs ~300 MB.
+        num_threads : int, optional
+            LightGBM threads of every model (default all cores). Pass fewer when other
+            work runs alongside, e.g. partitions scored on several threads: OpenMP
+            threads spin while they wait, so oversubscribed cores slow everything down.
+            The scores and reasons do not depend on it.
         """
         check_is_fitted(self, "churn_model_")
         if copy:
             frame = frame.copy()
-        frame["churn_probability"] = self.churn_probability(frame)
-        for col, values in self.value_columns(frame).items():
+        frame["churn_probability"] = self.churn_probability(frame, num_threads=num_threads)
+        for col, values in self.value_columns(frame, num_threads=num_threads).items():
             frame[col] = values
         frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
         frame["reasons"] = "not explained: outside the top reasons_limit customers by value at risk"
         n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
         if n > 0:
             top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
-            frame.loc[top, "reasons"] = self.reasons(frame.loc[top], currency=currency).to_numpy()
+            explained = self.reasons(frame.loc[top], num_threads=num_threads, currency=currency)
+            frame.loc[top, "reasons"] = explained.to_numpy()
         return frame
 
     def reasons(

@@ -91,11 +91,21 @@ def window_value(
     return hurdle if name == "hurdle" else 0.5 * (hurdle + btyd)
 
 
-def value_ratio(name: str, frame: pd.DataFrame, spend: WindowSpendModel | None) -> np.ndarray:
-    """Factor applied to the BTYD x GG CLV columns: the learned correction of active spend."""
+def value_ratio(
+    name: str,
+    frame: pd.DataFrame,
+    spend: WindowSpendModel | None,
+    *,
+    num_threads: int | None = None,
+) -> np.ndarray:
+    """Factor applied to the BTYD x GG CLV columns: the learned correction of active spend.
+
+    ``num_threads``: LightGBM threads of the spend model (default all cores).
+    """
     if name == "btyd" or spend is None:
         return np.ones(len(frame))
-    r = spend_ratio(spend.predict(frame), frame[ACTIVE_SPEND].to_numpy(dtype=float))
+    learned = spend.predict(frame, num_threads=num_threads)
+    r = spend_ratio(learned, frame[ACTIVE_SPEND].to_numpy(dtype=float))
     return r if name == "hurdle" else 0.5 * (r + 1.0)
 
 

@@ -8,12 +8,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from churnguard.data import ColumnMap, clean_transactions
 from churnguard.decision.retention import CONTRACT_COLUMNS, build_retention_list
 from churnguard.exceptions import InputDataError
-from churnguard.execution import partitioned
+from churnguard.execution import _partition, _partition_sql, partitioned
+from churnguard.execution._sizing import SCAN_BYTES_PER_ROW, scan_fits
 from churnguard.execution.partitioned import (
     BYTES_PER_ROW,
     PartitionStats,
@@ -292,3 +296,183 @@ def test_unknown_output_format_is_rejected(tmp_path: Path) -> None:
         score_transactions(
             tmp_path / "log.parquet", "models/x", out=tmp_path / "o.xlsx", partitions=2
         )
+
+
+def _partition_folder(tmp_path: Path, log_frame: pd.DataFrame, variant: str) -> Path:
+    """A partition as split_log writes it: the mapped columns, source_row, bad rows mixed in."""
+    good = log_frame.iloc[:600].reset_index(drop=True)
+    bad = pd.DataFrame(
+        {
+            "customer_id": [None, "  ", "c00001", "c00002", "c00003", "c00004", "=c00005"],
+            "date": pd.to_datetime(
+                ["2023-03-01", "2023-03-02", "2099-12-31", "1900-01-01"] + ["2023-05-05"] * 3
+            ),
+            "amount": [1.0, 2.0, 3.0, 4.0, None, np.inf, 5e13],
+        }
+    )
+    rows = pd.concat([good.iloc[:300], bad, good.iloc[300:]], ignore_index=True)
+    if variant == "text dates":
+        rows["date"] = rows["date"].dt.strftime("%Y-%m-%d")
+        rows.loc[10, "date"] = "not a date"
+    elif variant == "NaN amount":  # NaN, not NULL: pandas would make it NULL
+        rows.loc[11, "amount"] = np.nan
+    elif variant == "whole amounts":
+        rows = rows[rows["amount"].notna() & np.isfinite(rows["amount"])].copy()
+        rows["amount"] = rows["amount"].round().astype("int64")
+    rng = np.random.default_rng(3)
+    rows["source_row"] = np.sort(rng.choice(10 * len(rows), len(rows), replace=False))
+    rows = rows.sample(frac=1.0, random_state=3)  # DuckDB sorts a partition when it reads it
+    folder = tmp_path / f"part={variant}"
+    folder.mkdir()
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    if variant == "NaN amount":  # from_pandas made every NaN NULL; Parquet keeps them apart
+        amount = table["amount"]
+        table = table.set_column(2, "amount", pc.fill_null(amount, float("nan")))
+    pq.write_table(table, folder / "data_0.parquet")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:1 rows of partition:churnguard.data.DataQualityWarning")
+@pytest.mark.parametrize("variant", ["timestamps", "text dates", "NaN amount", "whole amounts"])
+def test_partition_scanned_from_arrow_equals_the_pandas_route(
+    tmp_path: Path,
+    log_frame: pd.DataFrame,
+    fitted: ChurnGuardModel,
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
+) -> None:
+    """Same scored customers, and same quarantined rows, reasons and source rows, both ways."""
+    folder = _partition_folder(tmp_path, log_frame, variant)
+    canon = ColumnMap()
+    outcomes, routes = {}, {}
+    real = _partition.score_part
+    for route in ("arrow", "pandas"):
+        work = tmp_path / route
+        work.mkdir()
+        if route == "pandas":  # the partition read as a pandas frame, as before
+            monkeypatch.setattr(_partition, "_round_trip_free", lambda table: False)
+
+        def spy(model: Any, part: Any, _route: str = route, **kwargs: Any) -> Any:
+            routes[_route] = type(part).__name__
+            return real(model, part, **kwargs)
+
+        monkeypatch.setattr(_partition, "score_part", spy)
+        outcomes[route] = _partition.score_partition(fitted, folder, work, 0, 1, canon, AS_OF, 1)
+    arrow, frame = outcomes["arrow"].stats, outcomes["pandas"].stats
+    assert (arrow.rows, arrow.customers, arrow.quarantined) == (
+        frame.rows,
+        frame.customers,
+        frame.quarantined,
+    )
+    assert outcomes["arrow"].last_date == outcomes["pandas"].last_date
+    expected_route = "DataFrame" if variant == "NaN amount" else "ScannedTransactions"
+    assert routes == {"arrow": expected_route, "pandas": "DataFrame"}
+    quarantine = [pd.read_parquet(tmp_path / r / "quarantine_00000.parquet") for r in routes]
+    pd.testing.assert_frame_equal(quarantine[0], quarantine[1])
+    assert len(quarantine[0]) == arrow.quarantined >= 5
+    assert set(quarantine[0]["source_row"]) <= set(pd.read_parquet(folder)["source_row"])
+    assert (tmp_path / "arrow" / "scored_00000.parquet").read_bytes() == (
+        tmp_path / "pandas" / "scored_00000.parquet"
+    ).read_bytes()
+
+
+def _log_with_bad_rows(log_frame: pd.DataFrame) -> pd.DataFrame:
+    bad = pd.DataFrame(
+        {
+            "customer_id": [None, "", "c00001", "c00002", "c00003", "c00004", "=c00005"],
+            "date": pd.to_datetime(
+                ["2023-03-01", "2023-03-02", "2099-12-31", "1900-01-01"] + ["2023-05-05"] * 3
+            ),
+            "amount": [1.0, 2.0, 3.0, 4.0, None, np.inf, 5e13],
+        }
+    )
+    return pd.concat([log_frame.iloc[:40], bad, log_frame.iloc[40:]], ignore_index=True)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::churnguard.data.DataQualityWarning")
+@pytest.mark.parametrize("out_name", ["out.parquet", "out.csv"])
+def test_scanning_once_writes_the_split_runs_bytes(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel, out_name: str
+) -> None:
+    """Without --partitions a log that fits is scanned once: same list and quarantine bytes."""
+    path = tmp_path / "log.parquet"
+    _log_with_bad_rows(log_frame).to_parquet(path, index=False)
+    kwargs: dict[str, Any] = {"reasons_limit": 100, "workers": 2}
+    once = score_transactions(path, fitted, out=tmp_path / "once" / out_name, **kwargs)
+    split = score_transactions(
+        path, fitted, out=tmp_path / "split" / out_name, partitions=2, **kwargs
+    )
+    assert once.partitions == split.partitions == 2
+    assert once.quarantined == split.quarantined == 7
+    assert once.summary == split.summary
+    written = sorted(p.name for p in (tmp_path / "once").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "split").iterdir())
+    assert len(written) == 2  # the list and its quarantine file
+    for name in written:
+        assert (tmp_path / "once" / name).read_bytes() == (tmp_path / "split" / name).read_bytes()
+    # The split run did split; the other one did not (its blocks hold only usable rows).
+    assert sum(s.rows for s in split.details["partition_stats"]) == len(log_frame) + 7
+    assert sum(s.rows for s in once.details["partition_stats"]) == len(log_frame)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("none", True),
+        ("NaN amount", False),
+        ("NULL amount", True),
+        ("whole amounts", True),
+        ("whole amounts with NULL", False),
+        ("text dates", False),
+        ("zoned dates", False),
+        ("padded id", False),
+        ("empty id", True),
+        ("non-ASCII id end", False),
+        ("integer ids", True),
+    ],
+)
+def test_whole_scan_only_when_it_reads_like_the_partitions(
+    tmp_path: Path, change: str, expected: bool
+) -> None:
+    rows = pd.DataFrame(
+        {
+            "customer_id": ["a1", "b2", "c3"],
+            "date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    if change == "NaN amount":
+        table = table.set_column(2, "amount", pa.array([1.0, float("nan"), 3.0]))
+    elif change == "NULL amount":
+        table = table.set_column(2, "amount", pa.array([1.0, None, 3.0]))
+    elif change == "whole amounts":
+        table = table.set_column(2, "amount", pa.array([1, 2, 3]))
+    elif change == "whole amounts with NULL":
+        table = table.set_column(2, "amount", pa.array([1, None, 3], pa.int64()))
+    elif change == "text dates":
+        table = table.set_column(1, "date", pa.array(["2024-01-01", "2024-01-02", "2024-01-03"]))
+    elif change == "zoned dates":
+        table = table.set_column(1, "date", pc.assume_timezone(table["date"], "Europe/Paris"))
+    elif change == "padded id":
+        table = table.set_column(0, "customer_id", pa.array(["a1", " b2", "c3"]))
+    elif change == "empty id":
+        table = table.set_column(0, "customer_id", pa.array(["a1", "", "c3"]))
+    elif change == "non-ASCII id end":
+        table = table.set_column(0, "customer_id", pa.array(["a1", "b2\u3000", "c3"]))
+    elif change == "integer ids":
+        table = table.set_column(0, "customer_id", pa.array([1, None, 3]))
+    path = tmp_path / "log.parquet"
+    pq.write_table(table, path)
+    resolved = {"customer_id": "customer_id", "date": "date", "amount": "amount"}
+    assert _partition_sql.scans_like_partitions(path, resolved) is expected
+
+
+def test_whole_scan_follows_the_memory_budget() -> None:
+    per_gb = 1e9 / SCAN_BYTES_PER_ROW
+    assert scan_fits(int(per_gb), 2.0, available_gb=100.0)
+    assert not scan_fits(int(per_gb) + 1, 2.0, available_gb=100.0)
+    assert scan_fits(int(2 * per_gb), 4.0, available_gb=100.0)
+    assert not scan_fits(int(per_gb), 2.0, available_gb=2.0)  # a quarter of what is free
