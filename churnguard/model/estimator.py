@@ -15,8 +15,9 @@ transaction log (see :func:`churnguard.data.clean_transactions`):
    (:mod:`churnguard.churn.candidates`); the prior wins unless beaten;
 4. the chosen candidate is refitted on every snapshot.
 
-The checks of the settings (:mod:`churnguard.model._settings`) and the building of the
-labelled snapshot table (:mod:`churnguard.model._snapshots`) live in private modules.
+The checks of the settings (:mod:`churnguard.model._settings`), the building of the
+labelled snapshot table (:mod:`churnguard.model._snapshots`) and the scoring methods
+(:mod:`churnguard.model._scoring`) live in private modules.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
 from churnguard import __version__
 from churnguard._dates import to_date
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
 from churnguard.churn.level import LevelChoice
-from churnguard.churn.reasons import ReasonReference, explain
+from churnguard.churn.reasons import ReasonReference
 from churnguard.churn.training import (
     SnapshotPlan,
     plan_production,
@@ -42,38 +42,29 @@ from churnguard.churn.training import (
     split_by_plan,
 )
 from churnguard.decision.reference import DecisionReference
-from churnguard.exceptions import InputDataError, InsufficientHistoryError
+from churnguard.exceptions import InsufficientHistoryError
 from churnguard.features import FeatureBuilder, snapshot_cutoffs
-from churnguard.features.engine import last_date
-from churnguard.model._blocks import in_blocks
+from churnguard.model._scoring import DEFAULT_REASONS_LIMIT, ScoringMethods
 from churnguard.model._settings import check_settings
 from churnguard.model._snapshots import NOT_FEATURES, snapshot_table
-from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, degenerate_note
+from churnguard.model.btyd import VALUE_COLUMNS, degenerate_note
 from churnguard.model.validation import (
     TrainingReport,
     check_recent_drift,
     fit_level,
     validate_churn,
 )
-from churnguard.model.value_choice import (
-    add_active_spend,
-    compare_value_candidates,
-    fit_spend_model,
-    value_ratio,
-    window_value,
-)
+from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
 
 __all__ = ["DEFAULT_REASONS_LIMIT", "VALUE_COLUMNS", "ChurnGuardModel", "TrainingReport"]
 
 log = logging.getLogger(__name__)
 
-#: Customers (highest value at risk first) whose reasons are computed (TreeSHAP is costly).
-DEFAULT_REASONS_LIMIT = 25_000
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
 
 
-class ChurnGuardModel(BaseEstimator):
+class ChurnGuardModel(ScoringMethods, BaseEstimator):
     """Churn probability, P(alive), CLV and reasons for every customer.
 
     Parameters
@@ -163,13 +154,6 @@ class ChurnGuardModel(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    @property
-    def btyd_(self) -> BTYDStage:
-        """The buy-till-you-die stage with this model's settings."""
-        return BTYDStage(
-            self.time_unit, int(self.horizon_days), int(self.clv_months), float(self.discount_rate)
-        )
-
     def fit(self, transactions: pd.DataFrame, y: Any = None) -> ChurnGuardModel:
         """Fit every stage on a canonical transaction log.
 
@@ -386,198 +370,6 @@ class ChurnGuardModel(BaseEstimator):
         if not same_sample:
             self.snapshot_customers_ = customers
         return snaps
-
-    # ---------------------------------------------------------------- score
-    def features_frame(
-        self, feats: pd.DataFrame, pm: Any = None, sm: Any = None, *, copy: bool = True
-    ) -> pd.DataFrame:
-        """A feature table with the value columns of the purchase and spend models added.
-
-        ``copy=False`` adds them to ``feats`` itself (no copy of a large table).
-        """
-        pm = self.purchase_model_ if pm is None else pm
-        sm = self.spend_model_ if sm is None else sm
-        value = self.btyd_.value(feats, pm, sm)
-        frame = feats.copy() if copy else feats
-        for col in VALUE_COLUMNS:
-            frame[col] = value[col].to_numpy()
-        del value
-        add_active_spend(frame, self.btyd_.horizon_units, pm)
-        return frame
-
-    def features(self, transactions: pd.DataFrame, as_of: Any = None) -> pd.DataFrame:
-        """Features and value-model outputs of every customer as of ``as_of``.
-
-        ``transactions`` are canonical transactions as a DataFrame or a pyarrow Table
-        (what :func:`churnguard.data.scan_transactions` returns: a large log need not
-        pass through pandas).
-        """
-        check_is_fitted(self, "churn_model_")
-        as_of_date = to_date(as_of) if as_of is not None else last_date(transactions)
-        feats = self.builder_.transform(transactions, as_of_date)
-        if feats.empty:
-            raise InputDataError(
-                f"no customer has a purchase on or before {as_of_date}; choose a later --as-of."
-            )
-        return self.features_frame(feats, copy=False)
-
-    def churn_probability(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None
-    ) -> np.ndarray:
-        """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
-
-        ``num_threads``: LightGBM threads (default all cores); the probabilities do not
-        depend on it.
-        """
-        check_is_fitted(self, "churn_model_")
-        names, churn = self.feature_names_, self.churn_model_
-        return in_blocks(
-            lambda rows: churn.churn_probability(rows[names], num_threads=num_threads), frame
-        )
-
-    def window_value(
-        self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Expected spend over the churn horizon of each row of a :meth:`features` frame.
-
-        With the ``hurdle`` value model it is ``(1 - churn_probability)`` times the
-        learned spend of an active window; ``churn_probability`` defaults to the
-        model's own.
-        """
-        check_is_fitted(self, "churn_model_")
-        p = self.churn_probability(frame) if churn_probability is None else churn_probability
-        return window_value(self.value_model_choice_, frame, p, self.window_spend_model_)
-
-    def value_columns(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None
-    ) -> dict[str, np.ndarray]:
-        """``predicted_clv`` and ``value_if_retained`` with the chosen value model's correction.
-
-        BTYD x Gamma-Gamma values times the learned spend of an active window over the
-        structural one (1 when BTYD x Gamma-Gamma was kept). ``num_threads``: LightGBM
-        threads of the spend model (default all cores).
-        """
-        check_is_fitted(self, "churn_model_")
-        choice, spend = self.value_model_choice_, self.window_spend_model_
-        r = in_blocks(lambda rows: value_ratio(choice, rows, spend, num_threads=num_threads), frame)
-        return {
-            col: np.nan_to_num(frame[col].to_numpy(dtype=float)) * r
-            for col in ("predicted_clv", "value_if_retained")
-        }
-
-    def predict(
-        self,
-        transactions: pd.DataFrame,
-        as_of: Any = None,
-        *,
-        reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
-        currency: str = "",
-    ) -> pd.DataFrame:
-        """Churn probability, value and reasons per customer (not yet prioritised).
-
-        A DataFrame of customers, not an array of labels: what a transaction log
-        predicts is a table of customers (scikit-learn's ``set_output`` convention of
-        DataFrame out). There is no ``score`` method: in scikit-learn that name means
-        a metric, and churnguard's metrics are in :mod:`churnguard.evaluation`.
-
-        Parameters
-        ----------
-        transactions : DataFrame
-            Canonical transactions; only those on or before ``as_of`` are used.
-        as_of : date-like, optional
-            Scoring date; defaults to the last transaction date.
-        reasons_limit : int, optional
-            Reasons come from the churn model's exact per-customer contributions
-            (TreeSHAP), which cost far more than the scores themselves (about 6,000
-            customers a second on 2 cores). They are computed for the
-            ``reasons_limit`` customers with the highest value at risk (everyone when
-            ``None``); the others get a note saying so. 0 skips them.
-        currency : str
-            Prefix of money amounts in the reasons (e.g. ``"$"``).
-
-        Returns
-        -------
-        DataFrame
-            Features, the value columns, ``churn_probability``, ``value_at_risk`` and
-            ``reasons``.
-        """
-        return self.predict_features(
-            self.features(transactions, as_of),
-            reasons_limit=reasons_limit,
-            currency=currency,
-            copy=False,
-        )
-
-    def predict_features(
-        self,
-        frame: pd.DataFrame,
-        *,
-        reasons_limit: int | None = DEFAULT_REASONS_LIMIT,
-        currency: str = "",
-        copy: bool = True,
-        num_threads: int | None = None,
-    ) -> pd.DataFrame:
-        """:meth:`predict` of a :meth:`features` frame.
-
-        The scoring half of :meth:`predict`, for a caller that built the features
-        itself and no longer holds the transactions (a large log's rows can be freed
-        before the models run).
-
-        Parameters
-        ----------
-        frame : DataFrame
-            A frame returned by :meth:`features`.
-        reasons_limit, currency
-            As in :meth:`predict`.
-        copy : bool
-            Work on a copy (default). ``False`` adds the columns to ``frame`` itself
-            and returns it: at a million customers a copy costs ~300 MB.
-        num_threads : int, optional
-            LightGBM threads of every model (default all cores). Pass fewer when other
-            work runs alongside, e.g. partitions scored on several threads: OpenMP
-            threads spin while they wait, so oversubscribed cores slow everything down.
-            The scores and reasons do not depend on it.
-        """
-        check_is_fitted(self, "churn_model_")
-        if copy:
-            frame = frame.copy()
-        frame["churn_probability"] = self.churn_probability(frame, num_threads=num_threads)
-        for col, values in self.value_columns(frame, num_threads=num_threads).items():
-            frame[col] = values
-        frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
-        frame["reasons"] = "not explained: outside the top reasons_limit customers by value at risk"
-        n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
-        if n > 0:
-            top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
-            explained = self.reasons(frame.loc[top], num_threads=num_threads, currency=currency)
-            frame.loc[top, "reasons"] = explained.to_numpy()
-        return frame
-
-    def reasons(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None, currency: str = ""
-    ) -> pd.Series:
-        """Readable reasons for the churn score of each row of a scored frame.
-
-        Parameters
-        ----------
-        frame : DataFrame
-            Rows of :meth:`predict` (features, value columns, churn probability).
-        num_threads : int, optional
-            LightGBM threads for the contributions (1 when other work runs alongside).
-        currency : str
-            Prefix of money amounts.
-        """
-        check_is_fitted(self, "churn_model_")
-        contrib = self.churn_model_.contributions(
-            frame[self.feature_names_], num_threads=num_threads
-        )
-        return explain(
-            contrib,
-            frame,
-            self.reason_reference_,
-            currency=currency,
-            horizon_days=int(self.horizon_days),
-        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
