@@ -18,7 +18,7 @@ class _Spend:
     def __init__(self, column: str) -> None:
         self.column = column
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame, num_threads: int | None = None) -> np.ndarray:
         return frame[self.column].to_numpy(dtype=float)
 
 
