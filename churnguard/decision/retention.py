@@ -26,7 +26,12 @@ import pandas as pd
 
 from churnguard.decision.playbook import Playbook, contact_summary, select_contacts
 from churnguard.decision.reference import DecisionReference
-from churnguard.decision.segments import SegmentRules, assign_segments, load_segment_rules
+from churnguard.decision.segments import (
+    SegmentRules,
+    assign_segments,
+    load_segment_rules,
+    rename_segments,
+)
 from churnguard.decision.tiers import TIERS, concentration
 from churnguard.exceptions import ParameterTypeError
 
@@ -266,9 +271,7 @@ def decide(
         )
         lapsed = book.win_back.lapsed(_column(source, "days_since_last"), gap)
         win_back = (band_codes == 2) & (revenue >= ref.vip_revenue) & lapsed & ~no_value
-    seg = np.asarray(segment.astype(str), dtype=object)
-    seg[win_back] = WIN_BACK_SEGMENT
-    res["segment"] = pd.Categorical(seg)
+    res["segment"] = rename_segments(segment, win_back, WIN_BACK_SEGMENT)
     inputs = pd.DataFrame(
         {
             "value_tier": res["value_tier"],

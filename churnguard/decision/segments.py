@@ -31,6 +31,7 @@ __all__ = [
     "SegmentRules",
     "assign_segments",
     "load_segment_rules",
+    "rename_segments",
     "rfm_score",
     "rfm_scores",
 ]
@@ -370,3 +371,27 @@ def assign_segments(
     )
     cat = pd.Categorical.from_codes(codes.astype(np.int16), categories=pd.Index(names))
     return pd.Series(cat, index=df.index, name="segment")
+
+
+def rename_segments(segment: pd.Series, mask: np.ndarray, name: str) -> pd.Categorical:
+    """The segments of :func:`assign_segments` with the customers of ``mask`` renamed ``name``.
+
+    The categorical ``pd.Categorical`` makes of the segment names as text (the distinct
+    names present, sorted), built from the category codes: a text array would cost
+    ~150 bytes per customer at its peak (0.7 GB at 5M customers). A missing segment is
+    the category ``"nan"``, as the text would have it.
+    """
+    cat = pd.Categorical(segment)
+    names = [str(c) for c in cat.categories]
+    codes = np.asarray(cat.codes, dtype=np.int32)
+    if (codes < 0).any():
+        names.append("nan")
+        codes = np.where(codes < 0, len(names) - 1, codes)
+    if np.any(mask):
+        if name not in names:
+            names.append(name)
+        codes = np.where(np.asarray(mask, dtype=bool), names.index(name), codes)
+    present = sorted(np.unique(codes).tolist(), key=lambda k: names[k])
+    remap = np.full(len(names), -1, dtype=np.int32)
+    remap[present] = np.arange(len(present), dtype=np.int32)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index([names[k] for k in present]))

@@ -222,3 +222,21 @@ def test_rules_built_in_code() -> None:
     assert assign_segments(_scores([(5, 1, 1), (4, 5, 5)]), rules).tolist() == ["top", "rest"]
     with pytest.raises(TypeError, match="SegmentRules"):
         assign_segments(_scores([(5, 1, 1)]), rules=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rename_segments_equals_renaming_the_text(seed: int) -> None:
+    from churnguard.decision.segments import rename_segments
+
+    rng = np.random.default_rng(seed)
+    names = ["loyal", "champions", "at risk", "other", "hibernating"]
+    codes = rng.integers(-1 if seed == 2 else 0, len(names), 5_000).astype(np.int16)
+    segment = pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(names)))
+    mask = rng.random(5_000) < (0.0 if seed == 1 else 0.1)
+    text = np.asarray(segment.astype(str), dtype=object)
+    text[mask] = "win-back"
+    expected = pd.Categorical(text)
+    got = rename_segments(segment, mask, "win-back")
+    assert list(got.categories) == list(expected.categories)
+    np.testing.assert_array_equal(got.codes, expected.codes)
+    assert got.codes.dtype == expected.codes.dtype
