@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from churnguard.churn.classifier import logit
+from churnguard.churn.level import level_intercept
 
 __all__ = ["RecentDrift", "recent_drift", "window_level"]
 
@@ -74,19 +74,10 @@ class RecentDrift:
 def window_level(p_no_purchase: np.ndarray, no_purchase: np.ndarray) -> float:
     """The intercept ``d`` with ``mean(sigmoid(logit(p) + d)) == mean(no_purchase)``.
 
-    0 when every customer (or none) made no purchase: the intercept is then unbounded and
-    says nothing about a level.
+    :func:`churnguard.churn.level.level_intercept` of the probabilities' log-odds: 0 when
+    every customer (or none) made no purchase, where it would be unbounded.
     """
-    rate = float(np.mean(no_purchase))
-    if not 0.0 < rate < 1.0:
-        return 0.0
-    z = logit(np.asarray(p_no_purchase, dtype=float))
-
-    def gap(b: float) -> float:
-        return float(np.mean(1.0 / (1.0 + np.exp(-(z + b))))) - rate
-
-    # logit is clipped at 1e-6 (|z| <= 14), so +-40 brackets any rate.
-    return float(brentq(gap, -40.0, 40.0))
+    return level_intercept(logit(np.asarray(p_no_purchase, dtype=float)), no_purchase)
 
 
 def recent_drift(

@@ -43,6 +43,7 @@ __all__ = [
     "forecast_sources",
     "level_cutoffs",
     "level_errors",
+    "level_intercept",
 ]
 
 #: Sources of a level forecast, in the order they are reported.
@@ -57,7 +58,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _intercept(z: np.ndarray, y: np.ndarray) -> float:
+def level_intercept(z: np.ndarray, y: np.ndarray) -> float:
     """The ``b`` with ``mean(sigmoid(z + b)) == mean(y)`` (0 when ``y`` is all one class)."""
     rate = float(np.mean(y))
     if not 0.0 < rate < 1.0:
@@ -87,7 +88,7 @@ def level_errors(rows: pd.DataFrame, prior: str = "p_no_purchase") -> pd.Series:
         ``b`` by cutoff (sorted): positive when more customers churned than the prior said.
     """
     out = {
-        pd.Timestamp(str(c)): _intercept(
+        pd.Timestamp(str(c)): level_intercept(
             logit(g[prior].to_numpy(dtype=float)), g["churned"].to_numpy()
         )
         for c, g in rows.groupby("cutoff", sort=True)

@@ -105,11 +105,9 @@ class PurchasePredictions:
         shape = np.broadcast(x, tx, age).shape
         if horizon == 0:
             return np.zeros(shape)
-        if self._shares_curve(x, tx, age):
-            return next(bgnbd_expected_curve(self._bgnbd_params(), [horizon], x, tx, age))
-        if self._pareto_curve(x, tx, age):
-            (out,) = pareto_expected_curve(self.fitter_, [horizon], x, tx, age)
-            return self._pareto_fallback(np.array(out, dtype=float), horizon, x, tx, age)
+        fast = self._shared_curve([horizon], x, tx, age)
+        if fast is not None:
+            return fast[0]
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             out = self.fitter_.conditional_expected_number_of_purchases_up_to_time(
@@ -134,39 +132,35 @@ class PurchasePredictions:
     ) -> list[np.ndarray]:
         """:meth:`expected_purchases_arrays` at each of ``horizons`` (a CLV's months).
 
-        The same values; for BG/NBD the terms that do not depend on the horizon are
-        computed once (:func:`churnguard.clv._bgnbd_curve.bgnbd_expected_curve`).
+        The same values; for BG/NBD and Pareto/NBD the terms that do not depend on the
+        horizon are computed once (:mod:`churnguard.clv._bgnbd_curve`,
+        :mod:`churnguard.clv._pareto_curve`).
         """
         self._check_fitted()
         x, tx, age = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
         ts = [check_horizon(t) for t in horizons]
-        if self._shares_curve(x, tx, age) and all(t > 0 for t in ts):
-            return list(bgnbd_expected_curve(self._bgnbd_params(), ts, x, tx, age))
-        if self._pareto_curve(x, tx, age) and all(t > 0 for t in ts):
-            curve = pareto_expected_curve(self.fitter_, ts, x, tx, age)
-            return [
-                self._pareto_fallback(np.array(v, dtype=float), t, x, tx, age)
-                for t, v in zip(ts, curve, strict=True)
-            ]
+        fast = self._shared_curve(ts, x, tx, age) if all(t > 0 for t in ts) else None
+        if fast is not None:
+            return fast
         return [self.expected_purchases_arrays(t, x, tx, age) for t in ts]
 
-    def _shares_curve(self, x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> bool:
-        """Whether the BG/NBD fast path applies: a lifetimes BG/NBD fit, 1-D equal arrays."""
-        return (
-            self.model == "bgnbd"
-            and type(self.fitter_).__name__ == "BetaGeoFitter"
-            and x.ndim == 1
-            and x.shape == tx.shape == age.shape
-        )
-
-    def _pareto_curve(self, x: np.ndarray, tx: np.ndarray, age: np.ndarray) -> bool:
-        """Whether the Pareto/NBD fast path applies: a lifetimes fit, 1-D equal arrays."""
-        return (
-            self.model == "pareto"
-            and type(self.fitter_).__name__ == "ParetoNBDFitter"
-            and x.ndim == 1
-            and x.shape == tx.shape == age.shape
-        )
+    def _shared_curve(
+        self, horizons: list[float], x: np.ndarray, tx: np.ndarray, age: np.ndarray
+    ) -> list[np.ndarray] | None:
+        """The curve with the horizon-free terms computed once, or None where that does not
+        apply (not a lifetimes BG/NBD or Pareto/NBD fit, or not 1-D arrays of one shape)."""
+        if x.ndim != 1 or not x.shape == tx.shape == age.shape:
+            return None
+        fitter = type(self.fitter_).__name__
+        if self.model == "bgnbd" and fitter == "BetaGeoFitter":
+            return list(bgnbd_expected_curve(self._bgnbd_params(), horizons, x, tx, age))
+        if self.model == "pareto" and fitter == "ParetoNBDFitter":
+            curve = pareto_expected_curve(self.fitter_, horizons, x, tx, age)
+            return [
+                self._pareto_fallback(np.array(v, dtype=float), t, x, tx, age)
+                for t, v in zip(horizons, curve, strict=True)
+            ]
+        return None
 
     def _bgnbd_params(self) -> dict[str, float]:
         """The parameters lifetimes' fitter computes with (``fitter_.params_``)."""
