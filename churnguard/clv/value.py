@@ -20,6 +20,7 @@ __all__ = [
     "PERIODS_PER_MONTH",
     "customer_equity",
     "customer_lifetime_value",
+    "no_purchase_frame",
     "value_frame",
     "value_if_retained",
 ]
@@ -266,6 +267,30 @@ def value_frame(
             "value_if_retained": _retained_arrays(
                 purchase_model, spend_model, arr, months, float(discount_rate), factor
             ),
+        },
+        index=rfm.index,
+    )
+
+
+def no_purchase_frame(
+    purchase_model: PurchaseModel, rfm: pd.DataFrame, horizon: float
+) -> pd.DataFrame:
+    """The ``expected_purchases`` and ``p_no_purchase`` columns of :func:`value_frame` alone.
+
+    The same values bit for bit (same patterns, same closed forms), without the CLV
+    curve that dominates :func:`value_frame`'s cost: what a caller needing only the
+    structural churn prior pays for (the level correction's older snapshots).
+    """
+    arr = check_rfm(rfm, _RFM_MONEY_COLUMNS, caller="no_purchase_frame")
+    customer_ids = customer_id_column(rfm, caller="no_purchase_frame")
+    codes, ux, utx, uage = _patterns(arr)
+    return pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "expected_purchases": purchase_model.expected_purchases_arrays(horizon, ux, utx, uage)[
+                codes
+            ],
+            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, ux, utx, uage)[codes],
         },
         index=rfm.index,
     )

@@ -19,7 +19,14 @@ import pandas as pd
 
 from churnguard._dates import DAYS_PER_UNIT
 from churnguard.churn.candidates import PRIOR_COLUMN
-from churnguard.clv import ModelFitError, PurchaseModel, SpendModel, compare_models, value_frame
+from churnguard.clv import (
+    ModelFitError,
+    PurchaseModel,
+    SpendModel,
+    compare_models,
+    no_purchase_frame,
+    value_frame,
+)
 from churnguard.features.engine import count_purchase_days
 
 __all__ = ["VALUE_COLUMNS", "BTYDStage", "degenerate_note"]
@@ -158,6 +165,15 @@ class BTYDStage:
         if degenerate is not None:
             return degenerate
         raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
+
+    def prior(self, feats: pd.DataFrame, pm: PurchaseModel) -> np.ndarray:
+        """The :data:`PRIOR_COLUMN` of :meth:`value`, computed without the CLV columns.
+
+        Bit for bit what :meth:`value` gives (the same closed forms on the same patterns,
+        the same fallback where it is not finite), at a fraction of its cost.
+        """
+        values = no_purchase_frame(pm, self.rfm(feats), self.horizon_units)
+        return _sanitize(values)[PRIOR_COLUMN].to_numpy()
 
     def value(self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel) -> pd.DataFrame:
         """The :data:`VALUE_COLUMNS` of every customer of a feature table."""

@@ -232,7 +232,8 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         self.level_ = LevelChoice(reason="level_correction=False")
         if self.level_correction:
             self.level_ = fit_level(
-                snaps, cutoffs, lambda extra: self._snapshot_table(tx, extra, same_sample=True),
+                snaps, cutoffs,
+                lambda extra: self._snapshot_table(tx, extra, same_sample=True, prior_only=True),
                 lag_days=int(self.horizon_days) + int(self.gap_days),
                 step_days=int(self.snapshot_step_days),
                 earliest=self.training_start_ + dt.timedelta(days=28),
@@ -348,11 +349,18 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         return result.chosen, result.reason
 
     def _snapshot_table(
-        self, tx: pd.DataFrame, cutoffs: list[dt.date], *, same_sample: bool = False
+        self,
+        tx: pd.DataFrame,
+        cutoffs: list[dt.date],
+        *,
+        same_sample: bool = False,
+        prior_only: bool = False,
     ) -> pd.DataFrame:
         """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``).
 
         ``same_sample``: the customers of the snapshots built before (older cutoffs).
+        ``prior_only``: of the value columns only :data:`PRIOR_COLUMN` (what the level
+        correction reads), skipping the CLV curves that cost most of a snapshot.
         """
         rows = int(self.max_snapshot_rows)
         if same_sample:
@@ -361,6 +369,8 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
 
         def values(feats: pd.DataFrame) -> pd.DataFrame:
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
+            if prior_only:
+                return feats.assign(**{PRIOR_COLUMN: stage.prior(feats, pm)})
             return self.features_frame(feats, pm, sm)
 
         snaps, customers = snapshot_table(

@@ -8,7 +8,12 @@ import pytest
 
 from churnguard.clv.purchase import PurchaseModel
 from churnguard.clv.spend import SpendModel
-from churnguard.clv.value import customer_equity, customer_lifetime_value, value_frame
+from churnguard.clv.value import (
+    customer_equity,
+    customer_lifetime_value,
+    no_purchase_frame,
+    value_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +138,16 @@ def test_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=message):
         customer_lifetime_value(models["bgnbd"], models["spend"], cdnow_rfm, **kwargs)
+
+
+@pytest.mark.parametrize("key", ["bgnbd", "pareto"])
+def test_no_purchase_frame_is_value_frame_bit_for_bit(
+    cdnow_rfm: pd.DataFrame, models: dict, key: str
+) -> None:
+    # The level correction reads the prior from it instead of value_frame: any difference
+    # in the last bit would change the trained model.
+    rfm = cdnow_rfm.iloc[::-1].set_index(np.arange(len(cdnow_rfm)) * 3)
+    full = value_frame(models[key], models["spend"], rfm, horizon=13.0)
+    lean = no_purchase_frame(models[key], rfm, horizon=13.0)
+    assert list(lean.columns) == ["customer_id", "expected_purchases", "p_no_purchase"]
+    pd.testing.assert_frame_equal(lean, full[lean.columns.tolist()], check_exact=True)

@@ -1,0 +1,57 @@
+"""Tests of churnguard.model.btyd: the prior alone equals the prior of the full value table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.churn.candidates import PRIOR_COLUMN
+from churnguard.clv import PurchaseModel, SpendModel
+from churnguard.model.btyd import BTYDStage
+
+
+def _feats(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    T = rng.integers(60, 400, n).astype(float)
+    frequency = rng.poisson(2.0, n)
+    recency = np.where(frequency > 0, np.floor(T * rng.uniform(0.1, 1.0, n)), 0.0)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "frequency": frequency,
+            "recency": recency,
+            "T": T,
+            "monetary_value": np.where(frequency > 0, rng.gamma(3.0, 20.0, n), 0.0),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[BTYDStage, pd.DataFrame, PurchaseModel, SpendModel]:
+    stage = BTYDStage(time_unit="W", horizon_days=91, clv_months=12, discount_rate=0.01)
+    feats = _feats()
+    rfm = stage.rfm(feats)
+    return stage, feats, PurchaseModel("bgnbd").fit(rfm), SpendModel().fit(rfm)
+
+
+def test_prior_is_the_value_tables_prior_bit_for_bit(fitted: tuple) -> None:
+    stage, feats, pm, sm = fitted
+    np.testing.assert_array_equal(stage.prior(feats, pm), stage.value(feats, pm, sm)[PRIOR_COLUMN])
+
+
+def test_prior_falls_back_like_the_value_table_where_not_finite(
+    fitted: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage, feats, pm, sm = fitted
+    exact = pm.p_no_purchase_arrays
+
+    def broken(*args: object) -> np.ndarray:
+        out = np.array(exact(*args), dtype=float)
+        out[::7] = np.nan
+        return out
+
+    monkeypatch.setattr(pm, "p_no_purchase_arrays", broken)
+    prior = stage.prior(feats, pm)
+    assert np.isfinite(prior).all()
+    np.testing.assert_array_equal(prior, stage.value(feats, pm, sm)[PRIOR_COLUMN])
