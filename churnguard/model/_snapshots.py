@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+import os
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -22,7 +26,10 @@ from churnguard.features import FeatureBuilder
 from churnguard.features.engine import window_activity
 from churnguard.model.value_choice import ACTIVE_SPEND
 
-__all__ = ["NOT_FEATURES", "snapshot_table"]
+__all__ = ["NOT_FEATURES", "in_order", "snapshot_table"]
+
+#: Threads building snapshots at once (each holds one cutoff's frames).
+_MAX_WORKERS = 2
 
 # A step of ChurnGuardModel.fit: its log lines keep the estimator's logger name.
 log = logging.getLogger("churnguard.model.estimator")
@@ -93,8 +100,8 @@ def snapshot_table(
     """
     log.info("building %d snapshots (%s .. %s)", len(cutoffs), cutoffs[0], cutoffs[-1])
     sample, customers = _sample(tx, len(cutoffs), max_rows)
-    frames = []
-    for c, feats in builder.transform_many(sample, cutoffs):
+
+    def labelled(c: dt.date, feats: pd.DataFrame) -> pd.DataFrame:
         frame = values(feats)
         frame.insert(0, "cutoff", pd.Timestamp(c))
         start = c + dt.timedelta(days=int(gap_days))
@@ -105,5 +112,43 @@ def snapshot_table(
         frame["future_purchases"] = purchases
         frame["future_spend"] = np.clip(act["spend"].fillna(0.0).to_numpy(dtype=float), 0, None)
         frame["churned"] = (purchases == 0).astype(np.int8)
-        frames.append(frame)
+        return frame
+
+    frames = in_order(labelled, builder.transform_many(sample, cutoffs))
     return pd.concat(frames, ignore_index=True), customers
+
+
+def in_order(
+    task: Callable[[dt.date, pd.DataFrame], pd.DataFrame],
+    items: Iterable[tuple[dt.date, pd.DataFrame]],
+    workers: int | None = None,
+) -> list[pd.DataFrame]:
+    """``[task(*item) for item in items]``, computed on ``workers`` threads.
+
+    Each cutoff's purchase-model fit and closed forms are independent of the others and
+    mostly NumPy/SciPy work that releases the GIL, so two cutoffs run at once on two
+    cores (about 3 s less of a CDNOW train); the results are the same and in the same
+    order. At most one item waits beyond those running, so memory holds a few cutoffs'
+    frames, not all of them. RuntimeWarnings are silenced for the whole run:
+    ``warnings.catch_warnings``, which the fits use to silence theirs, is not
+    thread-safe, and an outer context restores the caller's filters whatever order the
+    threads leave theirs in.
+    """
+    n = max(1, min(_MAX_WORKERS, os.cpu_count() or 1) if workers is None else int(workers))
+    if n == 1:
+        return [task(*item) for item in items]
+    out: list[pd.DataFrame] = []
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=n) as pool:
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pending: deque[Future[pd.DataFrame]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(task, *item))
+                if len(pending) > n:
+                    out.append(pending.popleft().result())
+            out.extend(future.result() for future in list(pending))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return out
