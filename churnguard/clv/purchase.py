@@ -297,7 +297,9 @@ class PurchaseModel(PurchasePredictions, PicklableFitterMixin, BaseEstimator):
             reasons.append(
                 f"nobody ever leaves: the model expects a share of {self.dropout_share_:.2g} "
                 f"of customers to drop out within the {self.max_T_:.4g} time units observed "
-                f"({detail}; threshold {DROPOUT_SHARE_THRESHOLD:g})"
+                f"({detail}; threshold {DROPOUT_SHARE_THRESHOLD:g}): it explains silent "
+                "customers by slow buying, not by leaving, which is wrong where many buy "
+                "once and never return"
             )
         if self.n_nonfinite_ > 0:
             # models pickled before backend_ existed were all fitted by lifetimes

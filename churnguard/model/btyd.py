@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import pandas as pd
 from churnguard._dates import DAYS_PER_UNIT
 from churnguard.churn.candidates import PRIOR_COLUMN
 from churnguard.clv import (
+    DegenerateFitWarning,
     ModelFitError,
     PurchaseModel,
     SpendModel,
@@ -146,14 +148,20 @@ class BTYDStage:
         """Fit the best-ranked purchase model that converges and identifies a dropout.
 
         A fit whose dropout sits at its boundary ("nobody ever leaves") is kept only
-        when every candidate is degenerate; the first such fit is then returned.
+        when every candidate is degenerate; the first such fit is then returned. Its
+        ``DegenerateFitWarning`` is not raised here: a training run fits a model at every
+        snapshot, and a degenerate one is either replaced by the next candidate or
+        reported once, for the model kept, by :func:`degenerate_note`.
         """
         errors = []
         degenerate: tuple[str, PurchaseModel, SpendModel] | None = None
         rfm = self.rfm(feats)
         for kind in [*ranking, *(["bgnbd"] if "bgnbd" not in ranking else [])]:
             try:
-                pm, sm = PurchaseModel(model=kind).fit(rfm), SpendModel().fit(rfm)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DegenerateFitWarning)
+                    pm = PurchaseModel(model=kind).fit(rfm)
+                sm = SpendModel().fit(rfm)
             except ModelFitError as exc:
                 log.warning("%s could not be fitted (%s); trying the next model", kind, exc)
                 errors.append(str(exc))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from churnguard.churn.candidates import PRIOR_COLUMN
 from churnguard.clv import PurchaseModel, SpendModel
-from churnguard.model.btyd import BTYDStage
+from churnguard.model.btyd import BTYDStage, degenerate_note
 
 
 def _feats(n: int = 400) -> pd.DataFrame:
@@ -55,3 +57,28 @@ def test_prior_falls_back_like_the_value_table_where_not_finite(
     prior = stage.prior(feats, pm)
     assert np.isfinite(prior).all()
     np.testing.assert_array_equal(prior, stage.value(feats, pm, sm)[PRIOR_COLUMN])
+
+
+def test_fit_first_reports_a_degenerate_fit_by_its_note_not_a_warning() -> None:
+    # Steady Poisson buyers who never leave: BG/NBD puts its dropout on the boundary.
+    # A training run fits at every snapshot; the warning would repeat for each of them.
+    rng = np.random.default_rng(1)
+    n = 3_000
+    weeks = rng.uniform(26.0, 52.0, n)
+    x = rng.poisson(rng.gamma(1.0, 1 / 5.0, n) * weeks)
+    feats = pd.DataFrame(
+        {
+            "customer_id": [f"s{i}" for i in range(n)],
+            "frequency": x,
+            "recency": np.where(x > 0, weeks * rng.beta(np.maximum(x, 1), 1.0), 0.0) * 7,
+            "T": weeks * 7,
+            "monetary_value": np.where(x > 0, rng.gamma(3.0, 10.0, n), 0.0),
+        }
+    )
+    stage = BTYDStage(time_unit="W", horizon_days=91, clv_months=12, discount_rate=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kind, pm, _ = stage.fit_first(feats, ["bgnbd"])
+    assert kind == "bgnbd"
+    assert pm.degenerate_ is not None and pm.degenerate_.startswith("nobody ever leaves")
+    assert "by slow buying, not by leaving" in degenerate_note(pm)
