@@ -222,7 +222,9 @@ def compare_candidates(
         out.reason = "no learned candidate beat the BTYD prior's validation log loss"
     else:
         gain = float(scored["prior"] - scored[best]) if "prior" in scored else float("nan")
-        out.reason = f"{best} beat the BTYD prior's validation log loss by {gain:.4f}"
+        # Three significant digits and a share: a gain of 3e-5 must not print as 0.0000.
+        share = gain / float(scored["prior"]) if "prior" in scored else float("nan")
+        out.reason = f"{best} beat the BTYD prior's validation log loss by {gain:.3g} ({share:.2%})"
     return out
 
 

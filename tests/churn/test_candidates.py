@@ -53,6 +53,10 @@ def test_a_learned_candidate_wins_when_it_beats_the_prior_out_of_time() -> None:
     assert result.chosen in ("anchored", "plain")
     assert result.table.loc[result.chosen, "log_loss"] < result.table.loc["prior", "log_loss"]
     assert result.table.loc[result.chosen, "roc_auc"] > result.table.loc["prior", "roc_auc"]
+    # The gain is stated with significant digits and as a share (never "by 0.0000").
+    gain = result.table.loc["prior", "log_loss"] - result.table.loc[result.chosen, "log_loss"]
+    share = gain / result.table.loc["prior", "log_loss"]
+    assert result.reason.endswith(f"by {gain:.3g} ({share:.2%})")
 
 
 def test_a_candidate_that_cannot_be_fitted_is_reported_not_chosen() -> None:
