@@ -14,6 +14,12 @@ purchase model is never exact, so ``d`` is never zero; what signals a change is 
 ``d`` far outside its own recent range (more than ``z`` standard deviations and more than
 ``min_shift`` from their median).
 
+A move that repeats every year is not drift: in a log with a December peak the last
+four weeks of December always look "too active". When the log reaches back a year, the
+same windows a year earlier are measured too (``year_ago``); when the year-ago latest
+window left its own recent range the same way (same direction, at least half as far),
+the move is taken as seasonal and not flagged (``seasonal`` is set instead).
+
 This is a warning, not a correction: how a change seen over a few weeks carries over to a
 whole horizon depends on what changed, and no labelled window can validate it. On the
 shifted-churn world of :mod:`churnguard.data` (dropout hazard tripled 28 days before the
@@ -48,6 +54,10 @@ class RecentDrift:
         The latest ``d`` minus the median of the others, over their standard deviation.
     flagged : bool
         Whether the latest window is outside the recent range (see the module).
+    seasonal : bool
+        Whether it is, but the same weeks a year earlier moved the same way (not flagged).
+    year_ago_shift : float
+        The year-ago latest window's distance from its own recent median (NaN: not measured).
     note : str
         One line for the train summary ('' when nothing to say).
     """
@@ -56,6 +66,8 @@ class RecentDrift:
     levels: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     z: float = float("nan")
     flagged: bool = False
+    seasonal: bool = False
+    year_ago_shift: float = float("nan")
     note: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -63,7 +75,11 @@ class RecentDrift:
         return {
             "days": int(self.days),
             "flagged": bool(self.flagged),
+            "seasonal": bool(self.seasonal),
             "z": None if not np.isfinite(self.z) else round(float(self.z), 3),
+            "year_ago_shift": (
+                None if not np.isfinite(self.year_ago_shift) else round(self.year_ago_shift, 4)
+            ),
             "levels": {
                 str(pd.Timestamp(str(k)).date()): round(float(v), 4) for k, v in self.levels.items()
             },
@@ -88,6 +104,7 @@ def recent_drift(
     z: float = 4.0,
     min_shift: float = 0.05,
     min_reference: int = 4,
+    year_ago: pd.Series | None = None,
 ) -> RecentDrift:
     """Flag the latest window's level when it leaves the range of the earlier ones.
 
@@ -106,6 +123,9 @@ def recent_drift(
         negligible move into a warning.
     min_reference : int
         Fewest earlier windows to judge against; with fewer nothing is flagged.
+    year_ago : Series, optional
+        The levels of the same windows one year earlier (52 weeks): a move they made
+        too is seasonal, not flagged.
     """
     levels = levels.sort_index()
     out = RecentDrift(days=int(days), levels=levels)
@@ -117,6 +137,17 @@ def recent_drift(
     spread = max(float(np.std(reference, ddof=1)), 0.02)
     out.z = (latest - centre) / spread
     out.flagged = abs(latest - centre) > max(float(z) * spread, float(min_shift))
+    before = year_ago.sort_index() if year_ago is not None else pd.Series(dtype=float)
+    if len(before) > int(min_reference):
+        shift = float(before.iloc[-1]) - float(np.median(before.iloc[:-1].to_numpy(dtype=float)))
+        out.year_ago_shift = shift
+        # The same weeks a year earlier left their range the same way: a season, not drift.
+        if (
+            out.flagged
+            and shift * (latest - centre) > 0
+            and abs(shift) >= 0.5 * abs(latest - centre)
+        ):
+            out.flagged, out.seasonal = False, True
     if out.flagged:
         direction = "more" if latest > centre else "fewer"
         effect = "too low" if latest > centre else "too high"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._dates import DAYS_PER_UNIT
+from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
 from churnguard.churn.classifier import logit
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Customers a window needs before its level is worth comparing.
 _MIN_DRIFT_CUSTOMERS = 200
+#: 52 weeks: the same weekdays a year earlier (as in churnguard.churn.level).
+_YEAR_DAYS = 364
 
 
 @dataclass
@@ -73,6 +75,13 @@ class ChurnValidation:
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+def _first_day(transactions: Any) -> dt.date | None:
+    """The first transaction day of a canonical frame (None when unknown or empty)."""
+    if not isinstance(transactions, pd.DataFrame) or transactions.empty:
+        return None
+    return to_date(transactions["date"].min())
+
+
 def check_recent_drift(
     transactions: Any,
     builder: Any,
@@ -89,12 +98,17 @@ def check_recent_drift(
     Each window ``(c, c + days]`` is scored with the purchase model fitted on all data
     (``purchase_model``) at the features as of ``c``; the same parameters for every window,
     so what differs between them is what the customers did. Customers first seen after
-    ``c`` are not in that window.
+    ``c`` are not in that window. When the log reaches back a year before the first
+    window, the same windows 52 weeks earlier are measured too, so that a move the
+    season makes every year is not taken for drift.
     """
     starts = [end - dt.timedelta(days=days * k) for k in range(windows, 0, -1)]
+    year = dt.timedelta(days=_YEAR_DAYS)
+    first = _first_day(transactions)
+    earlier = [s - year for s in starts] if first is not None and starts[0] - year > first else []
     units = int(days) / DAYS_PER_UNIT[stage.time_unit]
     levels = {}
-    for start, feats in builder.transform_many(transactions, starts):
+    for start, feats in builder.transform_many(transactions, earlier + starts):
         if len(feats) < _MIN_DRIFT_CUSTOMERS:  # too few to measure a level on
             continue
         rfm = stage.rfm(feats)
@@ -106,7 +120,14 @@ def check_recent_drift(
         bought = act["purchases"].reindex(pd.Index(feats["customer_id"], dtype=object))
         silent = (bought.fillna(0).to_numpy() == 0).astype(float)
         levels[pd.Timestamp(stop)] = window_level(p, silent)
-    return recent_drift(pd.Series(levels, dtype=float), days=days, labelled_until=labelled_until)
+    measured = pd.Series(levels, dtype=float).sort_index()
+    cut = pd.Timestamp(starts[0])
+    return recent_drift(
+        measured[measured.index > cut],
+        days=days,
+        labelled_until=labelled_until,
+        year_ago=measured[measured.index <= cut] if earlier else None,
+    )
 
 
 def fit_level(

@@ -63,3 +63,17 @@ def test_a_shifted_dropout_rate_is_seen_in_the_last_weeks(multiplier: float, fla
     assert drift.flagged is flagged
     if flagged:
         assert drift.levels.iloc[-1] > drift.levels.iloc[:-1].max()
+
+
+def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
+    steady = [0.01, -0.02, 0.015, -0.01, 0.0, -0.015]
+    latest = _levels([*steady, -0.15])  # e.g. the last four weeks of December: busier
+    same_last_year = _levels([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, -0.12])
+    seasonal = recent_drift(latest, days=28, year_ago=same_last_year)
+    assert not seasonal.flagged and seasonal.seasonal and seasonal.note == ""
+    assert seasonal.year_ago_shift == pytest.approx(-0.12)
+    assert seasonal.to_dict()["seasonal"] is True
+    # a year earlier the same weeks were quiet, or moved the other way: drift
+    for before in ([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, 0.01], [0.0] * 6 + [0.15]):
+        drift = recent_drift(latest, days=28, year_ago=_levels(before))
+        assert drift.flagged and not drift.seasonal and "likely too high" in drift.note
