@@ -49,6 +49,10 @@ def trained(workdir: Path, cdnow_csv: Path) -> Path:
         os.chdir(cwd)
     assert result.exit_code == 0, result.output
     assert "ROC-AUC" in result.output and "MLflow run" in result.output
+    # The summary calls the validation out of time only when the plan is (else optimistic).
+    honest = json.loads((model_dir / "metadata.json").read_text())["snapshots"]["validation"]
+    label = "out-of-time validation:" if honest["honest"] else "(optimistic: closer than"
+    assert label in result.output
     return model_dir
 
 
@@ -223,6 +227,21 @@ def test_bad_input_is_one_paragraph_and_exit_2(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_short_history_says_its_validation_is_optimistic(tmp_path: Path, cdnow_csv: Path) -> None:
+    # Eight months of CDNOW with a 90-day horizon: no room for a horizon between the
+    # learning and evaluation snapshots, so the figures come from adjacent ones.
+    log = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    short = tmp_path / "eight_months.csv"
+    log.loc[log["date"] <= "1997-08-31"].to_csv(short, index=False)
+    args = ["train", "-t", str(short), "--horizon-days", "90", "--max-snapshots", "6",
+            "--model-dir", str(tmp_path / "model"), "--no-mlflow"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "validation on adjacent snapshots (optimistic: closer than the horizon)" in result.output
+    assert "out-of-time validation" not in result.output
+
+
 def test_console_script_has_no_traceback(workdir: Path) -> None:
     """The installed entry point, in a real process, exits 2 with one paragraph."""
     proc = subprocess.run(
