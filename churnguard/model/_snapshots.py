@@ -26,7 +26,7 @@ from churnguard.features import FeatureBuilder
 from churnguard.features.engine import window_activity
 from churnguard.model.value_choice import ACTIVE_SPEND
 
-__all__ = ["NOT_FEATURES", "in_order", "snapshot_table"]
+__all__ = ["NOT_FEATURES", "customer_sample", "in_order", "snapshot_table"]
 
 #: Threads building snapshots at once (each holds one cutoff's frames).
 _MAX_WORKERS = 2
@@ -57,17 +57,28 @@ def _sample(tx: pd.DataFrame, n_cutoffs: int, max_rows: int) -> tuple[pd.DataFra
     whose id hashes lowest (a sample that is the same on every run and does not depend
     on the order of the log).
     """
-    ids = pd.Series(tx["customer_id"].unique())
     room = max(int(max_rows) // max(n_cutoffs, 1), 1_000)
-    if len(ids) <= room:
+    sample, total = customer_sample(tx, room)
+    if total > room:
+        log.info(
+            "snapshots from a fixed sample of %s of %s customers (max_snapshot_rows=%s)",
+            f"{room:,}", f"{total:,}", f"{int(max_rows):,}",
+        )  # fmt: skip
+    return sample, min(room, total)
+
+
+def customer_sample(tx: pd.DataFrame, size: int) -> tuple[pd.DataFrame, int]:
+    """The transactions of at most ``size`` customers, and how many customers ``tx`` has.
+
+    The customers whose id hashes lowest: a sample that is the same on every run and
+    does not depend on the order of the log. ``tx`` itself when it has no more.
+    """
+    ids = pd.Series(tx["customer_id"].unique())
+    if len(ids) <= size:
         return tx, len(ids)
     hashes = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
-    chosen = ids.iloc[np.argpartition(hashes, room - 1)[:room]]
-    log.info(
-        "snapshots from a fixed sample of %s of %s customers (max_snapshot_rows=%s)",
-        f"{room:,}", f"{len(ids):,}", f"{int(max_rows):,}",
-    )  # fmt: skip
-    return tx.loc[tx["customer_id"].isin(chosen)], room
+    chosen = ids.iloc[np.argpartition(hashes, size - 1)[:size]]
+    return tx.loc[tx["customer_id"].isin(chosen)], len(ids)
 
 
 def snapshot_table(

@@ -61,8 +61,15 @@ def test_a_shifted_dropout_rate_is_seen_in_the_last_weeks(multiplier: float, fla
     drift = check_recent_drift(tx, builder, stage, pm, as_of, labelled_until=None)
     assert len(drift.levels) == 7
     assert drift.flagged is flagged
+    assert np.isfinite(drift.year_ago_shift)  # two years of history: last year measured too
     if flagged:
         assert drift.levels.iloc[-1] > drift.levels.iloc[:-1].max()
+        # Half the customers measure the same levels, within sampling noise (SE ~0.03).
+        half = check_recent_drift(
+            tx, builder, stage, pm, as_of, labelled_until=None, max_customers=10_000
+        )
+        assert half.flagged
+        np.testing.assert_allclose(half.levels, drift.levels, atol=0.08)
 
 
 def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
