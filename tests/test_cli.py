@@ -227,7 +227,6 @@ def test_bad_input_is_one_paragraph_and_exit_2(
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_short_history_says_its_validation_is_optimistic(tmp_path: Path, cdnow_csv: Path) -> None:
     # Eight months of CDNOW with a 90-day horizon: no room for a horizon between the
     # learning and evaluation snapshots, so the figures come from adjacent ones.
@@ -242,6 +241,7 @@ def test_a_short_history_says_its_validation_is_optimistic(tmp_path: Path, cdnow
     assert "out-of-time validation" not in result.output
 
 
+@pytest.mark.slow
 def test_console_script_has_no_traceback(workdir: Path) -> None:
     """The installed entry point, in a real process, exits 2 with one paragraph."""
     proc = subprocess.run(

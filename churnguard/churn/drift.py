@@ -16,9 +16,10 @@ purchase model is never exact, so ``d`` is never zero; what signals a change is 
 
 A move that repeats every year is not drift: in a log with a December peak the last
 four weeks of December always look "too active". When the log reaches back a year, the
-same windows a year earlier are measured too (``year_ago``); when the year-ago latest
-window left its own recent range the same way (same direction, at least half as far),
-the move is taken as seasonal and not flagged (``seasonal`` is set instead).
+same windows a year earlier are measured too (``year_ago``), and what is judged is the
+latest move *beyond* the one the same weeks made a year earlier: a move the season
+explains is not flagged (``seasonal`` is set instead), while drift on top of a season
+still is.
 
 This is a warning, not a correction: how a change seen over a few weeks carries over to a
 whole horizon depends on what changed, and no labelled window can validate it. On the
@@ -30,6 +31,7 @@ seasonal continuous-acquisition world the largest is z = 3.5, on CDNOW |z| <= 2.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,8 @@ from churnguard.churn.classifier import logit
 from churnguard.churn.level import level_intercept
 
 __all__ = ["RecentDrift", "recent_drift", "window_level"]
+
+_YEAR_DAYS = 364  # 52 weeks, as the year-ago windows are measured
 
 
 @dataclass
@@ -124,8 +128,9 @@ def recent_drift(
     min_reference : int
         Fewest earlier windows to judge against; with fewer nothing is flagged.
     year_ago : Series, optional
-        The levels of the same windows one year earlier (52 weeks): a move they made
-        too is seasonal, not flagged.
+        The levels of the same windows one year earlier (52 weeks, ending within half a
+        window of a year before the latest; otherwise ignored): only the latest move
+        beyond the one they made is judged. Missing levels are skipped.
     """
     levels = levels.sort_index()
     out = RecentDrift(days=int(days), levels=levels)
@@ -136,18 +141,13 @@ def recent_drift(
     centre = float(np.median(reference))
     spread = max(float(np.std(reference, ddof=1)), 0.02)
     out.z = (latest - centre) / spread
-    out.flagged = abs(latest - centre) > max(float(z) * spread, float(min_shift))
-    before = year_ago.sort_index() if year_ago is not None else pd.Series(dtype=float)
-    if len(before) > int(min_reference):
-        shift = float(before.iloc[-1]) - float(np.median(before.iloc[:-1].to_numpy(dtype=float)))
-        out.year_ago_shift = shift
-        # The same weeks a year earlier left their range the same way: a season, not drift.
-        if (
-            out.flagged
-            and shift * (latest - centre) > 0
-            and abs(shift) >= 0.5 * abs(latest - centre)
-        ):
-            out.flagged, out.seasonal = False, True
+    threshold = max(float(z) * spread, float(min_shift))
+    out.flagged = abs(latest - centre) > threshold
+    shift = _year_ago_shift(year_ago, levels.index[-1], int(days), int(min_reference))
+    out.year_ago_shift = shift
+    # What the same weeks did a year earlier explains the move: a season, not drift.
+    if out.flagged and np.isfinite(shift) and abs(latest - centre - shift) <= threshold:
+        out.flagged, out.seasonal = False, True
     if out.flagged:
         direction = "more" if latest > centre else "fewer"
         effect = "too low" if latest > centre else "too high"
@@ -164,3 +164,20 @@ def recent_drift(
             "observed."
         )
     return out
+
+
+def _year_ago_shift(year_ago: pd.Series | None, latest_end: Any, days: int, least: int) -> float:
+    """The year-ago latest window's distance from the median of its own earlier windows.
+
+    NaN when there is no usable year-ago series: too few measured windows, or a latest
+    one that does not end about 52 weeks before ``latest_end``.
+    """
+    if year_ago is None:
+        return float("nan")
+    before = year_ago.dropna().sort_index()
+    if len(before) <= least:
+        return float("nan")
+    gap = (pd.Timestamp(latest_end) - pd.Timestamp(before.index[-1])).days
+    if abs(gap - _YEAR_DAYS) > days // 2:
+        return float("nan")
+    return float(before.iloc[-1]) - float(np.median(before.iloc[:-1].to_numpy(dtype=float)))

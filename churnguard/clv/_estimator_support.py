@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -125,10 +126,21 @@ def check_penalizers(penalizer: float, penalizer_grid: Sequence[float]) -> None:
             raise ValueError(f"penalizers must be finite and >= 0, received {v}.")
 
 
+#: One lifetimes fit at a time in the process: the fits below swap the process-wide
+#: ``sys.stdout`` and warning filters, and lifetimes' Hessian nests autograd traces, whose
+#: stack is global. Fits on several threads (training snapshots) would leave ``sys.stdout``
+#: pointing at another fit's buffer or mix their traces; serialised, they cannot.
+_LIFETIMES_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def quiet_fit() -> Iterator[None]:
-    """Silence lifetimes' stdout dumps and the optimiser's probing overflow warnings."""
+    """Silence lifetimes' stdout dumps and the optimiser's probing overflow warnings.
+
+    Holds a process-wide lock for the whole fit (see ``_LIFETIMES_LOCK``).
+    """
     with (
+        _LIFETIMES_LOCK,
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
         np.errstate(all="ignore"),

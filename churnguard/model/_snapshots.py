@@ -18,10 +18,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churnguard.clv import DegenerateFitWarning
 from churnguard.features import FeatureBuilder
 from churnguard.features.engine import window_activity
 from churnguard.model.value_choice import ACTIVE_SPEND
@@ -125,41 +127,53 @@ def snapshot_table(
         frame["churned"] = (purchases == 0).astype(np.int8)
         return frame
 
-    frames = in_order(labelled, builder.transform_many(sample, cutoffs))
+    # The fits of fit_first silence their DegenerateFitWarning (the kept model reports it).
+    quiet = (RuntimeWarning, DegenerateFitWarning)
+    frames = in_order(labelled, builder.transform_many(sample, cutoffs), quiet=quiet)
     return pd.concat(frames, ignore_index=True), customers
 
 
 def in_order(
-    task: Callable[[dt.date, pd.DataFrame], pd.DataFrame],
-    items: Iterable[tuple[dt.date, pd.DataFrame]],
+    task: Callable[[Any, Any], pd.DataFrame],
+    items: Iterable[tuple[Any, Any]],
     workers: int | None = None,
+    *,
+    quiet: tuple[type[Warning], ...] = (RuntimeWarning,),
 ) -> list[pd.DataFrame]:
     """``[task(*item) for item in items]``, computed on ``workers`` threads.
 
     Each cutoff's purchase-model fit and closed forms are independent of the others and
     mostly NumPy/SciPy work that releases the GIL, so two cutoffs run at once on two
     cores (about 3 s less of a CDNOW train); the results are the same and in the same
-    order. At most one item waits beyond those running, so memory holds a few cutoffs'
-    frames, not all of them. RuntimeWarnings are silenced for the whole run:
-    ``warnings.catch_warnings``, which the fits use to silence theirs, is not
-    thread-safe, and an outer context restores the caller's filters whatever order the
-    threads leave theirs in.
+    order. The inputs are bounded: at most one item waits beyond those running, so the
+    producer never builds every cutoff's features ahead of the fits (the results are
+    kept, as the sequential loop keeps them, until the caller concatenates them).
+
+    Warnings of the ``quiet`` categories are ignored for the whole run, on one thread as
+    on several. ``warnings.catch_warnings``, which the fits use to silence exactly these,
+    is not thread-safe: a thread leaving its block restores the filter list it saw on
+    entry, dropping another thread's additions. Ignored by an outer context, every list a
+    thread can restore still ignores them, and the outer context restores the caller's
+    filters at the end. lifetimes' fits, which also swap ``sys.stdout``, hold a lock of
+    their own (:func:`churnguard.clv._estimator_support.quiet_fit`).
     """
     n = max(1, min(_MAX_WORKERS, os.cpu_count() or 1) if workers is None else int(workers))
-    if n == 1:
-        return [task(*item) for item in items]
     out: list[pd.DataFrame] = []
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=n) as pool:
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pending: deque[Future[pd.DataFrame]] = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(task, *item))
-                if len(pending) > n:
-                    out.append(pending.popleft().result())
-            out.extend(future.result() for future in list(pending))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    with warnings.catch_warnings():
+        for category in quiet:
+            warnings.simplefilter("ignore", category)
+        if n == 1:
+            return [task(*item) for item in items]
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            pending: deque[Future[pd.DataFrame]] = deque()
+            try:
+                for item in items:
+                    pending.append(pool.submit(task, *item))
+                    if len(pending) > n:
+                        out.append(pending.popleft().result())
+                out.extend(future.result() for future in list(pending))
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
     return out

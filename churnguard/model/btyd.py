@@ -167,6 +167,7 @@ class BTYDStage:
                 errors.append(str(exc))
                 continue
             if degenerate_note(pm) and len(ranking) > 1:
+                log.debug("%s fit is degenerate (%s); trying the next model", kind, pm.degenerate_)
                 degenerate = degenerate or (kind, pm, sm)
                 continue
             return kind, pm, sm

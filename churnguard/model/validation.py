@@ -111,7 +111,9 @@ def check_recent_drift(
     starts = [end - dt.timedelta(days=days * k) for k in range(windows, 0, -1)]
     year = dt.timedelta(days=_YEAR_DAYS)
     first = _first_day(transactions)
-    earlier = [s - year for s in starts] if first is not None and starts[0] - year > first else []
+    # A year back only when the year-ago windows end before the first current one.
+    reaches = first is not None and starts[0] - year > first and days * windows <= _YEAR_DAYS
+    earlier = [s - year for s in starts] if reaches else []
     units = int(days) / DAYS_PER_UNIT[stage.time_unit]
     levels = {}
     for start, feats in builder.transform_many(transactions, earlier + starts):

@@ -75,12 +75,26 @@ def test_a_shifted_dropout_rate_is_seen_in_the_last_weeks(multiplier: float, fla
 def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
     steady = [0.01, -0.02, 0.015, -0.01, 0.0, -0.015]
     latest = _levels([*steady, -0.15])  # e.g. the last four weeks of December: busier
-    same_last_year = _levels([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, -0.12])
-    seasonal = recent_drift(latest, days=28, year_ago=same_last_year)
+
+    def year_ago(values: list[float]) -> pd.Series:
+        return _levels(values).set_axis(latest.index - pd.Timedelta(days=364))
+
+    same = year_ago([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, -0.12])
+    seasonal = recent_drift(latest, days=28, year_ago=same)
     assert not seasonal.flagged and seasonal.seasonal and seasonal.note == ""
     assert seasonal.year_ago_shift == pytest.approx(-0.12)
     assert seasonal.to_dict()["seasonal"] is True
+    # a missing year-ago level is skipped, not a reason to drop the comparison
+    gappy = same.copy()
+    gappy.iloc[1] = np.nan
+    assert recent_drift(latest, days=28, year_ago=gappy).seasonal
     # a year earlier the same weeks were quiet, or moved the other way: drift
     for before in ([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, 0.01], [0.0] * 6 + [0.15]):
-        drift = recent_drift(latest, days=28, year_ago=_levels(before))
+        drift = recent_drift(latest, days=28, year_ago=year_ago(before))
         assert drift.flagged and not drift.seasonal and "likely too high" in drift.note
+    # drift on top of the season: judged on the move beyond last year's
+    deeper = recent_drift(_levels([*steady, -0.35]), days=28, year_ago=same)
+    assert deeper.flagged and not deeper.seasonal
+    # windows that are not a year apart are no evidence of a season
+    misaligned = recent_drift(latest, days=28, year_ago=_levels([0.0] * 6 + [-0.12]))
+    assert misaligned.flagged and np.isnan(misaligned.year_ago_shift)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnguard.clv._estimator_support import quiet_fit
 from churnguard.model._snapshots import in_order
 
 # The tasks warn on purpose (a fit's RuntimeWarning); the sequential reference lets it show.
@@ -70,3 +72,27 @@ def test_an_error_is_raised_and_the_caller_filters_are_restored() -> None:
     assert warnings.filters == before
     in_order(_task, _items(6), workers=2)
     assert warnings.filters == before
+
+
+def test_nested_warning_contexts_and_lifetimes_fits_leave_nothing_behind() -> None:
+    # Each task does what a snapshot fit does: a lifetimes fit (stdout swapped, warnings
+    # silenced) and a block silencing a warning it then raises. Interleaved on two
+    # threads, neither the warning nor the swapped stdout may escape.
+    real = sys.stdout
+
+    def fit_like(i: int, frame: pd.DataFrame) -> pd.DataFrame:
+        with quiet_fit():
+            print("lifetimes noise")
+            time.sleep(0.004 * (i % 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            time.sleep(0.004 * ((i + 1) % 3))
+            warnings.warn("degenerate snapshot fit", UserWarning, stacklevel=1)
+        return frame
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            in_order(fit_like, _items(10), workers=2, quiet=(RuntimeWarning, UserWarning))
+    assert sys.stdout is real
+    assert not [w for w in caught if "degenerate snapshot fit" in str(w.message)]
