@@ -27,7 +27,12 @@ from churnguard.data.simulate import (
     shifting_churn,
     write_world,
 )
-from churnguard.data.transactions import LoadedTransactions, clean_transactions, load_transactions
+from churnguard.data.transactions import (
+    LoadedTransactions,
+    clean_transactions,
+    duplicate_rows_note,
+    load_transactions,
+)
 
 __all__ = [
     "DEFAULT_DATE_FLOOR",
@@ -45,6 +50,7 @@ __all__ = [
     "clean_transactions",
     "cleanup_stale",
     "continuous_acquisition",
+    "duplicate_rows_note",
     "load_cdnow",
     "load_transactions",
     "no_churn",

@@ -32,7 +32,7 @@ from churnguard.data.columns import (
 from churnguard.data.scan import ScannedTransactions, scan_transactions
 from churnguard.exceptions import ParameterTypeError
 
-__all__ = ["LoadedTransactions", "clean_transactions", "load_transactions"]
+__all__ = ["LoadedTransactions", "clean_transactions", "duplicate_rows_note", "load_transactions"]
 
 
 @dataclass
@@ -152,3 +152,22 @@ def load_transactions(
         path, columns, encoding=encoding, today=today, date_floor=date_floor, max_amount=max_amount
     )
     return LoadedTransactions.from_scan(scanned)
+
+
+def duplicate_rows_note(transactions: pd.DataFrame) -> str:
+    """One line when rows repeat another row exactly, else ''.
+
+    Such rows are kept: a log of line items can hold two identical lines on one day (CDNOW
+    has 255 of 69,659), so they are not errors. But an export that duplicated rows
+    inflates revenue and purchase counts, and only the user knows which it is.
+    """
+    if transactions.empty:
+        return ""
+    repeated = int(transactions.duplicated().sum())
+    if not repeated:
+        return ""
+    return (
+        f"{repeated:,} of {len(transactions):,} rows repeat another row exactly (same customer, "
+        "date, amount and other columns); they count as separate lines. If the export "
+        "duplicated rows, remove them and retrain."
+    )

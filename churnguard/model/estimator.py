@@ -41,6 +41,7 @@ from churnguard.churn.training import (
     plan_validation,
     split_by_plan,
 )
+from churnguard.data.transactions import duplicate_rows_note
 from churnguard.decision.reference import DecisionReference
 from churnguard.exceptions import InsufficientHistoryError
 from churnguard.features import FeatureBuilder, snapshot_cutoffs
@@ -188,6 +189,10 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         stage = self.btyd_
         notes: list[str] = []
         report = TrainingReport()
+        repeated = duplicate_rows_note(tx)
+        if repeated:
+            notes.append(repeated)
+            log.info("%s", repeated)
 
         log.info("comparing value models on a calibration/holdout split")
         ranking, report.value_model_comparison, report.value_diagnostics = (

@@ -7,7 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from churnguard.data import ColumnMap, clean_transactions, load_transactions, write_table
+from churnguard.data import (
+    ColumnMap,
+    clean_transactions,
+    duplicate_rows_note,
+    load_transactions,
+    write_table,
+)
 from churnguard.data.io import atomic_path, read_columns
 from churnguard.exceptions import InputDataError
 
@@ -153,3 +159,21 @@ def test_rows_come_out_by_customer_then_date_with_ties_in_input_order(presorted:
     assert out["customer_id"].tolist() == ["a", "a", "a", "a", "b", "b", "c"]
     assert out["amount"].tolist() == [3.0, 7.0, 2.0, 5.0, 4.0, 1.0, 6.0]
     assert list(out.index) == list(range(7))
+
+
+def test_rows_repeating_another_row_exactly_are_counted_not_dropped() -> None:
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "b", "b"],
+            "date": pd.to_datetime(["2024-01-01"] * 3 + ["2024-01-02"] * 2),
+            "amount": [5.0, 5.0, 5.0, 7.0, 8.0],
+        }
+    )
+    note = duplicate_rows_note(tx)
+    assert note.startswith("2 of 5 rows repeat another row exactly")
+    assert "remove them and retrain" in note
+    assert len(tx) == 5  # the caller's frame is untouched
+    # another column that differs makes the lines distinct
+    assert duplicate_rows_note(tx.assign(quantity=[1, 2, 3, 1, 1])) == ""
+    assert duplicate_rows_note(tx.iloc[3:]) == ""
+    assert duplicate_rows_note(tx.iloc[:0]) == ""
