@@ -13,10 +13,13 @@ import pandas as pd
 
 from churnguard.exceptions import ParameterError
 
-__all__ = ["DAYS_PER_UNIT", "to_date"]
+__all__ = ["DAYS_PER_UNIT", "YEAR_DAYS", "to_date"]
 
 #: Days per model time unit: recency and T in days ("D") or weeks ("W").
 DAYS_PER_UNIT: dict[str, float] = {"D": 1.0, "W": 7.0}
+#: A year as 52 weeks: the same weekdays a year earlier, where a weekly or fortnightly
+#: grid of dates lands (the season's level, the drift check's year-ago windows).
+YEAR_DAYS = 364
 
 
 def to_date(value: Any) -> dt.date:

@@ -36,12 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._dates import YEAR_DAYS
 from churnguard.churn.classifier import logit
 from churnguard.churn.level import level_intercept
 
 __all__ = ["RecentDrift", "recent_drift", "window_level"]
-
-_YEAR_DAYS = 364  # 52 weeks, as the year-ago windows are measured
 
 
 @dataclass
@@ -178,6 +177,6 @@ def _year_ago_shift(year_ago: pd.Series | None, latest_end: Any, days: int, leas
     if len(before) <= least:
         return float("nan")
     gap = (pd.Timestamp(latest_end) - pd.Timestamp(before.index[-1])).days
-    if abs(gap - _YEAR_DAYS) > days // 2:
+    if abs(gap - YEAR_DAYS) > days // 2:
         return float("nan")
     return float(before.iloc[-1]) - float(np.median(before.iloc[:-1].to_numpy(dtype=float)))

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from churnguard._dates import YEAR_DAYS
 from churnguard.churn.classifier import logit
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 #: Sources of a level forecast, in the order they are reported.
 LEVEL_SOURCES: tuple[str, ...] = ("season", "latest")
 
-_YEAR_DAYS = 364  # 52 weeks: a weekly or fortnightly grid lands on it
 _WEIGHTS = np.linspace(0.0, 1.0, 21)
 _EPS = 1e-6
 
@@ -123,7 +123,7 @@ def forecast_sources(
     if known.empty:
         return out
     out["latest"] = float(known.iloc[-1])
-    ago = pd.DatetimeIndex(known.index) - (t - pd.Timedelta(days=_YEAR_DAYS))
+    ago = pd.DatetimeIndex(known.index) - (t - pd.Timedelta(days=YEAR_DAYS))
     distance = np.abs(ago.days.to_numpy())
     if distance.min() <= int(tolerance_days):
         out["season"] = float(known.iloc[int(np.argmin(distance))])
@@ -264,7 +264,7 @@ def level_cutoffs(
     cs = sorted(cutoffs)
     latest, first = pd.Timestamp(cs[-1]), pd.Timestamp(cs[0])
     floor = max(
-        latest - pd.Timedelta(days=_YEAR_DAYS + int(recent_days) + int(tolerance_days)),
+        latest - pd.Timedelta(days=YEAR_DAYS + int(recent_days) + int(tolerance_days)),
         pd.Timestamp(earliest),
     )
     out = []

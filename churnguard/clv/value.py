@@ -256,10 +256,7 @@ def value_frame(
         {
             "customer_id": customer_ids,
             "p_alive": purchase_model.p_alive_arrays(ux, utx, uage)[codes],
-            "expected_purchases": purchase_model.expected_purchases_arrays(horizon, ux, utx, uage)[
-                codes
-            ],
-            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, ux, utx, uage)[codes],
+            **_horizon_columns(purchase_model, horizon, patterns),
             "expected_spend": spend,
             "predicted_clv": _clv_arrays(
                 purchase_model, spend, arr, months, float(discount_rate), factor, patterns
@@ -283,14 +280,18 @@ def no_purchase_frame(
     """
     arr = check_rfm(rfm, _RFM_MONEY_COLUMNS, caller="no_purchase_frame")
     customer_ids = customer_id_column(rfm, caller="no_purchase_frame")
-    codes, ux, utx, uage = _patterns(arr)
-    return pd.DataFrame(
-        {
-            "customer_id": customer_ids,
-            "expected_purchases": purchase_model.expected_purchases_arrays(horizon, ux, utx, uage)[
-                codes
-            ],
-            "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, ux, utx, uage)[codes],
-        },
-        index=rfm.index,
-    )
+    columns = _horizon_columns(purchase_model, horizon, _patterns(arr))
+    return pd.DataFrame({"customer_id": customer_ids, **columns}, index=rfm.index)
+
+
+def _horizon_columns(
+    purchase_model: PurchaseModel, horizon: float, patterns: _Patterns
+) -> dict[str, np.ndarray]:
+    """``expected_purchases`` and ``p_no_purchase`` within ``horizon``, per customer."""
+    codes, ux, utx, uage = patterns
+    return {
+        "expected_purchases": purchase_model.expected_purchases_arrays(horizon, ux, utx, uage)[
+            codes
+        ],
+        "p_no_purchase": purchase_model.p_no_purchase_arrays(horizon, ux, utx, uage)[codes],
+    }

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard._dates import DAYS_PER_UNIT, to_date
+from churnguard._dates import DAYS_PER_UNIT, YEAR_DAYS, to_date
 from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
 from churnguard.churn.classifier import logit
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 # Customers a window needs before its level is worth comparing.
 _MIN_DRIFT_CUSTOMERS = 200
-#: 52 weeks: the same weekdays a year earlier (as in churnguard.churn.level).
-_YEAR_DAYS = 364
 
 
 @dataclass
@@ -109,10 +107,10 @@ def check_recent_drift(
     if isinstance(transactions, pd.DataFrame):
         transactions, _ = customer_sample(transactions, int(max_customers))
     starts = [end - dt.timedelta(days=days * k) for k in range(windows, 0, -1)]
-    year = dt.timedelta(days=_YEAR_DAYS)
+    year = dt.timedelta(days=YEAR_DAYS)
     first = _first_day(transactions)
     # A year back only when the year-ago windows end before the first current one.
-    reaches = first is not None and starts[0] - year > first and days * windows <= _YEAR_DAYS
+    reaches = first is not None and starts[0] - year > first and days * windows <= YEAR_DAYS
     earlier = [s - year for s in starts] if reaches else []
     units = int(days) / DAYS_PER_UNIT[stage.time_unit]
     levels = {}
