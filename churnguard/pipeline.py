@@ -111,6 +111,12 @@ def train_model(
     start = time.perf_counter()
     loaded = _load(transactions, columns)
     log.info("loaded %s", loaded.summary())
+    warmup = None
+    if track:
+        from churnguard.tracking.warmup import warm_up_tracking
+
+        # MLflow's imports and store set-up overlap the fit (see the module).
+        warmup = warm_up_tracking(experiment)
     model = ChurnGuardModel(horizon_days=horizon_days, **model_params).fit(loaded.transactions)
     extra = {
         "columns": (columns or ColumnMap()).to_dict(),
@@ -124,6 +130,8 @@ def train_model(
     if track:
         from churnguard.tracking import log_training_run
 
+        if warmup is not None:
+            warmup.wait()
         tracking = log_training_run(
             model,
             path,

@@ -95,6 +95,10 @@ def setup_logging(verbose: bool, log_format: str = "text") -> None:
     # lifetimes and MLflow are chatty about things the user cannot act on.
     for noisy in ("mlflow", "alembic", "lifetimes", "py4j"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Importing MLflow resets its loggers to its own level (INFO: "Creating initial
+    # MLflow database tables..."), so the level above would not hold; its own
+    # setting does. A value the user exported wins.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     warnings.showwarning = _one_line_warning
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

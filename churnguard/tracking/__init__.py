@@ -13,9 +13,11 @@ from churnguard.tracking.runs import (
     log_training_run,
     setup_tracking,
 )
+from churnguard.tracking.warmup import TrackingWarmup, warm_up_tracking
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "TrackingWarmup",
     "default_tracking_uri",
     "is_model_uri",
     "log_backtest_run",
@@ -24,4 +26,5 @@ __all__ = [
     "resolve_model",
     "setup_tracking",
     "tracking_uri",
+    "warm_up_tracking",
 ]
