@@ -11,6 +11,7 @@ from. Without a prior it is a plain calibrated LightGBM classifier.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
+from churnguard.churn._treeshap import PathTables, path_tables
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 
 __all__ = ["CALIBRATIONS", "DEFAULT_LGBM_PARAMS", "DEFAULT_MONOTONE", "ChurnClassifier", "logit"]
@@ -62,6 +64,9 @@ DEFAULT_MONOTONE: dict[str, int] = {
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "correction", "none")
 
 _EPS = 1e-6
+
+#: Scoring threads share one classifier: its TreeSHAP tables are built once.
+_TABLES_LOCK = threading.Lock()
 
 
 def logit(p: Any) -> np.ndarray:
@@ -386,16 +391,20 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return (self.churn_probability(X) >= 0.5).astype(int)
 
     def contributions(self, X: pd.DataFrame, *, num_threads: int | None = None) -> pd.DataFrame:
-        """Per-feature contributions to the raw log-odds (LightGBM ``pred_contrib``).
+        """Per-feature contributions to the raw log-odds (TreeSHAP, as ``pred_contrib``).
+
+        The numbers are LightGBM's ``pred_contrib`` up to the order of floating-point
+        additions; for trees of churnguard's depth they come from per-leaf lookup
+        tables on one thread (:mod:`churnguard.churn._treeshap`), else from LightGBM.
 
         Parameters
         ----------
         X : DataFrame
             Features.
         num_threads : int, optional
-            LightGBM threads; default all cores. Pass 1 when other work runs
-            alongside (OpenMP threads spin while they wait, so oversubscribing the
-            cores slows everything down).
+            LightGBM threads when LightGBM computes; default all cores. Pass 1 when
+            other work runs alongside (OpenMP threads spin while they wait, so
+            oversubscribing the cores slows everything down).
 
         Returns
         -------
@@ -405,14 +414,33 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             the training mean (which goes to the bias).
         """
         frame = self._frame(X)
-        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
-        values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
+        tables = self._path_tables()
+        if tables is not None:  # LightGBM's numbers, about 5x faster (see _treeshap)
+            values = tables.contributions(frame.to_numpy(dtype=float))
+        else:
+            extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+            values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.prior is not None:
             off = self._offset(frame)
             out[self.prior] += off - self.offset_mean_
             out["bias"] += self.offset_mean_
         return out
+
+    def _path_tables(self) -> PathTables | None:
+        """The booster's TreeSHAP tables, built on first use (None: LightGBM computes)."""
+        with _TABLES_LOCK:
+            cached = self.__dict__.get("_tables")
+            if cached is None or cached[0] is not self.model_:
+                cached = (self.model_, path_tables(self.model_.booster_))
+                self.__dict__["_tables"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The tables are a cache: rebuilt in a fraction of a second, not saved.
+        state = dict(super().__getstate__())
+        state.pop("_tables", None)
+        return state
 
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
