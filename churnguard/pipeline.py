@@ -117,14 +117,19 @@ def train_model(
 
         # MLflow's imports and store set-up overlap the fit (see the module).
         warmup = warm_up_tracking(experiment)
-    model = ChurnGuardModel(horizon_days=horizon_days, **model_params).fit(loaded.transactions)
-    extra = {
-        "columns": (columns or ColumnMap()).to_dict(),
-        "source": loaded.source,
-        "rows_used": len(loaded.transactions),
-        "rows_quarantined": loaded.n_quarantined,
-    }
-    path = save_model(model, model_dir, extra=extra)
+    try:
+        model = ChurnGuardModel(horizon_days=horizon_days, **model_params).fit(loaded.transactions)
+        extra = {
+            "columns": (columns or ColumnMap()).to_dict(),
+            "source": loaded.source,
+            "rows_used": len(loaded.transactions),
+            "rows_quarantined": loaded.n_quarantined,
+        }
+        path = save_model(model, model_dir, extra=extra)
+    except BaseException:
+        if warmup is not None:
+            warmup.discard()  # no run will be logged: leave no store behind
+        raise
     qfile = write_quarantine(loaded.quarantine, path)
     tracking: dict[str, str] = {}
     if track:

@@ -46,5 +46,6 @@ def _isolate_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow 3 exports the tracking URI to the environment; keep it from leaking across tests."""
     import os
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", ""))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_LOGGING_LEVEL"):  # the CLI sets the level
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        monkeypatch.delenv(name)

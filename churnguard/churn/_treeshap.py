@@ -29,6 +29,7 @@ distinct features); the caller then asks LightGBM.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["MAX_PATH_FEATURES", "PathTables", "path_tables"]
+
+log = logging.getLogger(__name__)
 
 #: Distinct features on a leaf's path beyond which tables stop paying (2^d rows each).
 MAX_PATH_FEATURES = 6
@@ -46,6 +49,9 @@ _ZERO = float(np.float32(1e-35))
 
 #: Rows explained per block: the lookups of a block stay in cache.
 _BLOCK = 64
+
+#: Numbers held at once while the tables are built (8 bytes each).
+_TABLE_CELLS = 2_000_000
 
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 
@@ -146,6 +152,14 @@ def _leaves(
 
 def _tables(z: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Per leaf, the contribution of each path slot for each agreement pattern."""
+    # The products below hold (2^width)^2 x width numbers per leaf: in chunks of leaves,
+    # a thousand deep trees stay within tens of megabytes.
+    step = max(1, _TABLE_CELLS // (1 << (2 * z.shape[1])) // z.shape[1] ** 2)
+    parts = [_table_chunk(z[i : i + step], value[i : i + step]) for i in range(0, len(z), step)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1 << z.shape[1], z.shape[1]))
+
+
+def _table_chunk(z: np.ndarray, value: np.ndarray) -> np.ndarray:
     n_leaves, width = z.shape
     patterns = np.arange(1 << width)
     bits = (patterns[:, None] >> np.arange(width)[None, :]) & 1  # [pattern, slot]
@@ -172,8 +186,16 @@ def path_tables(booster: Any, num_iteration: int | None = None) -> PathTables | 
     """Tables for a LightGBM ``Booster``, or None where LightGBM must compute.
 
     ``num_iteration`` as in ``Booster.predict`` (None: the best iteration if any).
+    A dump this module cannot read also gives None: LightGBM then computes.
     """
-    dump = booster.dump_model(num_iteration=num_iteration)
+    try:
+        return _path_tables(booster.dump_model(num_iteration=num_iteration))
+    except (KeyError, TypeError, ValueError) as exc:
+        log.debug("TreeSHAP tables unavailable (%r): LightGBM computes", exc)
+        return None
+
+
+def _path_tables(dump: dict[str, Any]) -> PathTables | None:
     if int(dump.get("num_class", 1)) != 1 or int(dump.get("num_tree_per_iteration", 1)) != 1:
         return None
     n_features = int(dump["max_feature_idx"]) + 1

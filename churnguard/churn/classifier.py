@@ -414,7 +414,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             the training mean (which goes to the bias).
         """
         frame = self._frame(X)
-        tables = self._path_tables()
+        # Tables take numbers only; LightGBM rejects (and explains) other columns.
+        numeric = all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes)
+        tables = self._path_tables() if numeric else None
         if tables is not None:  # LightGBM's numbers, about 5x faster (see _treeshap)
             values = tables.contributions(frame.to_numpy(dtype=float))
         else:

@@ -8,11 +8,19 @@ interpreter lock released, so :func:`warm_up_tracking` does that work on a threa
 while the model fits; :func:`churnguard.tracking.log_training_run` then finds MLflow
 imported and the store built (MLflow caches stores by URI, behind its own lock).
 
-The warm-up changes nothing that is logged and never raises: if it fails (a team
-server that does not answer, a read-only folder), the real call repeats the work and
-reports the error where it always did. The thread is not a daemon, so a process that
-ends early still lets a started migration finish instead of leaving a half-built
-store behind.
+What it does not do, so that a failed or interrupted training behaves as before:
+
+* A team server (``MLFLOW_TRACKING_URI``) is never contacted: only the imports are
+  done ahead. A server that does not answer is reported by the run itself, once, and a
+  training that fails does not wait for MLflow's retries.
+* A migration is never cut short (SQLite would keep the schema half-upgraded), so the
+  embedded store is built on a thread the interpreter waits for; the imports alone run
+  on a daemon thread. If training fails, :meth:`TrackingWarmup.discard` waits for the
+  store (a few seconds at most) and removes what the warm-up created: no ``./mlruns``
+  is left by a training that logged nothing.
+
+The warm-up changes nothing that is logged and never raises: if it fails, the real call
+repeats the work and reports the error where it always did.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -29,24 +38,33 @@ __all__ = ["TrackingWarmup", "warm_up_tracking"]
 
 log = logging.getLogger(__name__)
 
+#: What MLflow writes when it creates the embedded store (SQLite and its journals).
+_STORE_FILES = {"mlflow.db", "mlflow.db-journal", "mlflow.db-wal", "mlflow.db-shm"}
+
 
 class TrackingWarmup:
-    """A started warm-up: :meth:`wait` joins it (and never raises).
+    """A started warm-up: :meth:`wait` before logging, :meth:`discard` when nothing will be.
 
     Attributes
     ----------
     uri : str
-        The store it prepared: ``MLFLOW_TRACKING_URI``, else the embedded store.
+        The store the run will use: ``MLFLOW_TRACKING_URI``, else the embedded store.
     error : BaseException or None
         What went wrong, if anything (logged at debug level; the real call reports it).
     """
 
-    def __init__(self, uri: str, experiment: str) -> None:
-        self.uri = uri
+    def __init__(self, experiment: str, root: Path | None) -> None:
         self.experiment = experiment
         self.error: BaseException | None = None
+        self._root = root  # the embedded store's folder; None for a team server
+        self._created_root = root is not None and not root.exists()
+        self._created_db = root is not None and not (root / "mlflow.db").exists()
+        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(
+            root if root is not None else Path("mlruns"), create=False
+        )
+        # Only a store build must not be cut short at exit; imports may.
         self._thread = threading.Thread(
-            target=self._run, name="churnguard-mlflow-warmup", daemon=False
+            target=self._run, name="churnguard-mlflow-warmup", daemon=root is None
         )
 
     def start(self) -> TrackingWarmup:
@@ -56,15 +74,18 @@ class TrackingWarmup:
     def _run(self) -> None:
         try:
             import mlflow.pyfunc  # noqa: F401  (the flavour log_pyfunc_model needs)
-            from mlflow import MlflowClient
 
-            # Building the client builds (and caches) the store: for SQLite, the
-            # database file and its migrations. A read makes sure it answers.
-            MlflowClient(tracking_uri=self.uri).get_experiment_by_name(self.experiment)
             # start_run looks for a Databricks notebook through IPython when it is
             # installed; the import alone takes about half a second.
             if importlib.util.find_spec("IPython") is not None:
                 import IPython  # noqa: F401
+            if self._root is not None:
+                from mlflow import MlflowClient
+
+                self._root.mkdir(parents=True, exist_ok=True)
+                # Building the client builds (and caches) the store: the database file
+                # and its migrations. A read makes sure it answers.
+                MlflowClient(tracking_uri=self.uri).get_experiment_by_name(self.experiment)
         except Exception as exc:  # the real call reports it, where it always did
             self.error = exc
             log.debug("MLflow warm-up failed (the run will retry): %r", exc)
@@ -73,6 +94,25 @@ class TrackingWarmup:
         """Wait for the warm-up to end (at most ``timeout`` seconds)."""
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def discard(self) -> None:
+        """Nothing will be logged: remove the embedded store if this warm-up created it.
+
+        Waits for a store being built (a cut migration would leave it unusable). Only
+        MLflow's own files are removed, and the folder only when nothing else is in it.
+        """
+        if self._root is None or not self._created_db:
+            return
+        self.wait()
+        root = self._root
+        try:
+            if self._created_root and {p.name for p in root.iterdir()} <= _STORE_FILES:
+                shutil.rmtree(root)
+            else:
+                for name in _STORE_FILES:
+                    (root / name).unlink(missing_ok=True)
+        except OSError as exc:  # never hide the training's own error behind this
+            log.debug("could not remove the unused MLflow store in %s: %r", root, exc)
 
 
 def warm_up_tracking(
@@ -86,12 +126,13 @@ def warm_up_tracking(
         The experiment the run will use (only read, never created here).
     root : path-like
         The embedded store's folder when ``MLFLOW_TRACKING_URI`` is not set, as in
-        :func:`churnguard.tracking.setup_tracking` (it is created, as a run would).
+        :func:`churnguard.tracking.setup_tracking`.
 
     Returns
     -------
     TrackingWarmup
-        Already started; call :meth:`TrackingWarmup.wait` before logging.
+        Already started: call :meth:`TrackingWarmup.wait` before logging, or
+        :meth:`TrackingWarmup.discard` if the run will not happen.
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(Path(root))
-    return TrackingWarmup(uri, experiment).start()
+    team = bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    return TrackingWarmup(experiment, None if team else Path(root).resolve()).start()

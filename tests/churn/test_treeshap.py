@@ -151,3 +151,22 @@ def test_tables_are_a_cache_not_saved_and_shared_by_threads() -> None:
         t.join()
     for r in results:
         pd.testing.assert_frame_equal(r, first)
+
+
+def test_tables_built_in_chunks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import churnguard.churn._treeshap as treeshap
+
+    X, y = _data()
+    booster = _booster(X, y)
+    whole = path_tables(booster)
+    monkeypatch.setattr(treeshap, "_TABLE_CELLS", 1)  # one leaf per chunk
+    chunked = path_tables(booster)
+    assert whole is not None and chunked is not None
+    np.testing.assert_array_equal(chunked.values, whole.values)
+
+
+def test_columns_lightgbm_rejects_are_still_rejected() -> None:
+    clf, frame = _classifier()
+    text = frame.head(20).astype({"f0": str})
+    with pytest.raises(ValueError, match="pandas dtypes"):
+        clf.contributions(text)
