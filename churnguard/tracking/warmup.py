@@ -14,10 +14,11 @@ What it does not do, so that a failed or interrupted training behaves as before:
   done ahead. A server that does not answer is reported by the run itself, once, and a
   training that fails does not wait for MLflow's retries.
 * A migration is never cut short (SQLite would keep the schema half-upgraded), so the
-  embedded store is built on a thread the interpreter waits for; the imports alone run
-  on a daemon thread. If training fails, :meth:`TrackingWarmup.discard` waits for the
-  store (a few seconds at most) and removes what the warm-up created: no ``./mlruns``
-  is left by a training that logged nothing.
+  embedded store is built on a thread the interpreter waits for; the imports run on a
+  daemon thread first. If training fails, :meth:`TrackingWarmup.discard` cancels a
+  build not yet started, or waits for one under way (a few seconds) and removes what it
+  created: no ``./mlruns`` is left by a training that logged nothing, and a training
+  that fails early is not held up.
 
 The warm-up changes nothing that is logged and never raises: if it fails, the real call
 repeats the work and reports the error where it always did.
@@ -62,16 +63,19 @@ class TrackingWarmup:
         self.uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(
             root if root is not None else Path("mlruns"), create=False
         )
-        # Only a store build must not be cut short at exit; imports may.
-        self._thread = threading.Thread(
-            target=self._run, name="churnguard-mlflow-warmup", daemon=root is None
+        self._lock = threading.Lock()
+        self._cancelled = False
+        # Imports may be cut short at exit; a store build may not (see _build).
+        self._imports = threading.Thread(
+            target=self._import, name="churnguard-mlflow-warmup", daemon=True
         )
+        self._build: threading.Thread | None = None
 
     def start(self) -> TrackingWarmup:
-        self._thread.start()
+        self._imports.start()
         return self
 
-    def _run(self) -> None:
+    def _import(self) -> None:
         try:
             import mlflow.pyfunc  # noqa: F401  (the flavour log_pyfunc_model needs)
 
@@ -79,31 +83,53 @@ class TrackingWarmup:
             # installed; the import alone takes about half a second.
             if importlib.util.find_spec("IPython") is not None:
                 import IPython  # noqa: F401
-            if self._root is not None:
-                from mlflow import MlflowClient
-
-                self._root.mkdir(parents=True, exist_ok=True)
-                # Building the client builds (and caches) the store: the database file
-                # and its migrations. A read makes sure it answers.
-                MlflowClient(tracking_uri=self.uri).get_experiment_by_name(self.experiment)
         except Exception as exc:  # the real call reports it, where it always did
-            self.error = exc
-            log.debug("MLflow warm-up failed (the run will retry): %r", exc)
+            self._failed(exc)
+            return
+        with self._lock:
+            if self._root is None or self._cancelled:
+                return
+            self._build = threading.Thread(
+                target=self._build_store, name="churnguard-mlflow-warmup", daemon=False
+            )
+            self._build.start()
+
+    def _build_store(self) -> None:
+        assert self._root is not None
+        try:
+            from mlflow import MlflowClient
+
+            self._root.mkdir(parents=True, exist_ok=True)
+            # Building the client builds (and caches) the store: the database file and
+            # its migrations. A read makes sure it answers.
+            MlflowClient(tracking_uri=self.uri).get_experiment_by_name(self.experiment)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
+        log.debug("MLflow warm-up failed (the run will retry): %r", exc)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the warm-up to end (at most ``timeout`` seconds)."""
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._imports.join(timeout)
+        build = self._build
+        if build is not None:
+            build.join(timeout)
 
     def discard(self) -> None:
-        """Nothing will be logged: remove the embedded store if this warm-up created it.
+        """Nothing will be logged: cancel the store, or remove it if it was built.
 
-        Waits for a store being built (a cut migration would leave it unusable). Only
-        MLflow's own files are removed, and the folder only when nothing else is in it.
+        A build not yet started never starts; one under way is waited for (a cut
+        migration would leave the store unusable). Only MLflow's own files are removed,
+        and the folder only when nothing else is in it.
         """
-        if self._root is None or not self._created_db:
+        with self._lock:
+            self._cancelled = True
+            build = self._build
+        if self._root is None or not self._created_db or build is None:
             return
-        self.wait()
+        build.join()
         root = self._root
         try:
             if self._created_root and {p.name for p in root.iterdir()} <= _STORE_FILES:

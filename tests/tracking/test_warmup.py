@@ -49,9 +49,15 @@ def test_a_failing_warm_up_is_kept_for_the_real_call(tmp_path: Path) -> None:
 
 
 def test_discard_removes_only_what_the_warm_up_created(tmp_path: Path) -> None:
-    fresh = warm_up_tracking(root=tmp_path / "fresh")
-    fresh.discard()
-    assert not (tmp_path / "fresh").exists()
+    early = warm_up_tracking(root=tmp_path / "early")
+    early.discard()  # before the store is built: it never is
+    _join_warmups()
+    assert not (tmp_path / "early").exists()
+    built = warm_up_tracking(root=tmp_path / "built")
+    built.wait()
+    assert (tmp_path / "built" / "mlflow.db").is_file()
+    built.discard()
+    assert not (tmp_path / "built").exists()
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "notes.txt").write_text("the user's")
@@ -74,7 +80,12 @@ def test_a_failed_training_leaves_no_store(tmp_path: Path, monkeypatch: pytest.M
     )  # fmt: skip
     with pytest.raises(ChurnguardError):
         train_model(log, tmp_path / "model", horizon_days=90)
-    for thread in threading.enumerate():  # a warm-up still running would create it later
-        if thread.name == "churnguard-mlflow-warmup":
-            thread.join()
+    _join_warmups()  # a warm-up still running would create it later
     assert not (tmp_path / "mlruns").exists()
+
+
+def _join_warmups() -> None:
+    """Wait for every warm-up thread, including one started by another."""
+    while running := [t for t in threading.enumerate() if t.name == "churnguard-mlflow-warmup"]:
+        for thread in running:
+            thread.join()
