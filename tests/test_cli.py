@@ -471,3 +471,15 @@ def test_evaluate_quarantines_unparsable_dates(
     assert result.exit_code == 0, result.output
     q = pd.read_csv(out / "quarantine.csv")
     assert list(q["reason"]) == ["unparsable date", "unparsable date"]
+
+
+def test_mlflow_stays_quiet_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing MLflow resets its loggers: the CLI's quiet level must be MLflow's own."""
+    from churnguard.cli._console import setup_logging
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    setup_logging(False)
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "ERROR"
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "INFO")
+    setup_logging(False)
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "INFO"  # the user's choice wins

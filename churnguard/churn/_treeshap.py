@@ -210,10 +210,11 @@ def _path_tables(dump: dict[str, Any]) -> PathTables | None:
         tree_nodes, tree_leaves = _leaves(root, len(nodes))
         if any(n.get("decision_type") != "<=" for n in tree_nodes):
             return None  # categorical splits
-        if any("leaf_coeff" in n or "leaf_const" in n for n in _all_leaves(root)):
+        leaf_nodes = _all_leaves(root)
+        if any("leaf_coeff" in n or "leaf_const" in n for n in leaf_nodes):
             return None  # linear trees
         total = _count(root)
-        bias += sum(_count(leaf) / total * float(leaf["leaf_value"]) for leaf in _all_leaves(root))
+        bias += sum(_count(leaf) / total * float(leaf["leaf_value"]) for leaf in leaf_nodes)
         nodes.extend(tree_nodes)
         leaves.extend(tree_leaves)
     if not leaves:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["default_tracking_uri", "tracking_uri"]
+__all__ = ["default_tracking_uri", "run_store_uri", "tracking_uri"]
 
 
 def default_tracking_uri(root: str | os.PathLike[str] = "mlruns", *, create: bool = True) -> str:
@@ -18,6 +18,12 @@ def default_tracking_uri(root: str | os.PathLike[str] = "mlruns", *, create: boo
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def run_store_uri(root: str | os.PathLike[str] = "mlruns", *, create: bool = True) -> str:
+    """Where a run logs: ``MLFLOW_TRACKING_URI`` when set (a team server), else the
+    embedded store under ``root``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root, create=create)
 
 
 def tracking_uri() -> str:

@@ -22,7 +22,7 @@ __all__ = [
     "training_tags",
 ]
 
-from churnguard.tracking._store import default_tracking_uri
+from churnguard.tracking._store import run_store_uri
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def setup_tracking(
     import mlflow
 
     team_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = team_uri or default_tracking_uri(root)
+    uri = run_store_uri(root)
     # MLflow 3 exports the URI to MLFLOW_TRACKING_URI itself, so read the env var first.
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:

@@ -33,7 +33,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from churnguard.tracking._store import default_tracking_uri
+from churnguard.tracking._store import run_store_uri
+from churnguard.tracking.runs import DEFAULT_EXPERIMENT
 
 __all__ = ["TrackingWarmup", "warm_up_tracking"]
 
@@ -60,9 +61,7 @@ class TrackingWarmup:
         self._root = root  # the embedded store's folder; None for a team server
         self._created_root = root is not None and not root.exists()
         self._created_db = root is not None and not (root / "mlflow.db").exists()
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(
-            root if root is not None else Path("mlruns"), create=False
-        )
+        self.uri = run_store_uri(root if root is not None else "mlruns", create=False)
         self._lock = threading.Lock()
         self._cancelled = False
         # Imports may be cut short at exit; a store build may not (see _build).
@@ -142,7 +141,7 @@ class TrackingWarmup:
 
 
 def warm_up_tracking(
-    experiment: str = "churnguard", root: str | os.PathLike[str] = "mlruns"
+    experiment: str = DEFAULT_EXPERIMENT, root: str | os.PathLike[str] = "mlruns"
 ) -> TrackingWarmup:
     """Start preparing MLflow for a run of ``experiment`` on a background thread.
 
