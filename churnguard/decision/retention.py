@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from churnguard.decision._ranks import lexsort_ties_by_id
 from churnguard.decision.playbook import Playbook, contact_summary, select_contacts
 from churnguard.decision.reference import DecisionReference
 from churnguard.decision.segments import (
@@ -363,11 +364,11 @@ def _priority_order(
     chosen (expected net benefit, descending), then the others as above; so priority 1
     is always the first customer to call.
     """
-    tie = () if ids is None else (ids.to_numpy(),)
+    tie = None if ids is None else ids.to_numpy()
     if contact is None:
-        return np.lexsort((*tie, -churn, -at_risk))
+        return lexsort_ties_by_id((-churn, -at_risk), tie)
     key = np.where(contact, -net_benefit, 0.0)
-    return np.lexsort((*tie, -churn, -at_risk, key, ~contact))
+    return lexsort_ties_by_id((-churn, -at_risk, key, ~contact), tie)
 
 
 def build_retention_list(
