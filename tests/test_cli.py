@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -354,6 +355,46 @@ def test_partitioned_score_equals_in_memory(workdir: Path, cdnow_csv: Path, trai
     pd.testing.assert_frame_equal(
         lists[0][CONTRACT_COLUMNS], lists[1][CONTRACT_COLUMNS], check_dtype=False
     )
+
+
+@pytest.mark.slow
+def test_value_in_the_list_is_net_of_returns(
+    workdir: Path, cdnow_csv: Path, trained: Path, scored: pd.DataFrame
+) -> None:
+    tx = pd.read_csv(cdnow_csv, dtype={"customer_id": str})
+    top = scored.sort_values("value_if_retained", ascending=False)["customer_id"].tolist()
+    everything, quarter = top[0], top[1]
+    spent = tx.groupby("customer_id")["amount"].sum()
+    last = tx.groupby("customer_id")["date"].min()  # returns dated early: same as-of date
+    returns = pd.DataFrame(
+        {
+            "customer_id": [everything, quarter],
+            "date": [last[everything], last[quarter]],
+            "amount": [-spent[everything], -spent[quarter] / 4],
+        }
+    )
+    src = workdir / "returns.parquet"
+    pd.concat([tx, returns], ignore_index=True).to_parquet(src)
+    for extra in ([], ["--partitions", "2"]):
+        out = workdir / f"returns{len(extra)}.parquet"
+        result = runner.invoke(
+            app, ["score", "-t", str(src), "-m", str(trained), "-o", str(out), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        got = pd.read_parquet(out).set_index("customer_id")
+        before = scored.set_index("customer_id")
+        assert (
+            got.loc[everything, ["value_if_retained", "value_at_risk", "predicted_clv"]].eq(0).all()
+        )
+        assert got.loc[everything, "value_tier"] == "low"
+        assert got.loc[quarter, "value_if_retained"] == pytest.approx(
+            0.75 * before.loc[quarter, "value_if_retained"], abs=0.01
+        )
+        others = got.index.difference([everything, quarter])
+        np.testing.assert_allclose(
+            got.loc[others, "value_if_retained"].round(2),
+            before.loc[others, "value_if_retained"],
+        )
 
 
 def test_json_log_lines_for_batch_schedulers(tmp_path: Path) -> None:

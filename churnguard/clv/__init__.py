@@ -33,6 +33,7 @@ from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
     customer_equity,
     customer_lifetime_value,
+    kept_share,
     no_purchase_frame,
     value_frame,
     value_if_retained,
@@ -51,6 +52,7 @@ __all__ = [
     "cumulative_tracking_table",
     "customer_equity",
     "customer_lifetime_value",
+    "kept_share",
     "no_purchase_frame",
     "p_alive_matrix",
     "plot_calibration_holdout",

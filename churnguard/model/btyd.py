@@ -26,6 +26,7 @@ from churnguard.clv import (
     PurchaseModel,
     SpendModel,
     compare_models,
+    kept_share,
     no_purchase_frame,
     value_frame,
 )
@@ -199,4 +200,8 @@ class BTYDStage:
             # No dropout identified: P(alive) would read 1.000 for everyone, a certainty
             # the data cannot support.
             values["p_alive"] = np.nan
+        share = kept_share(feats)
+        if share is not None:  # values net of the customer's returns (see kept_share)
+            for col in ("predicted_clv", "value_if_retained"):
+                values[col] = values[col].to_numpy(dtype=float) * share
         return _sanitize(values)

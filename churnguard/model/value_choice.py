@@ -3,7 +3,8 @@
 Three predictions of a customer's spend in the next window compete out of time on the
 validation snapshot, like the churn candidates (:mod:`churnguard.churn.candidates`):
 
-* ``btyd``: expected purchases x Gamma-Gamma spend per purchase, the textbook answer;
+* ``btyd``: expected purchases x Gamma-Gamma spend per purchase, the textbook answer
+  (net of the customer's returns, :func:`~churnguard.clv.value.kept_share`);
 * ``hurdle``: (1 - churn probability) x the learned spend of an active window
   (:class:`~churnguard.clv.learned.WindowSpendModel`);
 * ``blend``: the mean of the two.
@@ -23,6 +24,7 @@ import pandas as pd
 
 from churnguard.clv.learned import WindowSpendModel, btyd_active_spend, spend_ratio
 from churnguard.clv.metrics import compare_values
+from churnguard.clv.value import kept_share
 from churnguard.exceptions import InputDataError
 
 __all__ = [
@@ -47,12 +49,14 @@ _MIN_GINI_GAIN = 0.002
 def add_active_spend(frame: pd.DataFrame, horizon_units: float, purchase_model: Any) -> None:
     """Add :data:`ACTIVE_SPEND` to a frame of features and value columns, in place."""
     rfm = [frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
-    frame[ACTIVE_SPEND] = btyd_active_spend(
+    active = btyd_active_spend(
         frame["expected_purchases"].to_numpy(dtype=float),
         frame["p_no_purchase"].to_numpy(dtype=float),
         frame["expected_spend"].to_numpy(dtype=float),
         purchase_model.expected_purchases_if_alive_arrays(horizon_units, *rfm),
     )
+    share = kept_share(frame)
+    frame[ACTIVE_SPEND] = active if share is None else active * share  # net of returns
 
 
 def fit_spend_model(
@@ -84,6 +88,9 @@ def window_value(
         frame["expected_purchases"].to_numpy(dtype=float)
         * frame["expected_spend"].to_numpy(dtype=float)
     )
+    share = kept_share(frame)
+    if share is not None:  # net of the customer's returns, like the value columns
+        btyd = btyd * share
     if name == "btyd" or spend is None:
         return btyd
     hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * spend.predict(frame)

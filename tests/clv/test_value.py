@@ -11,6 +11,7 @@ from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
     customer_equity,
     customer_lifetime_value,
+    kept_share,
     no_purchase_frame,
     value_frame,
 )
@@ -151,3 +152,22 @@ def test_no_purchase_frame_is_value_frame_bit_for_bit(
     lean = no_purchase_frame(models[key], rfm, horizon=13.0)
     assert list(lean.columns) == ["customer_id", "expected_purchases", "p_no_purchase"]
     pd.testing.assert_frame_equal(lean, full[lean.columns.tolist()], check_exact=True)
+
+
+def test_kept_share_is_net_over_gross_spend_clipped() -> None:
+    frame = pd.DataFrame(
+        {
+            "total_spend": [100.0, 75.0, 0.0, -50.0, 30.0, np.nan],
+            "returned_amount": [0.0, 25.0, 40.0, 150.0, 0.0, 10.0],
+        }
+    )
+    # no return, a quarter back, everything back, more back than bought (returns of
+    # purchases before the log), no return, unknown net spend with a return
+    np.testing.assert_array_equal(kept_share(frame), [1.0, 0.75, 0.0, 0.0, 1.0, 0.0])
+
+
+def test_kept_share_is_none_without_any_return() -> None:
+    assert (
+        kept_share(pd.DataFrame({"total_spend": [1.0, 2.0], "returned_amount": [0.0, 0.0]})) is None
+    )
+    assert kept_share(pd.DataFrame({"total_spend": [1.0]})) is None

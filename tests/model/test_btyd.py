@@ -82,3 +82,19 @@ def test_fit_first_reports_a_degenerate_fit_by_its_note_not_a_warning() -> None:
     assert kind == "bgnbd"
     assert pm.degenerate_ is not None and pm.degenerate_.startswith("nobody ever leaves")
     assert "by slow buying, not by leaving" in degenerate_note(pm)
+
+
+def test_value_columns_are_net_of_each_customers_returns(fitted: tuple) -> None:
+    stage, feats, pm, sm = fitted
+    gross = stage.value(feats.assign(total_spend=100.0, returned_amount=0.0), pm, sm)
+    returns = np.zeros(len(feats))
+    returns[:3] = [25.0, 100.0, 250.0]  # a quarter, all, and more than was bought
+    net = stage.value(feats.assign(total_spend=100.0 - returns, returned_amount=returns), pm, sm)
+    for col in ("predicted_clv", "value_if_retained"):
+        np.testing.assert_allclose(
+            net[col].to_numpy()[:3], gross[col].to_numpy()[:3] * [0.75, 0, 0]
+        )
+        np.testing.assert_array_equal(net[col].to_numpy()[3:], gross[col].to_numpy()[3:])
+    # The purchase side and Gamma-Gamma's spend per purchase do not change.
+    for col in ("p_alive", "expected_purchases", PRIOR_COLUMN, "expected_spend"):
+        np.testing.assert_array_equal(net[col].to_numpy(), gross[col].to_numpy())

@@ -63,6 +63,47 @@ def test_window_value_of_each_candidate() -> None:
     np.testing.assert_allclose(vc.window_value("hurdle", frame, p, None), btyd)
 
 
+def test_btyd_window_value_is_net_of_each_customers_returns() -> None:
+    frame = pd.DataFrame(
+        {
+            "expected_purchases": [2.0, 1.0, 1.0],
+            "expected_spend": [10.0, 20.0, 30.0],
+            "total_spend": [100.0, 30.0, -5.0],
+            "returned_amount": [0.0, 10.0, 40.0],
+            "learned": [np.inf, np.inf, np.inf],
+        }
+    )
+    p = np.array([0.5, 0.2, 0.9])
+    btyd = vc.window_value("btyd", frame, p, None)
+    np.testing.assert_allclose(btyd, [20.0, 20.0 * 0.75, 0.0])
+    # the hurdle's fallback is the net answer too
+    np.testing.assert_allclose(vc.window_value("hurdle", frame, p, _Spend("learned")), btyd)
+
+
+class _Purchases:
+    def expected_purchases_if_alive_arrays(self, horizon: float, *rfm: np.ndarray) -> np.ndarray:
+        return np.full(len(rfm[0]), 2.0)
+
+
+def test_active_spend_is_net_of_each_customers_returns() -> None:
+    frame = pd.DataFrame(
+        {
+            "frequency": [3.0, 3.0],
+            "recency": [10.0, 10.0],
+            "T": [20.0, 20.0],
+            "expected_purchases": [1.0, 1.0],
+            "p_no_purchase": [0.5, 0.5],
+            "expected_spend": [40.0, 40.0],
+            "total_spend": [80.0, 80.0],
+        }
+    )
+    gross = frame.assign(returned_amount=[0.0, 0.0])
+    net = frame.assign(returned_amount=[0.0, 20.0])  # kept 80 of 100
+    vc.add_active_spend(gross, 13.0, _Purchases())
+    vc.add_active_spend(net, 13.0, _Purchases())
+    np.testing.assert_allclose(net[vc.ACTIVE_SPEND], gross[vc.ACTIVE_SPEND] * [1.0, 0.8])
+
+
 def test_value_ratio_scales_the_clv_columns_by_the_learned_correction() -> None:
     frame = pd.DataFrame({vc.ACTIVE_SPEND: [10.0, 10.0, np.nan], "learned": [20.0, 500.0, 5.0]})
     spend = _Spend("learned")
