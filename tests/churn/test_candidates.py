@@ -108,3 +108,28 @@ def test_a_clear_win_survives_the_tolerance() -> None:
         learn, learn, later, FEATURES, classifier_params=FAST, tolerance_se=1.0
     )
     assert result.chosen in ("anchored", "plain")
+
+
+def test_a_sliver_of_a_gain_keeps_the_prior() -> None:
+    """A learned model must beat the prior by MIN_LOG_LOSS_GAIN, not by a rounding error."""
+    learn = _rows(6000, 3, signal=1.0)
+    later = _rows(6000, 4, signal=1.0)
+    strict = compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST, min_gain=0)
+    loss = strict.table["log_loss"]
+    share = (loss["prior"] - loss[strict.chosen]) / loss["prior"]
+    assert strict.chosen != "prior" and share > 0
+    # Asking for just more than the winner's gain hands the choice back to the prior and
+    # says by how much the learned model was lower.
+    demanding = compare_candidates(
+        learn, learn, later, FEATURES, classifier_params=FAST, min_gain=share * 1.01
+    )
+    assert demanding.chosen == "prior"
+    assert f"by the required {share * 1.01:.1%}" in demanding.reason
+    assert f"{strict.chosen} was lower by" in demanding.reason
+    # Just less than the gain keeps the learned model.
+    lenient = compare_candidates(
+        learn, learn, later, FEATURES, classifier_params=FAST, min_gain=share * 0.99
+    )
+    assert lenient.chosen == strict.chosen
+    with pytest.raises(ValueError, match="min_gain"):
+        compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST, min_gain=-1)
