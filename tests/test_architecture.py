@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"data", "config", "features", "decision", "pipeline", "report"},
 }  # fmt: skip
 #: Private modules every part may use (shared internals).
-SHARED = {"_dates", "_duckdb", "_checks", "_crossfit", "exceptions", "__init__"}
+SHARED = {"_dates", "_duckdb", "_checks", "_crossfit", "_money", "exceptions", "__init__"}
 
 
 def _module_name(path: Path) -> str:

@@ -387,6 +387,9 @@ def test_value_in_the_list_is_net_of_returns(
             got.loc[everything, ["value_if_retained", "value_at_risk", "predicted_clv"]].eq(0).all()
         )
         assert got.loc[everything, "value_tier"] == "low"
+        # Its RFM monetary score is that of a one-time buyer (no repeat spend).
+        nothing = before.loc[before["frequency"] == 0, "m_score"].unique().tolist()
+        assert nothing == [got.loc[everything, "m_score"]] != [before.loc[everything, "m_score"]]
         assert got.loc[quarter, "value_if_retained"] == pytest.approx(
             0.75 * before.loc[quarter, "value_if_retained"], abs=0.01
         )

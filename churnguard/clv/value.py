@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from churnguard._money import kept_share
 from churnguard.clv.purchase import PurchaseModel, check_rfm, customer_id_column
 from churnguard.clv.spend import SpendModel
 
@@ -30,40 +31,6 @@ __all__ = [
 PERIODS_PER_MONTH: dict[str, float] = {"D": 30.0, "W": 4.345, "M": 1.0, "H": 30.0 * 24}
 
 _RFM_MONEY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
-
-
-def kept_share(frame: pd.DataFrame) -> np.ndarray | None:
-    """The share of each customer's gross spend they kept (did not return), in ``[0, 1]``.
-
-    Gamma-Gamma models what a customer spends per purchase, not what they bring back,
-    so a customer who returns most of what they buy would keep the value of a big
-    spender. churnguard's value columns are *net*: the model's gross value times this
-    share, ``total_spend / (total_spend + returned_amount)`` (net over gross spend so
-    far), clipped to ``[0, 1]``: 0 when returns have cancelled every purchase, 1
-    without a return. A customer's own history is the estimate because returning is a
-    habit of the customer (and their basket) more than of the season.
-
-    Parameters
-    ----------
-    frame : DataFrame
-        A feature table with ``total_spend`` (net) and ``returned_amount`` (a positive
-        amount), as :class:`~churnguard.features.FeatureBuilder` builds it.
-
-    Returns
-    -------
-    ndarray or None
-        One share per row; None when the table has no return at all (or lacks those
-        columns), so callers leave their values exactly as they are.
-    """
-    if "returned_amount" not in frame.columns or "total_spend" not in frame.columns:
-        return None
-    returned = np.nan_to_num(frame["returned_amount"].to_numpy(dtype=float))
-    if not (returned > 0).any():
-        return None
-    gross = np.nan_to_num(frame["total_spend"].to_numpy(dtype=float)) + returned
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.clip((gross - returned) / gross, 0.0, 1.0)
-    return np.where(returned > 0, np.where(gross > 0, share, 0.0), 1.0)
 
 
 def _check_value_args(months: int, discount_rate: float, time_unit: str) -> float:

@@ -23,6 +23,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from churnguard._checks import require_frame, require_numeric
+from churnguard._money import net_monetary_value
 from churnguard.exceptions import InputDataError, ParameterError
 
 __all__ = [
@@ -256,7 +257,9 @@ class DecisionReference:
         frame : DataFrame
             Needs the value columns of the tier weights (default ``predicted_clv`` and
             ``total_spend``, or ``margin_total`` when present), ``days_since_last``,
-            ``frequency``, ``monetary_value`` and ``churn_probability``.
+            ``frequency``, ``monetary_value`` and ``churn_probability``; with
+            ``total_spend`` and ``returned_amount``, the RFM monetary distribution is
+            that of the monetary value net of returns.
         tier_weights : mapping, optional
             Weights of the value score (see :func:`churnguard.decision.tiers.value_score`).
         tier_shares : three floats
@@ -292,8 +295,9 @@ class DecisionReference:
             tier_weights=weights,
             tier_edges=(float(edges[0]), float(edges[1])),
             rfm_cdfs={
-                c: EmpiricalCDF.fit(frame[c])
-                for c in ("days_since_last", "frequency", "monetary_value")
+                "days_since_last": EmpiricalCDF.fit(frame["days_since_last"]),
+                "frequency": EmpiricalCDF.fit(frame["frequency"]),
+                "monetary_value": EmpiricalCDF.fit(net_monetary_value(frame)),
             },
             churn_cdf=EmpiricalCDF.fit(frame["churn_probability"]),
             base_rate=float(frame["churn_probability"].mean()),
@@ -324,7 +328,12 @@ class DecisionReference:
         return np.where(score >= hi, 2, np.where(score >= lo, 1, 0)).astype(np.int8)
 
     def rfm(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """r, f, m scores (1..5, 5 best) against the reference."""
+        """r, f, m scores (1..5, 5 best) against the reference.
+
+        ``frame`` has ``days_since_last``, ``frequency`` and ``monetary_value``; with
+        ``total_spend`` and ``returned_amount`` too, the m score ranks the monetary value
+        net of returns (:func:`churnguard.clv.kept_share`), as :meth:`fit` measured it.
+        """
         return pd.DataFrame(
             {
                 "r_score": self.rfm_cdfs["days_since_last"].quintile_score(
@@ -334,7 +343,7 @@ class DecisionReference:
                     frame["frequency"], higher_is_better=True
                 ),
                 "m_score": self.rfm_cdfs["monetary_value"].quintile_score(
-                    frame["monetary_value"], higher_is_better=True
+                    net_monetary_value(frame), higher_is_better=True
                 ),
             },
             index=frame.index,

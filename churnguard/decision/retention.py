@@ -96,7 +96,7 @@ SUPPORTING_COLUMNS = [
 DECISION_INPUTS = (
     "customer_id frequency recency T monetary_value total_spend days_since_last p_alive "
     "expected_purchases expected_spend predicted_clv value_if_retained churn_probability "
-    "value_at_risk mean_gap_days"
+    "value_at_risk mean_gap_days returned_amount"
 ).split()
 #: Money columns of the list, rounded to cents in CSV outputs.
 MONEY_COLUMNS = (
@@ -119,7 +119,8 @@ _TIER_ORDER = list(reversed(TIERS))  # category codes: 0 low, 1 stable, 2 vip
 _RANKED_BY = ("contact decision", "value at risk")
 # What a reference measured on the scored base itself needs.
 _REFERENCE_INPUTS = (
-    "days_since_last frequency monetary_value churn_probability recency T expected_purchases"
+    "days_since_last frequency monetary_value churn_probability recency T expected_purchases "
+    "returned_amount"
 ).split()
 # Columns of the list copied from the scored customers rather than computed here.
 _FROM_SCORES = ("historical_revenue", "expected_spend", "frequency", "days_since_last")
@@ -254,7 +255,8 @@ def decide(
     )
     growth_cols = [c for c in ref.growth_cdfs if c in names]
     growth = ref.growth_scores(source.frame(growth_cols)) if growth_cols else None
-    scores = ref.rfm(source.frame(["days_since_last", "frequency", "monetary_value"]))
+    rfm_cols = ["days_since_last", "frequency", "monetary_value", "total_spend", "returned_amount"]
+    scores = ref.rfm(source.frame([c for c in rfm_cols if c in names]))
     res.update({c: scores[c].to_numpy() for c in scores.columns})
     segment = assign_segments(scores, rules)
     del scores

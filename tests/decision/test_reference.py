@@ -162,3 +162,25 @@ def test_a_large_distribution_keeps_numpys_quantile_grid_exactly(seed: int) -> N
     np.testing.assert_array_equal(cdf.values, np.unique(grid))
     assert cdf.n == v.size
     assert cdf.cumulative[-1] == v.size
+
+
+def test_the_monetary_score_is_net_of_returns() -> None:
+    """A customer whose returns cancelled their purchases is not scored as a big spender."""
+    base = _scored(2000, 6).assign(returned_amount=0.0)
+    base.loc[:9, "returned_amount"] = 50.0  # some returns, so the base is measured net
+    big = base["monetary_value"].max()
+    keeper = dict(base.iloc[20]) | {"customer_id": "k", "monetary_value": big}
+    returner = keeper | {"customer_id": "r", "total_spend": 0.0, "returned_amount": 900.0}
+    half = keeper | {"customer_id": "h", "total_spend": 450.0, "returned_amount": 450.0}
+    frame = pd.concat([base, pd.DataFrame([keeper, returner, half])], ignore_index=True)
+    reference = DecisionReference.fit(frame)
+    m = reference.rfm(frame.set_index("customer_id", drop=False))["m_score"]
+    assert m["k"] == 5 and m["r"] == 1
+    # Half returned ranks like a customer who kept everything of half the spend.
+    like = pd.DataFrame([keeper | {"monetary_value": big / 2, "returned_amount": 0.0}])
+    assert m["h"] == reference.rfm(like)["m_score"].iloc[0]
+    # Without the return columns the gross monetary value is ranked, as before.
+    gross = reference.rfm(frame.drop(columns=["returned_amount"]))["m_score"].iloc[-3:]
+    assert gross.tolist() == [5, 5, 5]
+    listed = decide(FrameSource(frame), reference=reference).columns
+    assert np.asarray(listed["m_score"])[-3:].tolist() == [5, 1, int(m["h"])]
