@@ -31,8 +31,10 @@ from churnguard.clv.purchase import (
 from churnguard.clv.selection import ModelComparison, compare_models
 from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
+    KeptPrior,
     customer_equity,
     customer_lifetime_value,
+    fit_kept_prior,
     kept_share,
     no_purchase_frame,
     value_frame,
@@ -41,6 +43,7 @@ from churnguard.clv.value import (
 
 __all__ = [
     "DegenerateFitWarning",
+    "KeptPrior",
     "MODEL_NAMES",
     "ModelComparison",
     "ModelFitError",
@@ -52,6 +55,7 @@ __all__ = [
     "cumulative_tracking_table",
     "customer_equity",
     "customer_lifetime_value",
+    "fit_kept_prior",
     "kept_share",
     "no_purchase_frame",
     "p_alive_matrix",

@@ -13,14 +13,16 @@ import math
 import numpy as np
 import pandas as pd
 
-from churnguard._money import kept_share
+from churnguard._money import KeptPrior, fit_kept_prior, kept_share
 from churnguard.clv.purchase import PurchaseModel, check_rfm, customer_id_column
 from churnguard.clv.spend import SpendModel
 
 __all__ = [
     "PERIODS_PER_MONTH",
+    "KeptPrior",
     "customer_equity",
     "customer_lifetime_value",
+    "fit_kept_prior",
     "kept_share",
     "no_purchase_frame",
     "value_frame",

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._dates import to_date
+from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
 from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
 from churnguard.features.engine import last_date
@@ -59,13 +60,19 @@ class ScoringMethods:
 
         ``copy=False`` adds them to ``feats`` itself (no copy of a large table).
         """
+        # The model's own fits read returns with the training base's prior; a snapshot's
+        # fits (``pm`` given) with the prior of that snapshot's base, never a later one.
+        prior = getattr(self, "kept_prior_", None) if pm is None else fit_kept_prior(feats)
         pm = self.purchase_model_ if pm is None else pm
         sm = self.spend_model_ if sm is None else sm
-        value = self.btyd_.value(feats, pm, sm)
+        share = kept_share(feats, prior)
+        value = self.btyd_.value(feats, pm, sm, share)
         frame = feats.copy() if copy else feats
         for col in VALUE_COLUMNS:
             frame[col] = value[col].to_numpy()
         del value
+        if share is not None:
+            frame[KEPT_SHARE] = share
         add_active_spend(frame, self.btyd_.horizon_units, pm)
         return frame
 

@@ -185,8 +185,19 @@ class BTYDStage:
         values = no_purchase_frame(pm, self.rfm(feats), self.horizon_units)
         return _sanitize(values)[PRIOR_COLUMN].to_numpy()
 
-    def value(self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel) -> pd.DataFrame:
-        """The :data:`VALUE_COLUMNS` of every customer of a feature table."""
+    def value(
+        self,
+        feats: pd.DataFrame,
+        pm: PurchaseModel,
+        sm: SpendModel,
+        share: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """The :data:`VALUE_COLUMNS` of every customer of a feature table.
+
+        ``predicted_clv`` and ``value_if_retained`` are net of returns: times ``share``
+        (each customer's expected kept share, :func:`churnguard.clv.kept_share` with the
+        training base's prior), or the share kept so far when it is not given.
+        """
         values = value_frame(
             pm,
             sm,
@@ -200,7 +211,7 @@ class BTYDStage:
             # No dropout identified: P(alive) would read 1.000 for everyone, a certainty
             # the data cannot support.
             values["p_alive"] = np.nan
-        share = kept_share(feats)
+        share = kept_share(feats) if share is None else share
         if share is not None:  # values net of the customer's returns (see kept_share)
             for col in ("predicted_clv", "value_if_retained"):
                 values[col] = values[col].to_numpy(dtype=float) * share

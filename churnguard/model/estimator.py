@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 
 from churnguard import __version__
 from churnguard._dates import to_date
+from churnguard._money import fit_kept_prior
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
 from churnguard.churn.level import LevelChoice
 from churnguard.churn.reasons import ReasonReference
@@ -201,6 +202,12 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
             self.builder_, tx, self.training_start_, self.training_end_, self.holdout_days
         )  # fmt: skip
         feats_end = self.builder_.transform(tx, self.training_end_)
+        self.kept_prior_ = fit_kept_prior(feats_end)
+        if self.kept_prior_ is not None and self.kept_prior_.share < 1.0:
+            notes.append(
+                f"returns: the base kept {self.kept_prior_.share:.1%} of its gross spend; value "
+                "columns are net, each customer's own share shrunk towards it"
+            )
         self.value_model_name_, self.purchase_model_, self.spend_model_ = stage.fit_first(
             feats_end, ranking
         )

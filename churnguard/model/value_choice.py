@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._money import scored_kept_share
 from churnguard.clv.learned import WindowSpendModel, btyd_active_spend, spend_ratio
 from churnguard.clv.metrics import compare_values
-from churnguard.clv.value import kept_share
 from churnguard.exceptions import InputDataError
 
 __all__ = [
@@ -55,7 +55,7 @@ def add_active_spend(frame: pd.DataFrame, horizon_units: float, purchase_model: 
         frame["expected_spend"].to_numpy(dtype=float),
         purchase_model.expected_purchases_if_alive_arrays(horizon_units, *rfm),
     )
-    share = kept_share(frame)
+    share = scored_kept_share(frame)
     frame[ACTIVE_SPEND] = active if share is None else active * share  # net of returns
 
 
@@ -88,7 +88,7 @@ def window_value(
         frame["expected_purchases"].to_numpy(dtype=float)
         * frame["expected_spend"].to_numpy(dtype=float)
     )
-    share = kept_share(frame)
+    share = scored_kept_share(frame)
     if share is not None:  # net of the customer's returns, like the value columns
         btyd = btyd * share
     if name == "btyd" or spend is None:

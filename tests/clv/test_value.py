@@ -9,8 +9,10 @@ import pytest
 from churnguard.clv.purchase import PurchaseModel
 from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
+    KeptPrior,
     customer_equity,
     customer_lifetime_value,
+    fit_kept_prior,
     kept_share,
     no_purchase_frame,
     value_frame,
@@ -171,3 +173,32 @@ def test_kept_share_is_none_without_any_return() -> None:
         kept_share(pd.DataFrame({"total_spend": [1.0, 2.0], "returned_amount": [0.0, 0.0]})) is None
     )
     assert kept_share(pd.DataFrame({"total_spend": [1.0]})) is None
+
+
+def test_fit_kept_prior_pools_the_base() -> None:
+    frame = pd.DataFrame(
+        {"total_spend": [90.0, 0.0, 50.0, -10.0], "returned_amount": [10.0, 0.0, 50.0, 10.0]}
+    )
+    prior = fit_kept_prior(frame)
+    # gross 100 + 0 + 100 + 0 = 200, of which 70 returned; 2 customers with gross spend
+    assert prior == KeptPrior(share=pytest.approx(130 / 200), weight=pytest.approx(100.0))
+    assert fit_kept_prior(pd.DataFrame({"total_spend": [1.0]})) is None
+
+
+def test_kept_share_with_a_prior_shrinks_towards_the_pooled_share() -> None:
+    prior = KeptPrior(share=0.8, weight=100.0)
+    frame = pd.DataFrame(
+        {
+            "total_spend": [0.0, 100.0, 1000.0, 0.0],
+            "returned_amount": [50.0, 0.0, 0.0, 0.0],
+        }
+    )
+    share = kept_share(frame, prior)
+    # one returned purchase of 50: (0 + 80) / (50 + 100); no return yet: (100 + 80) / 200;
+    # a long clean history stays near 1; no spend at all: the pooled share
+    np.testing.assert_allclose(share, [80 / 150, 180 / 200, 1080 / 1100, 0.8])
+    assert kept_share(frame) is not None and kept_share(frame)[0] == 0.0  # so far: nothing kept
+    # A base without returns leaves a log without returns exactly as it is.
+    clean = frame.assign(returned_amount=0.0, total_spend=[1.0, 2.0, 3.0, 4.0])
+    assert kept_share(clean, KeptPrior(share=1.0, weight=100.0)) is None
+    assert kept_share(clean, prior) is not None

@@ -148,3 +148,18 @@ def test_a_spend_model_that_cannot_be_fitted_keeps_btyd(monkeypatch: pytest.Monk
     assert out.chosen == "btyd"
     assert out.table.empty
     assert "could not be fitted (no window with a purchase)" in out.reason
+
+
+def test_window_value_reads_the_share_the_features_were_built_with() -> None:
+    """A scored frame carries its expected kept share; the raw one is not recomputed."""
+    frame = pd.DataFrame(
+        {
+            "expected_purchases": [2.0, 1.0],
+            "expected_spend": [10.0, 20.0],
+            "total_spend": [100.0, -5.0],
+            "returned_amount": [0.0, 40.0],
+            "kept_share": [0.9, 0.3],
+        }
+    )
+    p = np.array([0.5, 0.2])
+    np.testing.assert_allclose(vc.window_value("btyd", frame, p, None), [18.0, 6.0])
