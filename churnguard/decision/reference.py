@@ -255,8 +255,9 @@ class DecisionReference:
         Parameters
         ----------
         frame : DataFrame
-            Needs the value columns of the tier weights (default ``predicted_clv`` and
-            ``total_spend``, or ``margin_total`` when present), ``days_since_last``,
+            Needs the value columns of the tier weights (default ``value_if_retained``,
+            or ``predicted_clv`` without it, and ``total_spend``, or ``margin_total`` when
+            present; :func:`churnguard.decision.tiers.default_tier_weights`), ``days_since_last``,
             ``frequency``, ``monetary_value`` and ``churn_probability``; with
             ``total_spend`` and ``returned_amount``, the RFM monetary distribution is
             that of the monetary value net of returns.

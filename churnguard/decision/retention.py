@@ -243,8 +243,8 @@ def decide(
     names = source.names
     history = "margin_total" if "margin_total" in names else "total_spend"
     if reference is None:
-        wanted = [*(tier_weights or {}), "predicted_clv", "total_spend", history,
-                  *_REFERENCE_INPUTS]  # fmt: skip
+        wanted = [*(tier_weights or {}), "value_if_retained", "predicted_clv",
+                  "total_spend", history, *_REFERENCE_INPUTS]  # fmt: skip
         cols = [c for c in dict.fromkeys(wanted) if c in names]
         reference = DecisionReference.fit(source.frame(cols), tier_weights=tier_weights)
     ref = reference

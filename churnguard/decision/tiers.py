@@ -68,13 +68,19 @@ def _check_weights(weights: object) -> dict[str, float]:
 
 
 def default_tier_weights(df: pd.DataFrame) -> dict[str, float]:
-    """The default value-score weights: half predicted CLV, half historical value.
+    """The default value-score weights: half future value, half historical value.
 
+    The future value is ``value_if_retained`` when the frame has it, else
+    ``predicted_clv``. A tier says how much a customer is worth, the risk band how
+    likely they are to leave; ``predicted_clv`` already multiplies the value by the
+    chance of staying, so tiers on it would push every valuable customer at risk out of
+    ``vip`` and leave the playbook's "VIP at risk" treatment almost nobody to treat.
     Margin measures what a customer is worth better than revenue when it is known, so
     ``margin_total`` replaces ``total_spend`` when the frame has it.
     """
+    future = "value_if_retained" if "value_if_retained" in df.columns else "predicted_clv"
     history = "margin_total" if "margin_total" in df.columns else "total_spend"
-    return {"predicted_clv": 0.5, history: 0.5}
+    return {future: 0.5, history: 0.5}
 
 
 def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) -> pd.Series:
@@ -94,9 +100,9 @@ def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) ->
         One row per customer.
     weights : mapping of str to float, optional
         Column name to non-negative weight (normalised to sum to 1). Default
-        ``{"predicted_clv": 0.5, "total_spend": 0.5}``; when the frame has a
-        ``margin_total`` column, margin replaces revenue:
-        ``{"predicted_clv": 0.5, "margin_total": 0.5}``.
+        :func:`default_tier_weights`: ``{"value_if_retained": 0.5, "total_spend": 0.5}``
+        (``predicted_clv`` when the frame has no ``value_if_retained``; ``margin_total``
+        in place of revenue when present).
 
     Returns
     -------
@@ -117,9 +123,9 @@ def value_score(df: pd.DataFrame, weights: Mapping[str, float] | None = None) ->
         list(w),
         func="value_score",
         hint=(
-            "Join the missing column (predicted_clv comes from the CLV model, total_spend "
-            "from the feature builder) or pass weights= naming columns that exist, "
-            "e.g. weights={'total_spend': 1.0}."
+            "Join the missing column (predicted_clv and value_if_retained come from the CLV "
+            "model, total_spend from the feature builder) or pass weights= naming columns "
+            "that exist, e.g. weights={'total_spend': 1.0}."
         ),
     )
     total = sum(w.values())

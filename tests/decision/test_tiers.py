@@ -96,6 +96,24 @@ def test_default_weights_use_margin_instead_of_revenue_when_present() -> None:
     assert not base.equals(value_score(reshuffled_margin))
 
 
+def test_default_weights_rank_the_value_if_retained_not_the_risk_discounted_clv() -> None:
+    # Five customers with the same history: the lapsed one (3) would be worth the most
+    # if kept, but its risk-discounted CLV is the smallest.
+    df = pd.DataFrame(
+        {
+            "customer_id": ["0", "1", "2", "3", "4"],
+            "total_spend": [100.0, 100.0, 100.0, 100.0, 100.0],
+            "predicted_clv": [50.0, 40.0, 30.0, 1.0, 20.0],
+            "value_if_retained": [60.0, 50.0, 40.0, 500.0, 30.0],
+        }
+    )
+    tiers = assign_value_tiers(df)
+    assert tiers.tolist() == ["stable", "stable", "stable", "vip", "low"]
+    # Without value_if_retained (a frame of the user's own), predicted_clv decides.
+    by_clv = assign_value_tiers(df.drop(columns="value_if_retained"))
+    assert by_clv.tolist() == ["vip", "stable", "stable", "low", "stable"]
+
+
 def test_missing_weighted_column_names_available_columns_and_fix() -> None:
     df = _customers(5, seed=2).drop(columns="predicted_clv")
     with pytest.raises(InputDataError, match=r"predicted_clv.*customer_id, total_spend.*weights="):
