@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,28 @@ def _isolate_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_LOGGING_LEVEL"):  # the CLI sets the level
         monkeypatch.setenv(name, os.environ.get(name, ""))
         monkeypatch.delenv(name)
+
+
+#: The churnguard logger as the session found it, before any command configured it.
+_LOGGER_STATE = (
+    list(logging.getLogger("churnguard").handlers),
+    logging.getLogger("churnguard").level,
+    logging.getLogger("churnguard").propagate,
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_churnguard_logger() -> Iterator[None]:
+    """The CLI sets up the churnguard logger for its process (own handler, no propagation).
+
+    The tests share one process: left in place, a command run by one test (or by a
+    module's fixture, set up before this one) would hide the churnguard records of every
+    later test from ``caplog``, which listens at the root. Each test ends with the
+    logger as the session found it.
+    """
+    yield
+    logger = logging.getLogger("churnguard")
+    handlers, level, propagate = _LOGGER_STATE
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

@@ -20,7 +20,7 @@ from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
 from churnguard.features.engine import last_date
 from churnguard.model._blocks import in_blocks
-from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage
+from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, p_alive_feature, reported_p_alive
 from churnguard.model.value_choice import add_active_spend, value_ratio, window_value
 
 __all__ = ["DEFAULT_REASONS_LIMIT", "ScoringMethods"]
@@ -170,7 +170,9 @@ class ScoringMethods:
         -------
         DataFrame
             Features, the value columns, ``churn_probability``, ``value_at_risk`` and
-            ``reasons``.
+            ``reasons``. ``p_alive`` is empty where the purchase model cannot tell
+            (:func:`churnguard.model.btyd.reported_p_alive`); the churn model has used
+            the purchase model's value.
         """
         return self.predict_features(
             self.features(transactions, as_of),
@@ -222,6 +224,7 @@ class ScoringMethods:
             top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
             explained = self.reasons(frame.loc[top], num_threads=num_threads, currency=currency)
             frame.loc[top, "reasons"] = explained.to_numpy()
+        frame["p_alive"] = reported_p_alive(self.purchase_model_, frame)
         return frame
 
     def reasons(
@@ -239,6 +242,9 @@ class ScoringMethods:
             Prefix of money amounts.
         """
         check_is_fitted(self, "churn_model_")
+        p_alive = p_alive_feature(self.purchase_model_, frame)
+        if p_alive is not None:  # a scored frame read back: explain the inputs it was scored on
+            frame = frame.assign(p_alive=p_alive)
         contrib = self.churn_model_.contributions(
             frame[self.feature_names_], num_threads=num_threads
         )

@@ -32,7 +32,13 @@ from churnguard.clv import (
 )
 from churnguard.features.engine import count_purchase_days
 
-__all__ = ["VALUE_COLUMNS", "BTYDStage", "degenerate_note"]
+__all__ = [
+    "VALUE_COLUMNS",
+    "BTYDStage",
+    "degenerate_note",
+    "p_alive_feature",
+    "reported_p_alive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,40 @@ def degenerate_note(pm: PurchaseModel) -> str:
         f"{pm.model_name} could not identify customer dropout ({reason}): P(alive) is not "
         "reported; the churn probability comes from purchase rates and the classifier"
     )
+
+
+def reported_p_alive(pm: PurchaseModel, frame: pd.DataFrame) -> np.ndarray:
+    """P(alive) as the scored list reports it: empty where the purchase model cannot tell.
+
+    BG/NBD lets a customer drop out only just after a repeat purchase, so a customer
+    without one (``frequency`` 0) is alive with probability 1 by the model's assumption,
+    not by evidence: a one-time buyer silent for two years would read "certainly still a
+    customer" beside a 99% churn probability. Those rows are NaN, as is every row of a fit
+    that could not identify dropout (already NaN). Pareto/NBD and MBG/NBD let a customer
+    leave at any time and are reported as they are. The churn model's feature keeps the
+    model's value: this changes what is shown, not what is scored.
+    """
+    p_alive = frame["p_alive"].to_numpy(dtype=float, copy=True)
+    if getattr(pm, "model", None) == "bgnbd":
+        p_alive[frame["frequency"].to_numpy() == 0] = np.nan
+    return p_alive
+
+
+def p_alive_feature(pm: PurchaseModel, frame: pd.DataFrame) -> np.ndarray | None:
+    """The churn model's ``p_alive`` feature of a frame whose P(alive) was reported.
+
+    The inverse of :func:`reported_p_alive`: BG/NBD's exact 1 for customers without a
+    repeat purchase, for explaining a scored frame read back (a partition's work file)
+    with the inputs the churn model scored. None when nothing was left empty that the
+    model had a value for (another purchase model, a degenerate fit, nothing blank).
+    """
+    if getattr(pm, "model", None) != "bgnbd" or getattr(pm, "degenerate_", None):
+        return None
+    p_alive = frame["p_alive"].to_numpy(dtype=float)
+    blank = np.isnan(p_alive) & (frame["frequency"].to_numpy() == 0)
+    if not blank.any():
+        return None
+    return np.where(blank, 1.0, p_alive)
 
 
 def _sanitize(values: pd.DataFrame) -> pd.DataFrame:

@@ -165,7 +165,7 @@ def _prepare(scores: Any) -> pd.DataFrame:
             f"scores has {dupes.size} duplicated customer_id value(s), e.g. "
             f"{dupes.head(3).tolist()}; expected one row per customer. Deduplicate first."
         )
-    frame["p_alive"] = pd.to_numeric(frame["p_alive"], errors="coerce")  # NaN: not identified
+    frame["p_alive"] = pd.to_numeric(frame["p_alive"], errors="coerce")  # NaN: unknown
     for col in ("churn_probability", "predicted_clv", "value_at_risk"):
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any():

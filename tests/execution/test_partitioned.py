@@ -107,6 +107,23 @@ def test_partitioned_list_equals_in_memory_list(
 
 
 @pytest.mark.slow
+def test_bgnbd_p_alive_is_empty_without_a_repeat_purchase_and_scores_unchanged(
+    tmp_path: Path, log_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    assert fitted.purchase_model_.model == "bgnbd"
+    score_transactions(log_path, fitted, out=tmp_path / "out.parquet", partitions=2)
+    got = pd.read_parquet(tmp_path / "out.parquet").set_index("customer_id")
+    once = got["frequency"] == 0
+    assert once.any() and (~once).any()
+    assert got.loc[once, "p_alive"].isna().all() and got.loc[~once, "p_alive"].notna().all()
+    # The churn model still read BG/NBD's 1.0: the probabilities are those of the features.
+    feats = fitted.features(clean_transactions(log_frame).transactions)
+    assert (feats.loc[feats["frequency"] == 0, "p_alive"] == 1.0).all()
+    want = pd.Series(fitted.churn_probability(feats), index=feats["customer_id"])
+    np.testing.assert_allclose(got["churn_probability"], want.loc[got.index], rtol=1e-12)
+
+
+@pytest.mark.slow
 def test_parallel_partitions_write_the_same_list_and_quarantine(
     tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
 ) -> None:

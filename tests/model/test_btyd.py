@@ -10,7 +10,12 @@ import pytest
 
 from churnguard.churn.candidates import PRIOR_COLUMN
 from churnguard.clv import PurchaseModel, SpendModel
-from churnguard.model.btyd import BTYDStage, degenerate_note
+from churnguard.model.btyd import (
+    BTYDStage,
+    degenerate_note,
+    p_alive_feature,
+    reported_p_alive,
+)
 
 
 def _feats(n: int = 400) -> pd.DataFrame:
@@ -98,3 +103,28 @@ def test_value_columns_are_net_of_each_customers_returns(fitted: tuple) -> None:
     # The purchase side and Gamma-Gamma's spend per purchase do not change.
     for col in ("p_alive", "expected_purchases", PRIOR_COLUMN, "expected_spend"):
         np.testing.assert_array_equal(net[col].to_numpy(), gross[col].to_numpy())
+
+
+def test_reported_p_alive_is_empty_where_bgnbd_assumes_it(fitted: tuple) -> None:
+    stage, feats, pm, sm = fitted
+    values = stage.value(feats, pm, sm)
+    frame = feats.assign(p_alive=values["p_alive"].to_numpy())
+    once = frame["frequency"].to_numpy() == 0
+    assert once.any() and (~once).any()
+    # BG/NBD: exactly 1 for every customer without a repeat purchase, whatever their age.
+    assert (frame.loc[once, "p_alive"] == 1.0).all()
+    shown = reported_p_alive(pm, frame)
+    assert np.isnan(shown[once]).all()
+    np.testing.assert_array_equal(shown[~once], frame.loc[~once, "p_alive"])
+    assert (frame.loc[once, "p_alive"] == 1.0).all()  # the caller's frame is left alone
+    # Read back for explaining, the churn model's inputs come back bit for bit.
+    restored = p_alive_feature(pm, frame.assign(p_alive=shown))
+    assert restored is not None
+    np.testing.assert_array_equal(restored, frame["p_alive"])
+    assert p_alive_feature(pm, frame) is None  # nothing blank: nothing to restore
+    # Pareto/NBD lets them leave at any time: its P(alive) is evidence, reported as is.
+    pareto = PurchaseModel("pareto").fit(stage.rfm(feats))
+    frame = feats.assign(p_alive=stage.value(feats, pareto, sm)["p_alive"].to_numpy())
+    assert (frame.loc[once, "p_alive"] < 1.0).all()
+    np.testing.assert_array_equal(reported_p_alive(pareto, frame), frame["p_alive"])
+    assert p_alive_feature(pareto, frame.assign(p_alive=np.nan)) is None
