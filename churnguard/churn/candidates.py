@@ -194,6 +194,11 @@ def compare_candidates(
     With ``tolerance_se`` > 0, the simplest candidate (in :data:`CANDIDATES` order)
     within ``tolerance_se`` paired standard errors of the best log loss wins.
     """
+    if not min_gain >= 0:  # also NaN, which would compare as no requirement at all
+        raise ParameterError(
+            f"min_gain must be a share >= 0 of the prior's log loss, e.g. "
+            f"{MIN_LOG_LOSS_GAIN}; got {min_gain}."
+        )
     y = eval_rows["churned"].to_numpy()
     rows: list[dict[str, Any]] = []
     out = CandidateComparison()
@@ -216,10 +221,6 @@ def compare_candidates(
         rows.append({"candidate": name, **classification_report(y, p)})
     table = pd.DataFrame(rows).set_index("candidate")
     scored = table["log_loss"].dropna() if "log_loss" in table else pd.Series(dtype=float)
-    if min_gain < 0:
-        raise ParameterError(
-            f"min_gain must be a share >= 0 of the prior's log loss; got {min_gain}."
-        )
     best = lowest = "prior"
     small = ""
     if not scored.empty:

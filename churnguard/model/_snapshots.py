@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard._money import KEPT_SHARE
 from churnguard.clv import DegenerateFitWarning
 from churnguard.features import FeatureBuilder
 from churnguard.features.engine import window_activity
@@ -49,6 +50,8 @@ NOT_FEATURES = {
     "predicted_clv",
     "value_if_retained",
     ACTIVE_SPEND,
+    # A value factor carried for the value columns; a snapshot without returns has none.
+    KEPT_SHARE,
 }
 
 

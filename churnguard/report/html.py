@@ -426,7 +426,7 @@ def build_report(
         f'<header><h1>{_esc(title)}</h1><p class="meta">{len(frame):,} customers · '
         f"generated {stamp}</p></header>{body}<footer>Value at risk = churn probability × "
         "value if retained. Value tiers: top 20% (VIP), middle 60% (stable), bottom 20% (low) of "
-        "the reference base by value if retained and revenue so far."
+        "the reference base by value score (by default value if retained and revenue so far)."
         "</footer></main></body></html>\n"
     )
     target = Path(out)

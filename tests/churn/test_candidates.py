@@ -131,5 +131,6 @@ def test_a_sliver_of_a_gain_keeps_the_prior() -> None:
         learn, learn, later, FEATURES, classifier_params=FAST, min_gain=share * 0.99
     )
     assert lenient.chosen == strict.chosen
-    with pytest.raises(ValueError, match="min_gain"):
-        compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST, min_gain=-1)
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="min_gain"):
+            compare_candidates(learn, learn, later, FEATURES, classifier_params=FAST, min_gain=bad)
