@@ -33,6 +33,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from churnguard._checks import check_number
 from churnguard.churn.classifier import ChurnClassifier, logit
 from churnguard.churn.metrics import classification_report
 from churnguard.exceptions import InputDataError, ParameterError
@@ -194,11 +195,8 @@ def compare_candidates(
     With ``tolerance_se`` > 0, the simplest candidate (in :data:`CANDIDATES` order)
     within ``tolerance_se`` paired standard errors of the best log loss wins.
     """
-    if not min_gain >= 0:  # also NaN, which would compare as no requirement at all
-        raise ParameterError(
-            f"min_gain must be a share >= 0 of the prior's log loss, e.g. "
-            f"{MIN_LOG_LOSS_GAIN}; got {min_gain}."
-        )
+    # Checked before any fit; NaN would compare as no requirement at all.
+    min_gain = check_number(min_gain, "min_gain", low=0.0, high=1.0, example=str(MIN_LOG_LOSS_GAIN))
     y = eval_rows["churned"].to_numpy()
     rows: list[dict[str, Any]] = []
     out = CandidateComparison()
