@@ -119,3 +119,56 @@ def test_a_log_of_missing_ids_is_one_missing_customer(monkeypatch: pytest.Monkey
     text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
     assert packed["customer_id"].tolist() == [None]
     pd.testing.assert_frame_equal(packed, text, check_exact=True)
+
+
+def _as_arrow(log: pd.DataFrame, **types: pa.DataType) -> pa.Table:
+    schema = {"customer_id": pa.string(), "date": pa.timestamp("ns")} | types
+    return pa.table({c: pa.array(log[c], type=schema.get(c), from_pandas=True) for c in log})
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize(
+    ("optional", "types"),
+    [
+        (["margin"], {}),
+        (["cost"], {}),
+        ([], {"amount": pa.int64()}),
+        ([], {"date": pa.timestamp("us")}),
+        ([], {"date": pa.date32()}),
+        ([], {"amount": pa.float32()}),  # not float64: DuckDB's route
+        (["margin", "quantity"], {}),  # the quantity rule: DuckDB's route
+        ([], {"date": pa.timestamp("ns", tz="America/New_York")}),  # DuckDB's route
+    ],
+)
+def test_an_arrow_log_aggregates_as_through_duckdb(
+    optional: list[str],
+    types: dict[str, pa.DataType],
+    packed: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(11)
+    log = _messy_log(rng, [f"C{i:04d}" for i in range(120)], n=2_000)
+    # Times of day, some before 1970 (floored to their day by both routes), no id missing.
+    log["date"] = log["date"] + pd.to_timedelta(rng.integers(0, 86_400, len(log)), unit="s")
+    log.loc[log.index[:40], "date"] -= pd.Timedelta(days=20_000)
+    log["cost"] = log["amount"] * 0.6
+    if types.get("amount") == pa.int64():
+        log["amount"] = log["amount"].fillna(0).round().astype("int64")
+    table = _as_arrow(log, **types)
+    if "date" in types and types["date"] == pa.date32():
+        log["date"] = log["date"].dt.normalize()
+    expect_arrow = not ({"quantity"} & set(optional)) and not any(
+        t in (pa.float32(),) or getattr(t, "tz", None) for t in types.values()
+    )
+    assert (engine._arrow_rows(table, dt.date(2024, 3, 1), optional) is not None) == expect_arrow
+    with monkeypatch.context() as patch:
+        if not packed:
+            patch.setattr(engine, "pack_keys", lambda ids, day: None)
+        for cutoff in (dt.date(2024, 3, 1), dt.date(2023, 9, 1)):  # all rows; a filter
+            got = engine.aggregate_customers(table, cutoff, optional=optional)
+            want = engine.aggregate_customers(
+                table.to_pandas() if "tz" not in str(types.get("date")) else log,
+                cutoff,
+                optional=optional,
+            )
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
