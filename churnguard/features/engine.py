@@ -106,21 +106,16 @@ def _take(ids: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
 
 
 def _sorted_rows(
-    con: duckdb.DuckDBPyConnection, tx: str | pa.Table
+    con: duckdb.DuckDBPyConnection, tx: str
 ) -> tuple[pa.Table, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """The rows of ``tx`` sorted by customer and day, first-row flags and an id lookup.
 
-    ``tx`` is the query of :func:`_scan_query` or the table it would return
-    (:func:`_arrow_rows`). Short text ids are sorted as packed integer keys (see
+    Short text ids are sorted as packed integer keys (see
     :mod:`churnguard.features.sortkeys`), several times faster than as text; the
     ``day`` column then comes back from the keys and ``customer_id`` is dropped. Rows
     of one customer and day come in the order of their values, on either path.
     """
-    if isinstance(tx, pa.Table):
-        con.register("scanned_rows", tx)
-        scan, tx = tx, "SELECT * FROM scanned_rows"
-    else:
-        scan = _arrow(con, tx)
+    scan = _arrow(con, tx)
     if scan.column("customer_id").type == pa.null():  # DuckDB types an all-missing column NULL
         at = scan.column_names.index("customer_id")
         scan = scan.set_column(at, "customer_id", pa.nulls(scan.num_rows, pa.string()))
@@ -287,54 +282,6 @@ def _scan_query(cutoff: dt.date, optional: Sequence[str]) -> str:
     return f'SELECT {", ".join(select)} FROM src WHERE CAST("date" AS DATE) <= {_lit(cutoff)}'
 
 
-def _arrow_rows(source: Any, cutoff: dt.date, optional: Sequence[str]) -> pa.Table | None:
-    """What :func:`_scan_query` returns, computed by Arrow when ``source`` allows it.
-
-    A log handed over as Arrow (as :func:`churnguard.data.scan_transactions` gives it)
-    needs no round trip through DuckDB, which copies every column to cast the dates
-    (a quarter of a second at 10M rows). Only plain types take this path, where Arrow
-    computes exactly what the SQL does: text ids, numeric amounts (and margin, cost),
-    and naive timestamps or dates, which Arrow floors to the day as DuckDB's ``CAST``
-    does. Anything else (time zones, decimals, text amounts, a quantity column, whose
-    SQL rule compares NaN above zero) returns None and goes through DuckDB.
-    """
-    if not isinstance(source, pa.Table) or "quantity" in optional:
-        return None
-    schema = source.schema
-    numeric = [c for c in ("amount", "margin", "cost") if c in optional or c == "amount"]
-    if "cost" in numeric and "margin" not in numeric:
-        # SQL subtracts in the columns' own types before the cast: equal only in float64.
-        if any(schema.field(c).type != pa.float64() for c in ("amount", "cost")):
-            return None
-    date_type = schema.field("date").type
-    plain_date = pa.types.is_date32(date_type) or (
-        pa.types.is_timestamp(date_type) and date_type.tz is None
-    )
-    if not (
-        pa.types.is_string(schema.field("customer_id").type)
-        and plain_date
-        and all(
-            schema.field(c).type == pa.float64() or pa.types.is_integer(schema.field(c).type)
-            for c in numeric
-        )
-    ):
-        return None
-    day = pc.cast(source.column("date"), pa.date32())
-    # safe=False: integers beyond 2**53 round as DuckDB's CAST rounds them, not raise.
-    amount = pc.cast(source.column("amount"), pa.float64(), safe=False)
-    columns = {"customer_id": source.column("customer_id"), "day": day, "amount": amount}
-    if "margin" in optional:
-        columns["margin"] = pc.cast(source.column("margin"), pa.float64(), safe=False)
-    elif "cost" in optional:
-        cost = pc.cast(source.column("cost"), pa.float64(), safe=False)
-        columns["margin"] = pc.subtract(amount, cost)
-    rows = pa.table(columns)
-    latest = pc.max(day).as_py()
-    if day.null_count or (latest is not None and latest > cutoff):
-        rows = rows.filter(pc.less_equal(day, pa.scalar(cutoff, pa.date32())))
-    return rows
-
-
 def _distinct_counts(
     con: duckdb.DuckDBPyConnection, cutoff: dt.date, optional: Sequence[str], recent_window: int
 ) -> pd.DataFrame | None:
@@ -380,9 +327,7 @@ def aggregate_customers_at(
         return
     con = _connect(source)
     try:
-        projected = _arrow_rows(source, order[-1], optional)
-        query = _scan_query(order[-1], optional) if projected is None else projected
-        rows, new_cust, ids_at = _sorted_rows(con, query)
+        rows, new_cust, ids_at = _sorted_rows(con, _scan_query(order[-1], optional))
         extras = {c: _distinct_counts(con, c, optional, recent_window) for c in order}
     finally:
         con.close()
