@@ -102,7 +102,6 @@ from churnguard.execution._sizing import IN_MEMORY_SHARE as IN_MEMORY_SHARE
 from churnguard.execution.local import ScoreResult, run_summary
 from churnguard.execution.request import ScoringRequest
 from churnguard.model.estimator import ChurnGuardModel
-from churnguard.report import report_from_list
 
 __all__ = [
     "IN_MEMORY_BYTES_PER_ROW",
@@ -473,6 +472,9 @@ def score_parquet_partitioned(
                  "workers": n_workers},
     )  # fmt: skip
     if request.report is not None:
+        # Imported only to draw: matplotlib alone takes ~0.7 s to import.
+        from churnguard.report import report_from_list
+
         result.report = report_from_list(target, request.report, summary, currency=request.currency)
     result.seconds = time.perf_counter() - start
     return result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -493,3 +495,27 @@ def test_whole_scan_follows_the_memory_budget() -> None:
     assert not scan_fits(int(per_gb) + 1, 2.0, available_gb=100.0)
     assert scan_fits(int(2 * per_gb), 4.0, available_gb=100.0)
     assert not scan_fits(int(per_gb), 2.0, available_gb=2.0)  # a quarter of what is free
+
+
+def test_the_scoring_modules_do_not_import_matplotlib() -> None:
+    """Scoring draws nothing unless a report is asked for: matplotlib costs ~0.7 s to import."""
+    code = (
+        "import sys\n"
+        "import churnguard.cli.app, churnguard.pipeline, churnguard.execution.partitioned\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_partitioned_run_writes_the_report_asked_for(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel
+) -> None:
+    result = score_transactions(
+        log_path, fitted, out=tmp_path / "out.parquet", partitions=2, report=tmp_path / "r.html"
+    )
+    assert result.mode == "partitioned"
+    assert result.report == tmp_path / "r.html"
+    assert "<svg" in result.report.read_text() or "<img" in result.report.read_text()
