@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from churnguard._dates import to_date
-from churnguard._duckdb import connect, fetch_frame
+from churnguard._duckdb import connect, fetch_frame, timestamp_sql
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
 from churnguard.data import DEFAULT_DATE_FLOOR, DEFAULT_MAX_AMOUNT, ColumnMap
@@ -182,7 +182,8 @@ def default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap) 
         f"AND abs(CAST({amount} AS DOUBLE)) <= {_MAX_AMOUNT!r}"
     )
     if date_type.startswith(_TEMPORAL):
-        day, estimated = "CAST(date AS TIMESTAMP)", False
+        relation = f"read_parquet({glob})"
+        day, estimated = timestamp_sql(con, "date", relation), False
     elif cmap.date_format:
         day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
     else:

@@ -2,7 +2,8 @@
 
 Convention: a feature "as of" cutoff ``c`` uses every transaction dated on or
 before ``c`` (the cutoff day counts as the past) and nothing after it. Times of
-day are ignored: a transaction at 23:59 on the cutoff day is in the past.
+day are ignored: a transaction at 23:59 on the cutoff day (or at 23:59:59.999999999, which a
+plain DuckDB cast would round into the next day) is in the past.
 """
 
 from __future__ import annotations

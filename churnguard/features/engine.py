@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from churnguard._dates import to_date
 from churnguard._duckdb import connect as _connect
+from churnguard._duckdb import day_sql
 from churnguard._duckdb import fetch_arrow as _arrow
 from churnguard.exceptions import ParameterError
 from churnguard.features.runs import RunSpec, aggregate_runs, date_days
@@ -270,16 +271,16 @@ def aggregate_customers(
     return next(iter(frames))[1]
 
 
-def _scan_query(cutoff: dt.date, optional: Sequence[str]) -> str:
+def _scan_query(cutoff: dt.date, optional: Sequence[str], day: str) -> str:
     opt = set(optional)
-    select = ["customer_id", 'CAST("date" AS DATE) AS day', "CAST(amount AS DOUBLE) AS amount"]
+    select = ["customer_id", f"{day} AS day", "CAST(amount AS DOUBLE) AS amount"]
     if "margin" in opt:
         select.append("CAST(margin AS DOUBLE) AS margin")
     elif "cost" in opt:
         select.append("CAST(amount - cost AS DOUBLE) AS margin")
     if "quantity" in opt:
         select.append("CAST(CASE WHEN amount >= 0 THEN quantity END AS DOUBLE) AS quantity")
-    return f'SELECT {", ".join(select)} FROM src WHERE CAST("date" AS DATE) <= {_lit(cutoff)}'
+    return f"SELECT {', '.join(select)} FROM src WHERE {day} <= {_lit(cutoff)}"
 
 
 def _distinct_counts(
@@ -298,7 +299,7 @@ def _distinct_counts(
     if not distinct:
         return None
     cols = [col for col in ("product", "channel") if col in opt]
-    day = 'CAST("date" AS DATE)'
+    day = day_sql(con)
     sub = f"SELECT customer_id, {day} AS day, amount, {', '.join(cols)} FROM src"
     return con.execute(
         f"WITH tx AS ({sub} WHERE {day} <= {c}) "
@@ -327,7 +328,8 @@ def aggregate_customers_at(
         return
     con = _connect(source)
     try:
-        rows, new_cust, ids_at = _sorted_rows(con, _scan_query(order[-1], optional))
+        day = day_sql(con)
+        rows, new_cust, ids_at = _sorted_rows(con, _scan_query(order[-1], optional, day))
         extras = {c: _distinct_counts(con, c, optional, recent_window) for c in order}
     finally:
         con.close()
@@ -386,15 +388,15 @@ def count_purchase_days(source: Any, start: dt.date, end: dt.date) -> pd.DataFra
     DataFrame
         ``customer_id`` and ``purchases`` for customers with at least one occasion.
     """
-    day = 'CAST("date" AS DATE)'
-    query = f"""
-    SELECT customer_id, COUNT(DISTINCT {day}) AS purchases
-    FROM src
-    WHERE amount >= 0 AND {day} > {_lit(start)} AND {day} <= {_lit(end)}
-    GROUP BY customer_id
-    """
     con = _connect(source)
     try:
+        day = day_sql(con)
+        query = f"""
+        SELECT customer_id, COUNT(DISTINCT {day}) AS purchases
+        FROM src
+        WHERE amount >= 0 AND {day} > {_lit(start)} AND {day} <= {_lit(end)}
+        GROUP BY customer_id
+        """
         return con.execute(query).df()
     finally:
         con.close()
@@ -410,17 +412,17 @@ def window_activity(source: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
         ``spend`` (sum of every amount, returns included), for customers with any
         transaction in the window.
     """
-    day = 'CAST("date" AS DATE)'
-    query = f"""
-    SELECT customer_id,
-           COUNT(DISTINCT CASE WHEN amount >= 0 THEN {day} END) AS purchases,
-           COALESCE(SUM(amount), 0) AS spend
-    FROM src
-    WHERE {day} > {_lit(start)} AND {day} <= {_lit(end)}
-    GROUP BY customer_id
-    """
     con = _connect(source)
     try:
+        day = day_sql(con)
+        query = f"""
+        SELECT customer_id,
+               COUNT(DISTINCT CASE WHEN amount >= 0 THEN {day} END) AS purchases,
+               COALESCE(SUM(amount), 0) AS spend
+        FROM src
+        WHERE {day} > {_lit(start)} AND {day} <= {_lit(end)}
+        GROUP BY customer_id
+        """
         return con.execute(query).df()
     finally:
         con.close()
@@ -432,7 +434,7 @@ def last_date(source: Any) -> dt.date:
         return to_date(source["date"].max())
     con = _connect(source)
     try:
-        row = con.execute('SELECT MAX(CAST("date" AS DATE)) FROM src').fetchone()
+        row = con.execute(f"SELECT MAX({day_sql(con)}) FROM src").fetchone()
     finally:
         con.close()
     if row is None or row[0] is None:

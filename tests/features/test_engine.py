@@ -119,3 +119,33 @@ def test_a_log_of_missing_ids_is_one_missing_customer(monkeypatch: pytest.Monkey
     text = _aggregate(log, packed=False, monkeypatch=monkeypatch)
     assert packed["customer_id"].tolist() == [None]
     pd.testing.assert_frame_equal(packed, text, check_exact=True)
+
+
+def test_nanoseconds_before_midnight_stay_on_their_day() -> None:
+    """DuckDB's CAST rounds TIMESTAMP_NS to microseconds: 23:59:59.9999996 must not move."""
+    ns = pd.to_datetime(
+        [
+            "2024-03-01 10:00:00.000000000",
+            "2024-03-10 23:59:59.999999999",  # an "end of day" stamp
+            "2024-03-05 12:00:00.000000000",
+            "1969-12-31 23:59:59.999999900",  # before 1970: floored, not truncated
+            "2024-02-20 23:59:59.999999600",
+        ]
+    )
+    log = pd.DataFrame(
+        {"customer_id": ["a", "a", "b", "c", "c"], "date": ns, "amount": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    )
+    by_day = log.assign(date=log["date"].dt.floor("D"))  # what each row's day is
+    table = pa.Table.from_pandas(log, preserve_index=False)
+    assert table.schema.field("date").type == pa.timestamp("ns")
+    assert engine.last_date(table) == dt.date(2024, 3, 10)
+    for cutoff in (dt.date(2024, 3, 10), dt.date(2024, 2, 20)):
+        want = engine.aggregate_customers(by_day, cutoff)
+        for source in (table, log):
+            got = engine.aggregate_customers(source, cutoff)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+    start, end = dt.date(2024, 2, 20), dt.date(2024, 3, 10)
+    for counts in (engine.count_purchase_days, engine.window_activity):
+        got = counts(table, start, end).sort_values("customer_id", ignore_index=True)
+        want = counts(by_day, start, end).sort_values("customer_id", ignore_index=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
