@@ -182,8 +182,12 @@ def default_as_of(con: duckdb.DuckDBPyConnection, split: Path, cmap: ColumnMap) 
         f"AND abs(CAST({amount} AS DOUBLE)) <= {_MAX_AMOUNT!r}"
     )
     if date_type.startswith(_TEMPORAL):
-        relation = f"read_parquet({glob})"
-        day, estimated = timestamp_sql(con, "date", relation), False
+        column = "date"
+        if date_type.startswith("TIMESTAMPTZ") or "TIME ZONE" in date_type:
+            # The split keeps the instant, written as UTC, and the partitions read it
+            # back as UTC: the session's time zone must not move the day.
+            column = "timezone('UTC', date)"
+        day, estimated = timestamp_sql(con, column, f"read_parquet({glob})"), False
     elif cmap.date_format:
         day, estimated = f"try_strptime(CAST(date AS VARCHAR), {_s(cmap.date_format)})", True
     else:

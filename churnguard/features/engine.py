@@ -284,7 +284,11 @@ def _scan_query(cutoff: dt.date, optional: Sequence[str], day: str) -> str:
 
 
 def _distinct_counts(
-    con: duckdb.DuckDBPyConnection, cutoff: dt.date, optional: Sequence[str], recent_window: int
+    con: duckdb.DuckDBPyConnection,
+    cutoff: dt.date,
+    optional: Sequence[str],
+    recent_window: int,
+    day: str,
 ) -> pd.DataFrame | None:
     """Distinct products and channels per customer (hashing work left to SQL)."""
     opt, c = set(optional), _lit(cutoff)
@@ -299,7 +303,6 @@ def _distinct_counts(
     if not distinct:
         return None
     cols = [col for col in ("product", "channel") if col in opt]
-    day = day_sql(con)
     sub = f"SELECT customer_id, {day} AS day, amount, {', '.join(cols)} FROM src"
     return con.execute(
         f"WITH tx AS ({sub} WHERE {day} <= {c}) "
@@ -330,7 +333,7 @@ def aggregate_customers_at(
     try:
         day = day_sql(con)
         rows, new_cust, ids_at = _sorted_rows(con, _scan_query(order[-1], optional, day))
-        extras = {c: _distinct_counts(con, c, optional, recent_window) for c in order}
+        extras = {c: _distinct_counts(con, c, optional, recent_window, day) for c in order}
     finally:
         con.close()
     days = date_days(rows.column("day")) if rows.num_rows else np.empty(0, dtype=np.int32)

@@ -149,3 +149,20 @@ def test_nanoseconds_before_midnight_stay_on_their_day() -> None:
         got = counts(table, start, end).sort_values("customer_id", ignore_index=True)
         want = counts(by_day, start, end).sort_values("customer_id", ignore_index=True)
         pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_the_earliest_nanosecond_day_does_not_overflow() -> None:
+    """The floor arithmetic must hold at 1677-09-21, the first day a ns timestamp has."""
+    log = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "date": pd.to_datetime(
+                ["1677-09-21 12:00:00.000000001", "2024-01-01 00:00:00.000000000"]
+            ),
+            "amount": [1.0, 2.0],
+        }
+    )
+    got = engine.aggregate_customers(log, dt.date(2024, 1, 1))
+    days = np.array(["1677-09-21", "2024-01-01"], dtype="datetime64[us]")  # not ns-safe
+    want = engine.aggregate_customers(log.assign(date=days), dt.date(2024, 1, 1))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
