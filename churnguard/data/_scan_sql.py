@@ -58,6 +58,7 @@ __all__ = [
     "check_options",
     "fetch_arrow",
     "open_source",
+    "parquet_zones",
     "parsed_sql",
     "quote_name",
     "quote_text",
@@ -169,6 +170,21 @@ def _offset_zone(zone: str) -> str:
     return f"UTC{zone}" if re.fullmatch(r"[+-]\d{2}:?\d{2}", zone) else zone
 
 
+def parquet_zones(path: Path, resolved: dict[str, str]) -> dict[str, str]:
+    """The time zone of each zone-aware timestamp column of a Parquet file, by canonical name.
+
+    From the Arrow schema pandas and pyarrow write (ICU names, fixed offsets as
+    ``UTC-05:00``); a column without one (Spark's "adjusted to UTC") is not listed.
+    """
+    schema = pq.read_schema(path)
+    zones = {}
+    for canon, user in resolved.items():
+        typ = schema.field(user).type
+        if pa.types.is_timestamp(typ) and typ.tz is not None:
+            zones[canon] = _offset_zone(typ.tz)
+    return zones
+
+
 def _arrow_column(values: pd.Series, name: str) -> pa.ChunkedArray | pa.Array:
     """One column of a DataFrame as Arrow, typed so that DuckDB can read it.
 
@@ -222,12 +238,7 @@ def _frame_source(
 def _parquet_source(
     con: duckdb.DuckDBPyConnection, path: Path, resolved: dict[str, str], name: str
 ) -> SourceRelation:
-    schema = pq.read_schema(path)
-    zones = {}
-    for canon, user in resolved.items():
-        typ = schema.field(user).type
-        if pa.types.is_timestamp(typ) and typ.tz is not None:
-            zones[canon] = _offset_zone(typ.tz)
+    zones = parquet_zones(path, resolved)
     relation = f"read_parquet({quote_text(str(path))})"
     numbered = f"read_parquet({quote_text(str(path))}, file_row_number = true)"
     rows = f"(SELECT *, file_row_number AS _row FROM {numbered})"

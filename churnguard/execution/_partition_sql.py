@@ -24,6 +24,7 @@ from churnguard._duckdb import connect, fetch_frame, timestamp_sql
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
 from churnguard.data import DEFAULT_DATE_FLOOR, DEFAULT_MAX_AMOUNT, ColumnMap
+from churnguard.data._scan_sql import parquet_zones
 from churnguard.data.io import atomic_path, escape_formulas_sql, table_format
 from churnguard.decision.retention import (
     CONTRACT_COLUMNS,
@@ -85,9 +86,16 @@ def split_log(
     """Write the mapped columns to ``dest/part=<i>/`` by a stable hash of the stripped id."""
     cid = f"CAST({_q(resolved['customer_id'])} AS VARCHAR)"
     select = [f"{cid} AS customer_id"]
-    select += [
-        f"{_q(src)} AS {_q(canon)}" for canon, src in resolved.items() if canon != "customer_id"
-    ]
+    # A zone-aware date is written as the wall-clock time of its zone, as the scan of the
+    # whole file reads it: DuckDB would write the instant in UTC, and the partitions'
+    # days would then be UTC days.
+    zones = parquet_zones(path, resolved)
+    for canon, src in resolved.items():
+        if canon != "customer_id":
+            column = _q(src)
+            if canon in zones:
+                column = f"timezone({_s(zones[canon])}, {column})"
+            select.append(f"{column} AS {_q(canon)}")
     select.append("file_row_number AS source_row")
     # Trimming every id costs more than the rest of the split; only ids that start or
     # end with a control/space character (ord <= 32) need it.

@@ -551,3 +551,21 @@ def test_a_utc_end_of_day_stamp_keeps_the_as_of_date(
     memory = score_transactions(path, fitted, out=tmp_path / "memory.parquet")
     split = score_transactions(path, fitted, out=tmp_path / "split.parquet", partitions=2)
     assert str(memory.summary["as_of"]) == str(split.summary["as_of"]) == str(day.date())
+
+
+def test_a_zoned_log_gets_the_same_days_in_partitions(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    """Evening purchases in New York are the next day in UTC: the split keeps local days."""
+    log = log_frame.copy()
+    evening = np.arange(len(log)) % 2 == 0
+    hours = np.where(evening, 21, 10)
+    log["date"] = (log["date"] + pd.to_timedelta(hours, unit="h")).dt.tz_localize(
+        "America/New_York"
+    )
+    path = tmp_path / "log.parquet"
+    log.to_parquet(path, index=False)
+    memory = score_transactions(path, fitted, out=tmp_path / "memory.parquet")
+    split = score_transactions(path, fitted, out=tmp_path / "split.parquet", partitions=2)
+    assert str(split.summary["as_of"]) == str(memory.summary["as_of"])
+    assert_same_list(pd.read_parquet(tmp_path / "split.parquet"), memory.retention)
