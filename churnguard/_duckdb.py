@@ -81,7 +81,8 @@ def _column_type(con: duckdb.DuckDBPyConnection, column: str, relation: str) -> 
 
 
 def _finer_than_microseconds(con: duckdb.DuckDBPyConnection, column: str, relation: str) -> bool:
-    """Whether ``column`` is a ``TIMESTAMP_NS`` with a time that is not whole microseconds.
+    """Whether ``column`` is a nanosecond timestamp (with or without a zone) holding a time
+    that is not whole microseconds.
 
     Logs written by pandas are nanosecond timestamps, but almost always whole
     microseconds (or seconds): then DuckDB's cast rounds nothing and stays the fast path
