@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.utils.validation import check_is_fitted
 
-from churnguard._dates import to_date
+from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
+from churnguard.churn.classifier import logit
 from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
 from churnguard.features.engine import last_date
@@ -97,14 +99,29 @@ class ScoringMethods:
     ) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
 
+        With a drift correction (``hazard_shift_``, see :mod:`churnguard.churn.hazard_shift`)
+        the churn model's log-odds are moved by each customer's share of the hazard change,
+        as of the end of the training log.
+
         ``num_threads``: LightGBM threads (default all cores); the probabilities do not
         depend on it.
         """
         check_is_fitted(self, "churn_model_")
         names, churn = self.feature_names_, self.churn_model_
-        return in_blocks(
+        p = in_blocks(
             lambda rows: churn.churn_probability(rows[names], num_threads=num_threads), frame
         )
+        # models saved before the drift correction have no hazard_shift_
+        shift = getattr(self, "hazard_shift_", None)
+        if shift is None:
+            return p
+        unit = DAYS_PER_UNIT[shift.time_unit]
+        move = shift.log_odds_shift(
+            frame["frequency"].to_numpy(dtype=float),
+            frame["recency"].to_numpy(dtype=float) / unit,
+            frame["T"].to_numpy(dtype=float) / unit,
+        )
+        return np.asarray(expit(logit(p) + move), dtype=float)
 
     def window_value(
         self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None

@@ -131,6 +131,9 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "recent_drift": (
                 model.recent_drift_.to_dict() if hasattr(model, "recent_drift_") else None
             ),
+            "drift_correction": (
+                shift.to_dict() if (shift := getattr(model, "hazard_shift_", None)) else None
+            ),
         },
         "snapshots": {
             "validation": model.plan_.to_dict() if model.plan_ is not None else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from churnguard import __version__
 from churnguard._dates import to_date
 from churnguard._money import fit_kept_prior
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
+from churnguard.churn.hazard_shift import K_BOUNDS, HazardShift
 from churnguard.churn.level import LevelChoice
 from churnguard.churn.reasons import ReasonReference
 from churnguard.churn.training import (
@@ -42,6 +44,7 @@ from churnguard.churn.training import (
     plan_validation,
     split_by_plan,
 )
+from churnguard.clv import DegenerateFitWarning, ModelFitError, PurchaseModel
 from churnguard.data.transactions import duplicate_rows_note
 from churnguard.decision.reference import DecisionReference
 from churnguard.exceptions import InsufficientHistoryError
@@ -53,6 +56,8 @@ from churnguard.model.btyd import VALUE_COLUMNS, degenerate_note
 from churnguard.model.validation import (
     TrainingReport,
     check_recent_drift,
+    drift_windows,
+    fit_drift_shift,
     fit_level,
     validate_churn,
 )
@@ -115,6 +120,11 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
     level_correction : bool
         Correct the level of the BTYD prior, when it is the churn model, as validated out
         of time on recent snapshots (:mod:`churnguard.churn.level`).
+    drift_correction : bool
+        When the drift check flags that customers went silent faster (or slower) in the
+        last 28 days than the purchase model expects, move the churn probabilities by the
+        dropout-hazard change that explains it (:mod:`churnguard.churn.hazard_shift`).
+        Off, the drift is only reported.
     random_state : int
         Seed of the classifier.
     """
@@ -136,6 +146,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         classifier_params: dict[str, Any] | None = None,
         max_snapshot_rows: int = 1_000_000,
         level_correction: bool = True,
+        drift_correction: bool = True,
         random_state: int = 0,
     ) -> None:
         self.horizon_days = horizon_days
@@ -153,6 +164,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         self.classifier_params = classifier_params
         self.max_snapshot_rows = max_snapshot_rows
         self.level_correction = level_correction
+        self.drift_correction = drift_correction
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -221,13 +233,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         self.n_customers_ = len(feats_end)
 
         cutoffs = self._cutoffs()
-        self.recent_drift_ = check_recent_drift(
-            tx, self.builder_, stage, self.purchase_model_, self.training_end_,
-            labelled_until=max(cutoffs) if cutoffs else None,
-        )  # fmt: skip
-        if self.recent_drift_.flagged:
-            notes.append(self.recent_drift_.note)
-            log.warning("%s", self.recent_drift_.note)
+        notes.extend(self._check_drift(tx, feats_end, max(cutoffs) if cutoffs else None))
         self.snapshot_customers_ = 0
         snaps = self._snapshot_table(tx, cutoffs) if cutoffs else pd.DataFrame()
         if cutoffs and self.snapshot_customers_ < self.n_customers_:
@@ -311,6 +317,48 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         self.report_: TrainingReport | None = report
         self.metrics_ = report.metrics
         return self
+
+    def _check_drift(
+        self, tx: pd.DataFrame, feats_end: pd.DataFrame, labelled_until: dt.date | None
+    ) -> list[str]:
+        """Set ``recent_drift_`` and ``hazard_shift_``; the notes they call for.
+
+        The drift check (:mod:`churnguard.churn.drift`) warns when the latest weeks left the
+        purchase model's recent range; with ``drift_correction``, a flagged drift is turned
+        into a dropout-hazard factor that moves the churn probabilities at scoring
+        (:mod:`churnguard.churn.hazard_shift`).
+        """
+        stage = self.btyd_
+        windows = drift_windows(tx, self.builder_, stage, self.training_end_)
+        drift = self.recent_drift_ = check_recent_drift(
+            windows, self.purchase_model_, labelled_until=labelled_until
+        )
+        self.hazard_shift_: HazardShift | None = None
+        if not drift.flagged:
+            return []
+        log.warning("%s", drift.note)
+        notes = [drift.note]
+        if not self.drift_correction:
+            return notes
+        pareto, why = self.purchase_model_, ""
+        if pareto.model != "pareto":
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DegenerateFitWarning)
+                    pareto = PurchaseModel("pareto").fit(stage.rfm(feats_end))
+            except ModelFitError as exc:
+                why = f"Pareto/NBD could not be fitted ({exc})"
+        if not why and not pareto.dropout_identified:
+            why = "the Pareto/NBD fit has no dropout to scale"
+        if not why:
+            self.hazard_shift_ = fit_drift_shift(
+                windows, drift, pareto, horizon_days=int(self.horizon_days),
+                time_unit=str(self.time_unit),
+            )  # fmt: skip
+            why = "" if self.hazard_shift_ else f"no hazard factor in {K_BOUNDS} explains it"
+        note = self.hazard_shift_.note if self.hazard_shift_ else f"no drift correction: {why}"
+        log.warning("%s", note)
+        return [*notes, note]
 
     def _cutoffs(self) -> list[dt.date]:
         try:

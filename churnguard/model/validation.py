@@ -24,6 +24,7 @@ from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
 from churnguard.churn.classifier import logit
 from churnguard.churn.drift import RecentDrift, recent_drift, window_level
+from churnguard.churn.hazard_shift import HazardShift, fit_hazard_shift
 from churnguard.churn.level import LevelChoice, choose_level, level_cutoffs
 from churnguard.churn.metrics import compare_scores
 from churnguard.churn.training import SnapshotPlan, split_by_plan
@@ -32,8 +33,11 @@ from churnguard.model._snapshots import customer_sample
 
 __all__ = [
     "ChurnValidation",
+    "DriftWindows",
     "TrainingReport",
     "check_recent_drift",
+    "drift_windows",
+    "fit_drift_shift",
     "fit_level",
     "validate_churn",
 ]
@@ -81,28 +85,49 @@ def _first_day(transactions: Any) -> dt.date | None:
     return to_date(transactions["date"].min())
 
 
-def check_recent_drift(
+@dataclass
+class DriftWindows:
+    """The drift check's windows: each customer's history at a window's start, and silence.
+
+    ``current`` and ``year_ago`` map each window's end to ``(x, tx, T, silent)``: repeat
+    purchases, age at the last one and age at the window's start in the model's time unit,
+    and 1 for the customers who made no purchase in the window. ``units`` is the window's
+    length in that unit.
+    """
+
+    days: int
+    units: float
+    current: dict[pd.Timestamp, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    year_ago: dict[pd.Timestamp, tuple[np.ndarray, ...]] | None = None
+
+    def levels(self, purchase_model: Any, which: str = "current") -> pd.Series:
+        """:func:`~churnguard.churn.drift.window_level` of each window under a purchase model."""
+        windows = self.current if which == "current" else (self.year_ago or {})
+        levels = {
+            stop: window_level(purchase_model.p_no_purchase_arrays(self.units, x, tx, T), silent)
+            for stop, (x, tx, T, silent) in windows.items()
+        }
+        return pd.Series(levels, dtype=float).sort_index()
+
+
+def drift_windows(
     transactions: Any,
     builder: Any,
     stage: Any,
-    purchase_model: Any,
     end: dt.date,
     *,
-    labelled_until: dt.date | None,
     days: int = 28,
     windows: int = 7,
     max_customers: int = 200_000,
-) -> RecentDrift:
-    """:func:`churnguard.churn.drift.recent_drift` of the last ``windows`` windows to ``end``.
+) -> DriftWindows:
+    """The last ``windows`` windows of ``days`` days to ``end``, and a year earlier.
 
-    Each window ``(c, c + days]`` is scored with the purchase model fitted on all data
-    (``purchase_model``) at the features as of ``c``; the same parameters for every window,
-    so what differs between them is what the customers did. Customers first seen after
-    ``c`` are not in that window. When the log reaches back a year before the first
-    window, the same windows 52 weeks earlier are measured too, so that a move the
-    season makes every year is not taken for drift. A base of more than ``max_customers``
-    is measured on a fixed sample of them (a level is a population average: 200,000
-    customers pin it to about 0.005 log-odds, a tenth of the smallest move flagged).
+    Customers first seen after a window's start are not in that window. When the log
+    reaches back a year before the first window, the same windows 52 weeks earlier are
+    measured too, so that a move the season makes every year is not taken for drift. A
+    base of more than ``max_customers`` is measured on a fixed sample of them (a level is
+    a population average: 200,000 customers pin it to about 0.005 log-odds, a tenth of the
+    smallest move flagged).
     """
     if isinstance(transactions, pd.DataFrame):
         transactions, _ = customer_sample(transactions, int(max_customers))
@@ -112,27 +137,72 @@ def check_recent_drift(
     # A year back only when the year-ago windows end before the first current one.
     reaches = first is not None and starts[0] - year > first and days * windows <= YEAR_DAYS
     earlier = [s - year for s in starts] if reaches else []
-    units = int(days) / DAYS_PER_UNIT[stage.time_unit]
-    levels = {}
+    current: dict[pd.Timestamp, tuple[np.ndarray, ...]] = {}
+    year_ago: dict[pd.Timestamp, tuple[np.ndarray, ...]] = {}
     for start, feats in builder.transform_many(transactions, earlier + starts):
         if len(feats) < _MIN_DRIFT_CUSTOMERS:  # too few to measure a level on
             continue
         rfm = stage.rfm(feats)
-        p = purchase_model.p_no_purchase_arrays(
-            units, *(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-        )
         stop = start + dt.timedelta(days=days)
         act = window_activity(transactions, start, stop).set_index("customer_id")
         bought = act["purchases"].reindex(pd.Index(feats["customer_id"], dtype=object))
         silent = (bought.fillna(0).to_numpy() == 0).astype(float)
-        levels[pd.Timestamp(stop)] = window_level(p, silent)
-    measured = pd.Series(levels, dtype=float).sort_index()
-    cut = pd.Timestamp(starts[0])
+        arrays = (*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")), silent)
+        (year_ago if start < starts[0] else current)[pd.Timestamp(stop)] = arrays
+    units = int(days) / DAYS_PER_UNIT[stage.time_unit]
+    return DriftWindows(int(days), units, current, year_ago if earlier else None)
+
+
+def check_recent_drift(
+    windows: DriftWindows, purchase_model: Any, *, labelled_until: dt.date | None
+) -> RecentDrift:
+    """:func:`churnguard.churn.drift.recent_drift` of :func:`drift_windows`.
+
+    Every window is scored with the purchase model fitted on all data, at each customer's
+    history as of the window's start: the same parameters for every window, so what
+    differs between them is what the customers did.
+    """
+    year_ago = windows.levels(purchase_model, "year_ago") if windows.year_ago is not None else None
     return recent_drift(
-        measured[measured.index > cut],
-        days=days,
+        windows.levels(purchase_model),
+        days=windows.days,
         labelled_until=labelled_until,
-        year_ago=measured[measured.index <= cut] if earlier else None,
+        year_ago=year_ago,
+    )
+
+
+def fit_drift_shift(
+    windows: DriftWindows, drift: RecentDrift, pareto: Any, *, horizon_days: int, time_unit: str
+) -> HazardShift | None:
+    """The hazard shift (:mod:`churnguard.churn.hazard_shift`) behind a flagged drift.
+
+    The levels are measured again under ``pareto`` (a fitted Pareto/NBD
+    :class:`~churnguard.clv.PurchaseModel`), whose errors differ from the chosen purchase
+    model's; the target of the latest window is the median of the earlier ones, moved
+    towards the latest by what the same weeks moved a year earlier when the drift check
+    measured a move in the same direction (a season explains part of a move, never more).
+    """
+    if not drift.flagged or len(windows.current) < 2:
+        return None
+    levels = windows.levels(pareto)
+    target = float(np.median(levels.iloc[:-1].to_numpy()))
+    move, season = float(levels.iloc[-1]) - target, float(drift.year_ago_shift)
+    # The season may explain part of the move away, never add to it: a year-ago level is
+    # one noisy window, and a correction must not grow on noise.
+    if np.isfinite(season) and season * move > 0:
+        target += float(np.sign(move)) * min(abs(season), abs(move))
+    stop = levels.index[-1]
+    x, tx, T, silent = windows.current[stop]
+    start = (stop - pd.Timedelta(days=windows.days)).date()
+    return fit_hazard_shift(
+        pareto.params_,
+        (x, tx, T),
+        silent,
+        target,
+        window=windows.units,
+        horizon=int(horizon_days) / DAYS_PER_UNIT[time_unit],
+        time_unit=time_unit,
+        start=start.isoformat(),
     )
 
 

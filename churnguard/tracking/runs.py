@@ -68,6 +68,8 @@ def _flat_params(model: Any) -> dict[str, Any]:
     drift = getattr(model, "recent_drift_", None)
     if drift is not None:
         params["recent_drift_flagged"] = bool(drift.flagged)
+    shift = getattr(model, "hazard_shift_", None)
+    params["drift_hazard_factor"] = float(shift.k) if shift is not None else 1.0
     return params
 
 

@@ -1,0 +1,175 @@
+"""Churn after a change no labelled window has seen: a dropout hazard that moved recently.
+
+Every churn model churnguard trains learns the churn level of fully observed windows, the
+newest of which ends a horizon before the scoring date. The drift check
+(:mod:`churnguard.churn.drift`) flags when, in the latest partial window, more (or fewer)
+customers went without a purchase than the purchase model expects. This module turns that
+flag into a correction, in the one structure where "customers started leaving faster"
+has a precise meaning: Pareto/NBD, whose dropout is a hazard in calendar time.
+
+Suppose every customer's dropout hazard became ``k`` times what it was from the start of
+the latest window on. :func:`churnguard.clv.shifted_p_no_purchase` gives, under that
+change, each customer's probability of no purchase in the latest window (from their
+history before it) and in the scoring horizon (from their whole history, the latest
+window under the new hazard). ``k`` is the factor that brings the latest window's level
+(:func:`churnguard.churn.drift.window_level`) back to the level of the windows before it,
+i.e. that explains the latest window as well as the model explains its past; when the
+same weeks a year earlier moved the same way, that part of the move is put down to the
+season and not corrected (a move the other way a year earlier adds nothing). Each
+customer's churn log-odds are then moved by what the change does to Pareto/NBD's
+probability of no purchase in the horizon: a silent customer's chance of being alive falls
+more than a recent buyer's.
+
+Why only when the drift check flags: four weeks identify ``k`` poorly. On the
+shifted-churn world without a shift (true ``k = 1``) the estimate is 0.77, which would
+move calibration for nothing; with the dropout hazard tripled 28 days before the scoring
+date it is 3.5, and the prior's ECE falls from 0.061 to 0.010 (91 days) and from 0.078 to
+0.010 (182 days) (``benchmarks/README.md``). A fall in churn shows much less in four weeks
+(few of those who stay would have left in them) and is rarely flagged.
+
+Why Pareto/NBD even when another purchase model was chosen: in BG/NBD a customer can only
+leave right after a purchase, so a change of the dropout rate cannot show in a window of
+silence. A Pareto/NBD is then fitted to the same base for the correction alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+
+from churnguard.churn.classifier import logit
+from churnguard.churn.level import level_intercept
+from churnguard.clv import shifted_p_no_purchase
+
+__all__ = ["K_BOUNDS", "HazardShift", "fit_hazard_shift"]
+
+#: The factors searched. A change beyond them is not taken for a hazard shift (a broken
+#: feed, a closed store) and is left to the warning.
+K_BOUNDS = (0.05, 20.0)
+
+
+@dataclass
+class HazardShift:
+    """A dropout hazard ``k`` times the model's since ``since`` time units before training end.
+
+    Attributes
+    ----------
+    k : float
+        Factor on every customer's dropout hazard.
+    since : float
+        How long the change had lasted at the end of the training log (the latest window),
+        in ``time_unit``. Scoring assumes the scoring date is that end.
+    horizon : float
+        Churn horizon, in ``time_unit``.
+    params : dict
+        Pareto/NBD parameters (``r``, ``alpha``, ``s``, ``beta``) in ``time_unit``.
+    time_unit : str
+        ``"D"`` or ``"W"``, as the purchase model's.
+    start : str
+        First day of the change (ISO date), for the notes.
+    """
+
+    k: float
+    since: float
+    horizon: float
+    params: dict[str, float]
+    time_unit: str
+    start: str
+
+    def log_odds_shift(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """What the change adds to each customer's churn log-odds (``x, tx, T``: ``time_unit``)."""
+        before, after = (
+            shifted_p_no_purchase(self.params, x, tx, T, self.horizon, self.since, factor)
+            for factor in (1.0, self.k)
+        )
+        return logit(after) - logit(before)
+
+    @property
+    def note(self) -> str:
+        """One line for the train summary."""
+        direction = "higher" if self.k > 1 else "lower"
+        return (
+            f"drift correction: the churn probabilities assume that every customer's dropout "
+            f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
+            "churn): the factor that explains how many customers went silent since then "
+            "(Pareto/NBD). Pass drift_correction=False to score without it."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``metadata.json``."""
+        return {
+            "k": round(float(self.k), 4),
+            "since": float(self.since),
+            "horizon": float(self.horizon),
+            "time_unit": self.time_unit,
+            "start": self.start,
+            "params": {name: float(v) for name, v in self.params.items()},
+        }
+
+
+def fit_hazard_shift(
+    params: Mapping[str, float],
+    latest: tuple[np.ndarray, np.ndarray, np.ndarray],
+    silent: np.ndarray,
+    target: float,
+    *,
+    window: float,
+    horizon: float,
+    time_unit: str,
+    start: str,
+) -> HazardShift | None:
+    """The hazard factor that gives the latest window the level ``target``.
+
+    Parameters
+    ----------
+    params : mapping
+        Pareto/NBD parameters fitted on the whole training log (model time unit).
+    latest : tuple of ndarray
+        ``(x, tx, T)`` of each customer at the start of the latest window (model time unit).
+    silent : ndarray
+        1 for the customers of ``latest`` who made no purchase in the window, else 0.
+    target : float
+        The level (:func:`churnguard.churn.drift.window_level`) the window should have
+        without a change: the median of the earlier windows', or nearer the latest when
+        the season explains part of its move.
+    window : float
+        Length of the latest window (model time unit); the change is taken to start with it.
+    horizon : float
+        Churn horizon (model time unit).
+    time_unit, start : str
+        Recorded in the result.
+
+    Returns
+    -------
+    HazardShift or None
+        None when no factor within :data:`K_BOUNDS` reaches ``target`` (or every customer,
+        or none, was silent).
+    """
+    y = np.asarray(silent, dtype=float)
+    if len(y) == 0 or not 0.0 < float(y.mean()) < 1.0:
+        return None
+    x, tx, T = (np.asarray(a, dtype=float) for a in latest)
+
+    def gap(log_k: float) -> float:
+        p = shifted_p_no_purchase(params, x, tx, T, float(window), 0.0, math.exp(log_k))
+        return level_intercept(logit(p), y) - float(target)
+
+    lo, hi = (math.log(b) for b in K_BOUNDS)
+    g_lo, g_hi = gap(lo), gap(hi)
+    # The level falls as k rises (more predicted silence needs less intercept).
+    if not (g_lo > 0 > g_hi):
+        return None
+    log_k = brentq(gap, lo, hi, xtol=1e-4)
+    return HazardShift(
+        k=float(math.exp(log_k)),
+        since=float(window),
+        horizon=float(horizon),
+        params={name: float(params[name]) for name in ("r", "alpha", "s", "beta")},
+        time_unit=str(time_unit),
+        start=str(start),
+    )
