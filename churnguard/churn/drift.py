@@ -16,16 +16,18 @@ purchase model is never exact, so ``d`` is never zero; what signals a change is 
 
 A move that repeats every year is not drift: in a log with a December peak the last
 four weeks of December always look "too active". When the log reaches back a year, the
-same windows a year earlier are measured too (``year_ago``), and what is judged is the
-latest move *beyond* the one the same weeks made a year earlier: a move the season
-explains is not flagged (``seasonal`` is set instead), while drift on top of a season
-still is.
+same windows a year earlier are measured too (``year_ago``), and when the same weeks
+made a move then that would itself have been flagged, what is judged is the latest move
+*beyond* it: a move the season explains is not flagged (``seasonal`` is set instead),
+while drift on top of a season still is. A smaller year-ago move is within the noise of
+one window and explains nothing.
 
-This is a warning, not a correction: how a change seen over a few weeks carries over to a
-whole horizon depends on what changed, and no labelled window can validate it. On the
-shifted-churn world of :mod:`churnguard.data` (dropout hazard tripled 28 days before the
-scoring date) the latest ``d`` is +0.10 against -0.02..+0.02 before (z = 5.8); on the
-seasonal continuous-acquisition world the largest is z = 3.5, on CDNOW |z| <= 2.3.
+A flagged drift is reported, and :mod:`churnguard.churn.hazard_shift` turns it into a
+correction of the churn probabilities (a change of every customer's dropout hazard that
+explains the latest window). On the shifted-churn world of :mod:`churnguard.data`
+(dropout hazard tripled 28 days before the scoring date) the latest ``d`` is +0.10
+against -0.02..+0.02 before (z = 5.8); on the seasonal continuous-acquisition world the
+largest is z = 3.5, on CDNOW |z| <= 2.3.
 """
 
 from __future__ import annotations
@@ -144,8 +146,12 @@ def recent_drift(
     out.flagged = abs(latest - centre) > threshold
     shift = _year_ago_shift(year_ago, levels.index[-1], int(days), int(min_reference))
     out.year_ago_shift = shift
-    # What the same weeks did a year earlier explains the move: a season, not drift.
-    if out.flagged and np.isfinite(shift) and abs(latest - centre - shift) <= threshold:
+    # What the same weeks did a year earlier explains the move: a season, not drift. Only
+    # a year-ago move that would itself be flagged is a season; a smaller one is one noisy
+    # window, and explaining a real change away with it would silence the warning (and the
+    # drift correction) on noise.
+    season = np.isfinite(shift) and abs(shift) > threshold
+    if out.flagged and season and abs(latest - centre - shift) <= threshold:
         out.flagged, out.seasonal = False, True
     if out.flagged:
         direction = "more" if latest > centre else "fewer"
