@@ -63,6 +63,9 @@ class RecentDrift:
         Whether it is, but the same weeks a year earlier moved the same way (not flagged).
     year_ago_shift : float
         The year-ago latest window's distance from its own recent median (NaN: not measured).
+    season_shift : float
+        ``year_ago_shift`` when it is large enough to be a season (it would itself have
+        been flagged), else 0: the part of a move the season accounts for.
     note : str
         One line for the train summary ('' when nothing to say).
     """
@@ -73,6 +76,7 @@ class RecentDrift:
     flagged: bool = False
     seasonal: bool = False
     year_ago_shift: float = float("nan")
+    season_shift: float = 0.0
     note: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -85,6 +89,7 @@ class RecentDrift:
             "year_ago_shift": (
                 None if not np.isfinite(self.year_ago_shift) else round(self.year_ago_shift, 4)
             ),
+            "season_shift": round(float(self.season_shift), 4),
             "levels": {
                 str(pd.Timestamp(str(k)).date()): round(float(v), 4) for k, v in self.levels.items()
             },
@@ -150,8 +155,8 @@ def recent_drift(
     # a year-ago move that would itself be flagged is a season; a smaller one is one noisy
     # window, and explaining a real change away with it would silence the warning (and the
     # drift correction) on noise.
-    season = np.isfinite(shift) and abs(shift) > threshold
-    if out.flagged and season and abs(latest - centre - shift) <= threshold:
+    out.season_shift = shift if np.isfinite(shift) and abs(shift) > threshold else 0.0
+    if out.flagged and out.season_shift and abs(latest - centre - shift) <= threshold:
         out.flagged, out.seasonal = False, True
     if out.flagged:
         direction = "more" if latest > centre else "fewer"

@@ -179,17 +179,17 @@ def fit_drift_shift(
     The levels are measured again under ``pareto`` (a fitted Pareto/NBD
     :class:`~churnguard.clv.PurchaseModel`), whose errors differ from the chosen purchase
     model's; the target of the latest window is the median of the earlier ones, moved
-    towards the latest by what the same weeks moved a year earlier when the drift check
-    measured a move in the same direction (a season explains part of a move, never more).
+    towards the latest by the season the drift check counted (``season_shift``) when it
+    went the same way (a season explains part of a move, never more).
     """
     if not drift.flagged or len(windows.current) < 2:
         return None
     levels = windows.levels(pareto)
     target = float(np.median(levels.iloc[:-1].to_numpy()))
-    move, season = float(levels.iloc[-1]) - target, float(drift.year_ago_shift)
-    # The season may explain part of the move away, never add to it: a year-ago level is
-    # one noisy window, and a correction must not grow on noise.
-    if np.isfinite(season) and season * move > 0:
+    move, season = float(levels.iloc[-1]) - target, float(drift.season_shift)
+    # A season (a year-ago move the drift check counted) may explain part of the move
+    # away, never add to it: the correction must not grow on last year's weeks.
+    if season * move > 0:
         target += float(np.sign(move)) * min(abs(season), abs(move))
     stop = levels.index[-1]
     x, tx, T, silent = windows.current[stop]

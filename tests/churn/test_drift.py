@@ -107,7 +107,7 @@ def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
     same = year_ago([0.0, 0.01, -0.01, 0.02, -0.02, 0.0, -0.12])
     seasonal = recent_drift(latest, days=28, year_ago=same)
     assert not seasonal.flagged and seasonal.seasonal and seasonal.note == ""
-    assert seasonal.year_ago_shift == pytest.approx(-0.12)
+    assert seasonal.year_ago_shift == pytest.approx(-0.12) == seasonal.season_shift
     assert seasonal.to_dict()["seasonal"] is True
     # a missing year-ago level is skipped, not a reason to drop the comparison
     gappy = same.copy()
@@ -119,7 +119,7 @@ def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
         assert drift.flagged and not drift.seasonal and "likely too high" in drift.note
     # a year-ago move within the noise of one window is no season
     small = recent_drift(_levels([*steady, -0.12]), days=28, year_ago=year_ago([0.0] * 6 + [-0.05]))
-    assert small.flagged and not small.seasonal
+    assert small.flagged and not small.seasonal and small.season_shift == 0.0
     # drift on top of the season: judged on the move beyond last year's
     deeper = recent_drift(_levels([*steady, -0.35]), days=28, year_ago=same)
     assert deeper.flagged and not deeper.seasonal
