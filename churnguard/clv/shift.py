@@ -20,7 +20,7 @@ those parameters. With ``k = 1`` (or ``d = 0`` and only the future changed) ever
 reduces to the plain model's formulas.
 
 The post-change integrals run over at most the ``d`` or ``t`` time units since or after the
-change, and are computed in ``w = log(1 + (y - lo) / (α + lo))`` by 48-node Gauss-Legendre:
+change, and are computed in ``w = log(1 + (y - lo) / (α + lo))`` by 24-node Gauss-Legendre:
 the factor ``(α+y)^-(r+x)`` becomes ``exp(-(r+x-1) w)``, and the range is cut where it has
 fallen by e^-60, so heavy buyers (``r + x`` in the thousands) stay exact. The pre-change
 integral is the plain model's (`churnguard.clv._pareto_integral`).
@@ -34,7 +34,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.special import expit
 
-from churnguard.clv._likelihood_inputs import on_patterns
+from churnguard.clv import _likelihood
+from churnguard.clv._likelihood_inputs import on_patterns, unique_rows
 from churnguard.clv._pareto_integral import log_pareto_integral
 
 __all__ = ["shifted_p_no_purchase"]
@@ -42,7 +43,9 @@ __all__ = ["shifted_p_no_purchase"]
 # Rows evaluated at once: each integral holds a (rows, 48) array (~19 MB at 50,000).
 _CHUNK_ROWS = 50_000
 
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(48)
+# 24 nodes: on these smooth, range-cut integrands they agree with 48 to 1e-14 (relative)
+# at half the cost; the pre-change integral is the plain model's 48-node quadrature.
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
 # Where exp(-(r+x-1) w) has fallen by e^-60 the rest of the integral is below 1e-26 of it.
 _LOG_CUTOFF = 60.0
 
@@ -107,6 +110,8 @@ def shifted_p_no_purchase(
     if min(r, alpha, s, beta) <= 0:
         raise ValueError(f"Pareto/NBD parameters must be > 0, got {dict(params)}.")
     x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
+    if k == 1.0:  # no change: the plain model's closed form (what the general one reduces to)
+        return _likelihood.p_no_purchase("pareto", params, x, tx, T, float(t))
 
     def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
         out = np.empty(len(x1))
@@ -154,12 +159,13 @@ def _p_no_purchase(
     # quiet over (T, T+t] if alive: a new customer with λ ~ Γ(r+x, α+T), kμ ~ Γ(s, clock/k)
     big_a, big_b = alpha + T, clock / k
     log_stay = -rx * np.log1p(t / big_a) - s * np.log1p(t / big_b)
+    # dying quietly over the horizon depends on (x, T) only: once per pair
+    codes, (ux, uT) = unique_rows(x, T)
+    ua, ub = alpha + uT, (beta + np.maximum(uT - since, 0.0) + k * np.minimum(uT, since)) / k
     log_die = (
         math.log(s)
-        + np.log(big_a / big_b)
-        + _log_decay_integral(
-            np.log1p(t / big_a), rx - 1.0, np.ones_like(big_a), big_a / big_b, s + 1.0
-        )
-    )
+        + np.log(ua / ub)
+        + _log_decay_integral(np.log1p(t / ua), r + ux - 1.0, np.ones_like(ua), ua / ub, s + 1.0)
+    )[codes]
     log_quiet = np.minimum(np.logaddexp(log_stay, log_die), 0.0)
     return np.clip(1.0 - alive * -np.expm1(log_quiet), 0.0, 1.0)
