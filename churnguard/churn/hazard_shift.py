@@ -34,6 +34,7 @@ silence. A Pareto/NBD is then fitted to the same base for the correction alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.churn.classifier import logit
 from churnguard.churn.level import level_intercept
 from churnguard.clv import shifted_p_no_purchase
@@ -63,7 +65,7 @@ class HazardShift:
         Factor on every customer's dropout hazard.
     since : float
         How long the change had lasted at the end of the training log (the latest window),
-        in ``time_unit``. Scoring assumes the scoring date is that end.
+        in ``time_unit``; scoring at another date counts from ``start`` (:meth:`since_at`).
     horizon : float
         Churn horizon, in ``time_unit``.
     params : dict
@@ -81,10 +83,28 @@ class HazardShift:
     time_unit: str
     start: str
 
-    def log_odds_shift(self, x: np.ndarray, tx: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """What the change adds to each customer's churn log-odds (``x, tx, T``: ``time_unit``)."""
+    def since_at(self, as_of: Any = None) -> float | None:
+        """Time units the change has lasted at ``as_of`` (default: the training end).
+
+        None when ``as_of`` is before the change: a date the change had not reached is
+        scored without it.
+        """
+        if as_of is None:
+            return self.since
+        days = (to_date(as_of) - dt.date.fromisoformat(self.start)).days
+        return None if days < 0 else days / DAYS_PER_UNIT[self.time_unit]
+
+    def log_odds_shift(
+        self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, since: float | None = None
+    ) -> np.ndarray:
+        """What the change adds to each customer's churn log-odds (``x, tx, T``: ``time_unit``).
+
+        ``since``: time units the change has lasted at the scoring date (default: the
+        latest window's length, i.e. scoring as of the training end).
+        """
+        lasted = self.since if since is None else float(since)
         before, after = (
-            shifted_p_no_purchase(self.params, x, tx, T, self.horizon, self.since, factor)
+            shifted_p_no_purchase(self.params, x, tx, T, self.horizon, lasted, factor)
             for factor in (1.0, self.k)
         )
         return logit(after) - logit(before)
@@ -97,7 +117,7 @@ class HazardShift:
             f"drift correction: the churn probabilities assume that every customer's dropout "
             f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
             "churn): the factor that explains how many customers went silent since then "
-            "(Pareto/NBD). Pass drift_correction=False to score without it."
+            "(Pareto/NBD). Train with --no-drift-correction (drift_correction=False) to only warn."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -44,6 +44,13 @@ app = typer.Typer(
 )
 
 MlflowOpt = Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the run to MLflow.")]
+DriftOpt = Annotated[
+    bool,
+    typer.Option(
+        "--drift-correction/--no-drift-correction",
+        help="Correct churn for a dropout change seen in the last 28 days (else only warn).",
+    ),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -90,6 +97,7 @@ def train(
     value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
     max_snapshots: Annotated[int, typer.Option(help="Most recent training snapshots used.")] = 24,
     snapshot_step_days: Annotated[int, typer.Option(help="Days between training snapshots.")] = 14,
+    drift_correction: DriftOpt = True,
     mlflow: MlflowOpt = True,
     register: Annotated[
         str | None,
@@ -118,6 +126,7 @@ def train(
         value_model=value_model,
         max_snapshots=max_snapshots,
         snapshot_step_days=snapshot_step_days,
+        drift_correction=drift_correction,
     )
     m = result.metrics
     line = f"model saved to {result.model_dir} ({result.seconds:.0f} s)"
@@ -312,6 +321,7 @@ def backtest(
         Path, typer.Option(help="Folder for the per-run table, the aggregate and the plots.")
     ] = Path("backtest"),
     value_model: Annotated[str, typer.Option(help="auto, bgnbd, pareto or mbgnbd.")] = "auto",
+    drift_correction: DriftOpt = True,
     mlflow: MlflowOpt = True,
 ) -> None:
     """Train as of each date on the history before it, score, and compare with what followed."""
@@ -338,6 +348,7 @@ def backtest(
         track=mlflow,
         progress=progress,
         value_model=value_model,
+        drift_correction=drift_correction,
     )
     shown = ["roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift"]
     churn = result.table[result.table["kind"] == "churn"]

@@ -72,7 +72,7 @@ def evaluate_as_of(model: Any, transactions: pd.DataFrame, as_of: Any) -> Evalua
     frame = model.features(history, day)
     outcomes = observe_outcomes(transactions, frame["customer_id"], day, int(model.horizon_days))
     y = outcomes["churned"].to_numpy()
-    prob = model.churn_probability(frame)
+    prob = model.churn_probability(frame, as_of=day)
     baselines = baseline_scores(frame)
     comparison = compare_scores(
         y, {"churnguard": prob, **baselines}, probabilities=("churnguard", *BASELINE_PROBABILITIES)

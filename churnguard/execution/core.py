@@ -110,6 +110,7 @@ def score_part(
             currency=currency,
             copy=False,
             num_threads=num_threads,
+            as_of=day,
         )
     elif require_customers:
         raise InputDataError(

@@ -95,13 +95,14 @@ class ScoringMethods:
         return self.features_frame(feats, copy=False)
 
     def churn_probability(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None
+        self, frame: pd.DataFrame, *, num_threads: int | None = None, as_of: Any = None
     ) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
 
         With a drift correction (``hazard_shift_``, see :mod:`churnguard.churn.hazard_shift`)
-        the churn model's log-odds are moved by each customer's share of the hazard change,
-        as of the end of the training log.
+        the churn model's log-odds are moved by each customer's share of the hazard change
+        as it stands at ``as_of``, the frame's date (default: the end of the training log;
+        a date before the change gets no correction).
 
         ``num_threads``: LightGBM threads (default all cores); the probabilities do not
         depend on it.
@@ -113,27 +114,33 @@ class ScoringMethods:
         )
         # models saved before the drift correction have no hazard_shift_
         shift = getattr(self, "hazard_shift_", None)
-        if shift is None:
+        since = None if shift is None else shift.since_at(as_of)
+        if shift is None or since is None:
             return p
         unit = DAYS_PER_UNIT[shift.time_unit]
         move = shift.log_odds_shift(
             frame["frequency"].to_numpy(dtype=float),
             frame["recency"].to_numpy(dtype=float) / unit,
             frame["T"].to_numpy(dtype=float) / unit,
+            since,
         )
         return np.asarray(expit(logit(p) + move), dtype=float)
 
     def window_value(
-        self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None
+        self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None, as_of: Any = None
     ) -> np.ndarray:
         """Expected spend over the churn horizon of each row of a :meth:`features` frame.
 
         With the ``hurdle`` value model it is ``(1 - churn_probability)`` times the
         learned spend of an active window; ``churn_probability`` defaults to the
-        model's own.
+        model's own as of ``as_of`` (see :meth:`churn_probability`).
         """
         check_is_fitted(self, "churn_model_")
-        p = self.churn_probability(frame) if churn_probability is None else churn_probability
+        p = (
+            self.churn_probability(frame, as_of=as_of)
+            if churn_probability is None
+            else churn_probability
+        )
         return window_value(self.value_model_choice_, frame, p, self.window_spend_model_)
 
     def value_columns(
@@ -191,11 +198,14 @@ class ScoringMethods:
             (:func:`churnguard.model.btyd.reported_p_alive`); the churn model has used
             the purchase model's value.
         """
+        check_is_fitted(self, "churn_model_")
+        day = to_date(as_of) if as_of is not None else last_date(transactions)
         return self.predict_features(
-            self.features(transactions, as_of),
+            self.features(transactions, day),
             reasons_limit=reasons_limit,
             currency=currency,
             copy=False,
+            as_of=day,
         )
 
     def predict_features(
@@ -206,6 +216,7 @@ class ScoringMethods:
         currency: str = "",
         copy: bool = True,
         num_threads: int | None = None,
+        as_of: Any = None,
     ) -> pd.DataFrame:
         """:meth:`predict` of a :meth:`features` frame.
 
@@ -227,11 +238,15 @@ class ScoringMethods:
             work runs alongside, e.g. partitions scored on several threads: OpenMP
             threads spin while they wait, so oversubscribed cores slow everything down.
             The scores and reasons do not depend on it.
+        as_of : date-like, optional
+            The frame's date, for the drift correction (see :meth:`churn_probability`).
         """
         check_is_fitted(self, "churn_model_")
         if copy:
             frame = frame.copy()
-        frame["churn_probability"] = self.churn_probability(frame, num_threads=num_threads)
+        frame["churn_probability"] = self.churn_probability(
+            frame, num_threads=num_threads, as_of=as_of
+        )
         for col, values in self.value_columns(frame, num_threads=num_threads).items():
             frame[col] = values
         frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]

@@ -35,7 +35,7 @@ from churnguard import __version__
 from churnguard._dates import to_date
 from churnguard._money import fit_kept_prior
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
-from churnguard.churn.hazard_shift import K_BOUNDS, HazardShift
+from churnguard.churn.hazard_shift import HazardShift
 from churnguard.churn.level import LevelChoice
 from churnguard.churn.reasons import ReasonReference
 from churnguard.churn.training import (
@@ -59,6 +59,7 @@ from churnguard.model.validation import (
     drift_windows,
     fit_drift_shift,
     fit_level,
+    tail_volume_ratio,
     validate_churn,
 )
 from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
@@ -66,6 +67,10 @@ from churnguard.model.value_choice import compare_value_candidates, fit_spend_mo
 __all__ = ["DEFAULT_REASONS_LIMIT", "VALUE_COLUMNS", "ChurnGuardModel", "TrainingReport"]
 
 log = logging.getLogger(__name__)
+
+# Below this share of the usual volume, the log's last days look incompletely loaded and
+# a drift is not corrected (see churnguard.model.validation.tail_volume_ratio).
+TAIL_FLOOR = 0.8
 
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
@@ -341,7 +346,14 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         if not self.drift_correction:
             return notes
         pareto, why = self.purchase_model_, ""
-        if pareto.model != "pareto":
+        tail = tail_volume_ratio(tx, self.training_end_)
+        if tail < TAIL_FLOOR:
+            why = (
+                f"the last 3 days hold {tail:.0%} of the transactions of the same weekdays in "
+                "the weeks before: the log's end looks incompletely loaded, which looks like "
+                "churn. Train on a log whose last days are complete"
+            )
+        elif pareto.model != "pareto":
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DegenerateFitWarning)
@@ -351,11 +363,10 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         if not why and not pareto.dropout_identified:
             why = "the Pareto/NBD fit has no dropout to scale"
         if not why:
-            self.hazard_shift_ = fit_drift_shift(
+            self.hazard_shift_, why = fit_drift_shift(
                 windows, drift, pareto, horizon_days=int(self.horizon_days),
                 time_unit=str(self.time_unit),
             )  # fmt: skip
-            why = "" if self.hazard_shift_ else f"no hazard factor in {K_BOUNDS} explains it"
         note = self.hazard_shift_.note if self.hazard_shift_ else f"no drift correction: {why}"
         log.warning("%s", note)
         return [*notes, note]
@@ -445,3 +456,10 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         state = self.__dict__.copy()
         state["report_"] = None  # evaluation tables live next to the model, not inside it
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Settings added after a model was saved take their defaults, so that get_params,
+        # clone and repr work on it (what it learned is unchanged).
+        for name, default in (("level_correction", True), ("drift_correction", True)):
+            state.setdefault(name, default)
+        super().__setstate__(state)

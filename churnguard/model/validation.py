@@ -24,7 +24,7 @@ from churnguard.churn.baselines import BASELINE_PROBABILITIES, baseline_scores
 from churnguard.churn.candidates import CANDIDATES, PRIOR_COLUMN, compare_candidates
 from churnguard.churn.classifier import logit
 from churnguard.churn.drift import RecentDrift, recent_drift, window_level
-from churnguard.churn.hazard_shift import HazardShift, fit_hazard_shift
+from churnguard.churn.hazard_shift import K_BOUNDS, HazardShift, fit_hazard_shift
 from churnguard.churn.level import LevelChoice, choose_level, level_cutoffs
 from churnguard.churn.metrics import compare_scores
 from churnguard.churn.training import SnapshotPlan, split_by_plan
@@ -39,6 +39,7 @@ __all__ = [
     "drift_windows",
     "fit_drift_shift",
     "fit_level",
+    "tail_volume_ratio",
     "validate_churn",
 ]
 
@@ -173,28 +174,38 @@ def check_recent_drift(
 
 def fit_drift_shift(
     windows: DriftWindows, drift: RecentDrift, pareto: Any, *, horizon_days: int, time_unit: str
-) -> HazardShift | None:
+) -> tuple[HazardShift | None, str]:
     """The hazard shift (:mod:`churnguard.churn.hazard_shift`) behind a flagged drift.
 
-    The levels are measured again under ``pareto`` (a fitted Pareto/NBD
+    The drift check is run again on the levels under ``pareto`` (a fitted Pareto/NBD
     :class:`~churnguard.clv.PurchaseModel`), whose errors differ from the chosen purchase
-    model's; the target of the latest window is the median of the earlier ones, moved
-    towards the latest by the season the drift check counted (``season_shift``) when it
-    went the same way (a season explains part of a move, never more).
+    model's: the correction is fitted only when it too flags a move the same way. The
+    target of the latest window is the median of the earlier ones, moved towards the
+    latest by the season that check counted (``season_shift``) when it went the same way
+    (a season explains part of a move, never more).
+
+    Returns
+    -------
+    (HazardShift or None, str)
+        The shift, and why there is none ('' when there is).
     """
     if not drift.flagged or len(windows.current) < 2:
-        return None
+        return None, "no drift flagged"
     levels = windows.levels(pareto)
+    year_ago = windows.levels(pareto, "year_ago") if windows.year_ago is not None else None
+    seen = recent_drift(levels, days=windows.days, year_ago=year_ago)
+    if not seen.flagged or np.sign(seen.z) != np.sign(drift.z):
+        return None, f"Pareto/NBD does not see the same move (z = {seen.z:+.1f})"
     target = float(np.median(levels.iloc[:-1].to_numpy()))
-    move, season = float(levels.iloc[-1]) - target, float(drift.season_shift)
-    # A season (a year-ago move the drift check counted) may explain part of the move
-    # away, never add to it: the correction must not grow on last year's weeks.
+    move, season = float(levels.iloc[-1]) - target, float(seen.season_shift)
+    # A season may explain part of the move away, never add to it: the correction must
+    # not grow on last year's weeks.
     if season * move > 0:
         target += float(np.sign(move)) * min(abs(season), abs(move))
     stop = levels.index[-1]
     x, tx, T, silent = windows.current[stop]
     start = (stop - pd.Timedelta(days=windows.days)).date()
-    return fit_hazard_shift(
+    shift = fit_hazard_shift(
         pareto.params_,
         (x, tx, T),
         silent,
@@ -204,6 +215,28 @@ def fit_drift_shift(
         time_unit=time_unit,
         start=start.isoformat(),
     )
+    return shift, "" if shift else f"no hazard factor in {K_BOUNDS} explains it"
+
+
+def tail_volume_ratio(transactions: pd.DataFrame, end: dt.date, days: int = 3) -> float:
+    """Transactions of the last ``days`` days over those of the same weekdays earlier.
+
+    The median over the four weeks before (same weekdays, so a weekly rhythm cancels). A
+    log extracted before its last days were fully loaded shows a sharp fall here, and its
+    latest window looks like churn; a change of churn thins the purchases out gradually
+    (the shifted-churn world at five times the hazard: 0.87; the seasonal worlds:
+    0.84-1.13). NaN when the weeks before hold no transaction.
+    """
+    day = pd.Timestamp(end)
+    dates = transactions["date"]
+    recent = dates[dates > day - pd.Timedelta(days=days + 28)].dt.normalize().value_counts()
+
+    def total(stop: pd.Timestamp) -> float:
+        inside = (recent.index > stop - pd.Timedelta(days=days)) & (recent.index <= stop)
+        return float(recent[inside].sum())
+
+    before = float(np.median([total(day - pd.Timedelta(weeks=w)) for w in range(1, 5)]))
+    return total(day) / before if before > 0 else float("nan")
 
 
 def fit_level(

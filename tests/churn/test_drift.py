@@ -67,9 +67,10 @@ def test_a_shifted_dropout_rate_is_seen_in_the_last_weeks(multiplier: float, fla
     assert len(drift.levels) == 7
     assert drift.flagged is flagged
     assert np.isfinite(drift.year_ago_shift)  # two years of history: last year measured too
-    shift = fit_drift_shift(windows, drift, pm, horizon_days=91, time_unit="W")
+    shift, why = fit_drift_shift(windows, drift, pm, horizon_days=91, time_unit="W")
     if not flagged:
-        assert shift is None  # four weeks identify a factor too loosely to act unflagged
+        # four weeks identify a factor too loosely to act unflagged
+        assert shift is None and why == "no drift flagged"
         return
     assert drift.levels.iloc[-1] > drift.levels.iloc[:-1].max()
     # Half the customers measure the same levels, within sampling noise (SE ~0.03).

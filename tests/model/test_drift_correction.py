@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from churnguard.churn.hazard_shift import HazardShift
 from churnguard.churn.metrics import expected_calibration_error
 from churnguard.data import shifting_churn
 from churnguard.model import ChurnGuardModel
 from churnguard.model.bundle import model_metadata
+from churnguard.model.estimator import TAIL_FLOOR
+from churnguard.model.validation import tail_volume_ratio
 
 COMMON = {
     "horizon_days": 91,
@@ -49,6 +52,40 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     del model.hazard_shift_
     np.testing.assert_array_equal(model.churn_probability(frame), plain)
 
-    off = ChurnGuardModel(**COMMON, drift_correction=False).fit(history)
-    assert off.recent_drift_.flagged and off.hazard_shift_ is None
-    np.testing.assert_allclose(off.churn_probability(frame), plain)
+    # scored at another date, the change has lasted as long as it has by then
+    model.hazard_shift_ = shift
+    np.testing.assert_array_equal(model.churn_probability(frame, as_of=as_of), corrected)
+    before = model.churn_probability(frame, as_of=as_of - pd.Timedelta(days=29))
+    np.testing.assert_array_equal(before, plain)  # the change had not begun
+    later = model.churn_probability(frame, as_of=as_of + pd.Timedelta(days=60))
+    assert later.mean() > corrected.mean()
+
+    # Turned off, or on a log whose last days are half loaded: a warning, no correction.
+    feats = model.builder_.transform(history, as_of.date())
+    model.set_params(drift_correction=False)
+    notes = model._check_drift(history, feats, None)
+    assert model.recent_drift_.flagged and model.hazard_shift_ is None and len(notes) == 1
+    model.set_params(drift_correction=True)
+    rng = np.random.default_rng(0)
+    tail = (history["date"] > as_of - pd.Timedelta(days=2)) & (rng.random(len(history)) < 0.5)
+    notes = model._check_drift(history[~tail], feats, None)
+    assert model.hazard_shift_ is None and "incompletely loaded" in notes[-1]
+
+    # a model saved before the setting existed: get_params and clone work
+    state = model.__getstate__()
+    del state["drift_correction"], state["level_correction"]
+    old = ChurnGuardModel.__new__(ChurnGuardModel)
+    old.__setstate__(state)
+    assert old.get_params()["drift_correction"] is True and clone(old).level_correction
+
+
+def test_the_tail_volume_sees_late_loading_but_not_a_weekly_rhythm() -> None:
+    days = pd.date_range("2024-01-01", "2024-03-31", freq="D")
+    per_day = np.where(days.dayofweek >= 5, 30, 100)  # quiet weekends
+    tx = pd.DataFrame({"date": np.repeat(days, per_day)})
+    end = days[-1].date()
+    assert tail_volume_ratio(tx, end) == pytest.approx(1.0)
+    last_two = tx["date"] > pd.Timestamp(end) - pd.Timedelta(days=2)
+    late = tx[~(last_two & (np.arange(len(tx)) % 10 < 7))]  # 70% of the weekend not loaded
+    assert tail_volume_ratio(late, end) < TAIL_FLOOR
+    assert np.isnan(tail_volume_ratio(tx[tx["date"] > "2024-03-20"], end))
