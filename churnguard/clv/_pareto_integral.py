@@ -40,12 +40,13 @@ def log_pareto_integral(
     hi: np.ndarray,
     c1: np.ndarray,
     c2: float,
-    alpha: float,
-    beta: float,
+    alpha: float | np.ndarray,
+    beta: float | np.ndarray,
 ) -> np.ndarray:
     """``log ∫_lo^hi (α+y)^-c1 (β+y)^-c2 dy`` for ``0 <= lo <= hi``, elementwise, in log space.
 
-    See `pareto_integral_nodes`, which this returns the first output of.
+    See `pareto_integral_nodes`, which this returns the first output of. ``α`` and ``β``
+    may be one per row (the model with a changed hazard, `churnguard.clv.shift`).
     """
     return pareto_integral_nodes(lo, hi, c1, c2, alpha, beta, with_nodes=False)[0]
 
@@ -55,8 +56,8 @@ def pareto_integral_nodes(
     hi: np.ndarray,
     c1: np.ndarray,
     c2: float,
-    alpha: float,
-    beta: float,
+    alpha: float | np.ndarray,
+    beta: float | np.ndarray,
     *,
     with_nodes: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -81,11 +82,22 @@ def pareto_integral_nodes(
     ``h(v_peak) + H(d)`` with ``d = v - v_peak`` and ``H`` written with ``log1p``/``expm1``,
     so nothing cancels: the result is accurate to rounding in ``h(v_peak)``.
     """
-    if alpha <= beta:
-        m, k_gap, p, q = alpha, beta - alpha, c1, np.full_like(c1, c2)
+    m: float | np.ndarray
+    k_gap: float | np.ndarray
+    log_k: float | np.ndarray
+    if np.ndim(alpha) or np.ndim(beta):  # per-row α and β (the shifted-hazard model)
+        a, b = (np.broadcast_to(np.asarray(v, dtype=float), c1.shape) for v in (alpha, beta))
+        swap = a > b
+        m, k_gap = np.where(swap, b, a), np.abs(a - b)
+        p, q = np.where(swap, c2, c1), np.where(swap, c1, c2)
+        with np.errstate(divide="ignore"):
+            log_k = np.log(k_gap)
+    elif float(alpha) <= float(beta):
+        m, k_gap, p, q = float(alpha), float(beta) - float(alpha), c1, np.full_like(c1, c2)
+        log_k = math.log(k_gap) if k_gap > 0 else -math.inf
     else:
-        m, k_gap, p, q = beta, alpha - beta, np.full_like(c1, c2), c1
-    log_k = math.log(k_gap) if k_gap > 0 else -math.inf
+        m, k_gap, p, q = float(beta), float(alpha) - float(beta), np.full_like(c1, c2), c1
+        log_k = math.log(k_gap) if k_gap > 0 else -math.inf
     v_lo = np.log(m + lo)
     width = np.log1p((hi - lo) / (m + lo))  # v_hi - v_lo without cancellation
     interior = (p < 1) & (k_gap > 0)

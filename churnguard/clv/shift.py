@@ -19,11 +19,11 @@ and staying quiet over ``(T, T+t]`` is a new Pareto/NBD customer's ``P(X(t) = 0)
 those parameters. With ``k = 1`` (or ``d = 0`` and only the future changed) everything
 reduces to the plain model's formulas.
 
-The post-change integrals run over at most the ``d`` or ``t`` time units since or after the
-change, and are computed in ``w = log(1 + (y - lo) / (α + lo))`` by 24-node Gauss-Legendre:
-the factor ``(α+y)^-(r+x)`` becomes ``exp(-(r+x-1) w)``, and the range is cut where it has
-fallen by e^-60, so heavy buyers (``r + x`` in the thousands) stay exact. The pre-change
-integral is the plain model's (`churnguard.clv._pareto_integral`).
+Both integrals after the change are Pareto/NBD integrals with constants of their own per
+customer: ``(α+y)(β+c+k(y-c)) = (a0+u) k (b0/k+u)`` with ``u = y - max(c, tx)``, and
+dying quietly over the horizon is ``∫_0^t (A+u)^-(r+x) (B+u)^-(s+1) du``. They are
+computed by the plain model's quadrature (`churnguard.clv._pareto_integral`, per-row ``α``
+and ``β``), so heavy buyers and very different ``α`` and ``β`` stay exact.
 """
 
 from __future__ import annotations
@@ -42,32 +42,6 @@ __all__ = ["shifted_p_no_purchase"]
 
 # Rows evaluated at once: each integral holds a (rows, 48) array (~19 MB at 50,000).
 _CHUNK_ROWS = 50_000
-
-# 24 nodes: on these smooth, range-cut integrands they agree with 48 to 1e-14 (relative)
-# at half the cost; the pre-change integral is the plain model's 48-node quadrature.
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
-# Where exp(-(r+x-1) w) has fallen by e^-60 the rest of the integral is below 1e-26 of it.
-_LOG_CUTOFF = 60.0
-
-
-def _log_decay_integral(
-    width: np.ndarray, rate: np.ndarray, b0: np.ndarray, slope: np.ndarray, power: float
-) -> np.ndarray:
-    """``log ∫_0^width exp(-rate w) (b0 + slope expm1(w))^-power dw``, elementwise (>= 0 args).
-
-    ``-inf`` where ``width`` is 0. The range is cut where ``exp(-rate w)`` is e^-60 below its
-    start (the other factor only falls), so a steep integrand still gets all 48 nodes.
-    """
-    with np.errstate(divide="ignore"):
-        cut = np.where(rate > 0, _LOG_CUTOFF / np.maximum(rate, 1e-300), np.inf)
-    top = np.minimum(width, cut)
-    half = 0.5 * top
-    w = half[:, None] * (_GL_NODES + 1.0)
-    f = -rate[:, None] * w - power * np.log(b0[:, None] + slope[:, None] * np.expm1(w))
-    shift = f.max(axis=1)
-    total = np.exp(f - shift[:, None]) @ _GL_WEIGHTS
-    with np.errstate(divide="ignore"):
-        return np.where(width > 0, shift + np.log(half) + np.log(total), -np.inf)
 
 
 def shifted_p_no_purchase(
@@ -147,13 +121,12 @@ def _p_no_purchase(
             tx[before], c[before], rx[before], s + 1.0, alpha, beta
         )
     lo = np.maximum(c, tx)
-    a0 = alpha + lo
+    a0, b0 = alpha + lo, beta + c + k * (lo - c)
+    # (α+y) (β+c+k(y-c)) = (a0+u) k (b0/k+u) with u = y - lo: a Pareto integral per row
     log_post = (
         math.log(s * k)
-        + (1.0 - rx) * np.log(a0)
-        + _log_decay_integral(
-            np.log1p((T - lo) / a0), rx - 1.0, beta + c + k * (lo - c), k * a0, s + 1.0
-        )
+        - (s + 1.0) * math.log(k)
+        + log_pareto_integral(np.zeros_like(lo), T - lo, rx, s + 1.0, a0, b0 / k)
     )
     alive = expit(log_e - np.logaddexp(log_pre, log_post))
     # quiet over (T, T+t] if alive: a new customer with λ ~ Γ(r+x, α+T), kμ ~ Γ(s, clock/k)
@@ -162,10 +135,12 @@ def _p_no_purchase(
     # dying quietly over the horizon depends on (x, T) only: once per pair
     codes, (ux, uT) = unique_rows(x, T)
     ua, ub = alpha + uT, (beta + np.maximum(uT - since, 0.0) + k * np.minimum(uT, since)) / k
+    urx = r + ux
     log_die = (
         math.log(s)
-        + np.log(ua / ub)
-        + _log_decay_integral(np.log1p(t / ua), r + ux - 1.0, np.ones_like(ua), ua / ub, s + 1.0)
+        + urx * np.log(ua)
+        + s * np.log(ub)
+        + log_pareto_integral(np.zeros_like(ua), np.full_like(ua, t), urx, s + 1.0, ua, ub)
     )[codes]
     log_quiet = np.minimum(np.logaddexp(log_stay, log_die), 0.0)
     return np.clip(1.0 - alive * -np.expm1(log_quiet), 0.0, 1.0)
