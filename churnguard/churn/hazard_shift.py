@@ -117,7 +117,9 @@ class HazardShift:
             f"drift correction: the churn probabilities assume that every customer's dropout "
             f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
             "churn): the factor that explains how many customers went silent since then "
-            "(Pareto/NBD). Train with --no-drift-correction (drift_correction=False) to only warn."
+            "(Pareto/NBD). Value at risk follows; predicted_clv and p_alive keep the purchase "
+            "model's hazard. Train with --no-drift-correction (drift_correction=False) to only "
+            "warn."
         )
 
     def to_dict(self) -> dict[str, Any]:
