@@ -553,3 +553,28 @@ def test_mlflow_stays_quiet_unless_asked(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "INFO")
     setup_logging(False)
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "INFO"  # the user's choice wins
+
+
+def test_drift_correction_option_reaches_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import churnguard.pipeline as pipeline
+
+    seen: dict[str, object] = {}
+
+    def stop(*args: object, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "train_model", stop)
+    monkeypatch.setattr(pipeline, "run_backtest", stop)
+    log = tmp_path / "tx.csv"
+    log.write_text("customer_id,date,amount\na,2024-01-01,1\n")
+    for extra, expected in (([], True), (["--no-drift-correction"], False)):
+        seen.clear()
+        runner.invoke(app, ["train", "-t", str(log), "--no-mlflow", *extra])
+        assert seen["drift_correction"] is expected
+        seen.clear()
+        args = ["backtest", "-t", str(log), "--as-of", "2024-01-01", "--no-mlflow", *extra]
+        runner.invoke(app, args)
+        assert seen["drift_correction"] is expected
