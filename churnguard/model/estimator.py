@@ -59,7 +59,7 @@ from churnguard.model.validation import (
     drift_windows,
     fit_drift_shift,
     fit_level,
-    tail_volume_ratio,
+    incomplete_end,
     validate_churn,
 )
 from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
@@ -67,10 +67,6 @@ from churnguard.model.value_choice import compare_value_candidates, fit_spend_mo
 __all__ = ["DEFAULT_REASONS_LIMIT", "VALUE_COLUMNS", "ChurnGuardModel", "TrainingReport"]
 
 log = logging.getLogger(__name__)
-
-# Below this share of the usual volume, the log's last days look incompletely loaded and
-# a drift is not corrected (see churnguard.model.validation.tail_volume_ratio).
-TAIL_FLOOR = 0.8
 
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
@@ -346,14 +342,8 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         if not self.drift_correction:
             return notes
         pareto, why = self.purchase_model_, ""
-        tail = tail_volume_ratio(tx, self.training_end_)
-        if tail < TAIL_FLOOR:
-            why = (
-                f"the last 3 days hold {tail:.0%} of the transactions of the same weekdays in "
-                "the weeks before: the log's end looks incompletely loaded, which looks like "
-                "churn. Train on a log whose last days are complete"
-            )
-        elif pareto.model != "pareto":
+        why = incomplete_end(tx, self.training_end_)
+        if not why and pareto.model != "pareto":
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DegenerateFitWarning)
@@ -458,8 +448,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Settings added after a model was saved take their defaults, so that get_params,
-        # clone and repr work on it (what it learned is unchanged).
-        for name, default in (("level_correction", True), ("drift_correction", True)):
-            state.setdefault(name, default)
+        # Settings added after a model was saved are filled in, so that get_params, clone
+        # and repr work on it (what it learned is unchanged).
+        # Off: what the model ran with, so that a clone refits as the saved model was fitted.
+        for name in ("level_correction", "drift_correction"):
+            state.setdefault(name, False)
         super().__setstate__(state)

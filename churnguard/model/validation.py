@@ -39,6 +39,7 @@ __all__ = [
     "drift_windows",
     "fit_drift_shift",
     "fit_level",
+    "incomplete_end",
     "tail_volume_ratio",
     "validate_churn",
 ]
@@ -218,18 +219,21 @@ def fit_drift_shift(
     return shift, "" if shift else f"no hazard factor in {K_BOUNDS} explains it"
 
 
-def tail_volume_ratio(transactions: pd.DataFrame, end: dt.date, days: int = 3) -> float:
-    """Transactions of the last ``days`` days over those of the same weekdays earlier.
+def tail_volume_ratio(transactions: pd.DataFrame, end: Any, days: int = 3) -> float:
+    """Transactions of the ``days`` days to ``end`` over those of the same weekdays earlier.
 
     The median over the four weeks before (same weekdays, so a weekly rhythm cancels). A
     log extracted before its last days were fully loaded shows a sharp fall here, and its
     latest window looks like churn; a change of churn thins the purchases out gradually
-    (the shifted-churn world at five times the hazard: 0.87; the seasonal worlds:
-    0.84-1.13). NaN when the weeks before hold no transaction.
+    (the shifted-churn world at five times the hazard: 0.87 over the last 3 days; the
+    seasonal worlds: 0.84-1.13). NaN when those weeks hold no transaction. Zone-aware
+    dates count in their own zone's days.
     """
-    day = pd.Timestamp(end)
-    dates = transactions["date"]
-    recent = dates[dates > day - pd.Timedelta(days=days + 28)].dt.normalize().value_counts()
+    day = pd.Timestamp(to_date(end))
+    dates = pd.to_datetime(transactions["date"])
+    if dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)
+    recent = dates[dates >= day - pd.Timedelta(days=days + 28)].dt.normalize().value_counts()
 
     def total(stop: pd.Timestamp) -> float:
         inside = (recent.index > stop - pd.Timedelta(days=days)) & (recent.index <= stop)
@@ -237,6 +241,36 @@ def tail_volume_ratio(transactions: pd.DataFrame, end: dt.date, days: int = 3) -
 
     before = float(np.median([total(day - pd.Timedelta(weeks=w)) for w in range(1, 5)]))
     return total(day) / before if before > 0 else float("nan")
+
+
+def incomplete_end(transactions: pd.DataFrame, end: dt.date) -> str:
+    """Why the log's last days look incompletely loaded ('' when they look complete).
+
+    Two checks (:func:`tail_volume_ratio`): the 3 days before the last under 80% of their
+    usual volume (late-loading data), and the last day under 60% of its own (an extract
+    taken during that day: a pull before about 14:00). Either makes more customers look
+    silent in the latest window, which looks like churn.
+    """
+    earlier = tail_volume_ratio(transactions, end - dt.timedelta(days=1), days=3)
+    last = tail_volume_ratio(transactions, end, days=1)
+    if not (np.isfinite(earlier) and np.isfinite(last)):
+        return (
+            "the log's last days cannot be checked for completeness (no transactions on the "
+            "same weekdays in the four weeks before)"
+        )
+    if earlier < 0.8:
+        return (
+            f"the 3 days before the last hold {earlier:.0%} of the transactions of the same "
+            "weekdays in the weeks before: the log's end looks incompletely loaded, which "
+            "looks like churn. Train on a log whose last days are complete"
+        )
+    if last < 0.6:
+        return (
+            f"the last day, {end}, holds {last:.0%} of its weekday's usual transactions: it "
+            "looks partly loaded (extracted during the day), which looks like churn. Train "
+            "on the log up to the day before"
+        )
+    return ""
 
 
 def fit_level(

@@ -12,8 +12,7 @@ from churnguard.churn.metrics import expected_calibration_error
 from churnguard.data import shifting_churn
 from churnguard.model import ChurnGuardModel
 from churnguard.model.bundle import model_metadata
-from churnguard.model.estimator import TAIL_FLOOR
-from churnguard.model.validation import tail_volume_ratio
+from churnguard.model.validation import incomplete_end, tail_volume_ratio
 
 COMMON = {
     "horizon_days": 91,
@@ -69,14 +68,15 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     rng = np.random.default_rng(0)
     tail = (history["date"] > as_of - pd.Timedelta(days=2)) & (rng.random(len(history)) < 0.5)
     notes = model._check_drift(history[~tail], feats, None)
-    assert model.hazard_shift_ is None and "incompletely loaded" in notes[-1]
+    assert model.hazard_shift_ is None and "loaded" in notes[-1]
 
     # a model saved before the setting existed: get_params and clone work
     state = model.__getstate__()
     del state["drift_correction"], state["level_correction"]
     old = ChurnGuardModel.__new__(ChurnGuardModel)
     old.__setstate__(state)
-    assert old.get_params()["drift_correction"] is True and clone(old).level_correction
+    # off: what it ran with, so that a clone refits as the saved model was fitted
+    assert old.get_params()["drift_correction"] is False and not clone(old).level_correction
 
 
 def test_the_tail_volume_sees_late_loading_but_not_a_weekly_rhythm() -> None:
@@ -85,7 +85,19 @@ def test_the_tail_volume_sees_late_loading_but_not_a_weekly_rhythm() -> None:
     tx = pd.DataFrame({"date": np.repeat(days, per_day)})
     end = days[-1].date()
     assert tail_volume_ratio(tx, end) == pytest.approx(1.0)
-    last_two = tx["date"] > pd.Timestamp(end) - pd.Timedelta(days=2)
-    late = tx[~(last_two & (np.arange(len(tx)) % 10 < 7))]  # 70% of the weekend not loaded
-    assert tail_volume_ratio(late, end) < TAIL_FLOOR
-    assert np.isnan(tail_volume_ratio(tx[tx["date"] > "2024-03-20"], end))
+    assert incomplete_end(tx, end) == ""
+    row = np.arange(len(tx))
+    # the three days before the last, 40% of them not loaded yet
+    before = (tx["date"] >= "2024-03-28") & (tx["date"] < "2024-03-31") & (row % 10 < 4)
+    assert "incompletely loaded" in incomplete_end(tx[~before], end)
+    # the last day pulled in the morning: 30% of it
+    last = (tx["date"] == "2024-03-31") & (row % 10 < 7)
+    assert "partly loaded" in incomplete_end(tx[~last], end)
+    # zone-aware dates count in their own days
+    zoned = tx.assign(date=tx["date"].dt.tz_localize("America/New_York"))
+    assert tail_volume_ratio(zoned, end) == pytest.approx(1.0)
+    # nothing to compare with
+    short = tx[tx["date"] > "2024-03-20"]
+    assert np.isnan(tail_volume_ratio(short, end)) and "cannot be checked" in incomplete_end(
+        short, end
+    )
