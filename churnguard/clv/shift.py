@@ -91,9 +91,8 @@ def shifted_p_no_purchase(
         out = np.empty(len(x1))
         for lo in range(0, len(x1), _CHUNK_ROWS):
             part = slice(lo, lo + _CHUNK_ROWS)
-            out[part] = _p_no_purchase(
-                (r, alpha, s, beta), x1[part], tx1[part], T1[part], float(t), float(since), float(k)
-            )
+            rfm = (x1[part], tx1[part], T1[part])
+            out[part] = _p_no_purchase((r, alpha, s, beta), rfm, (float(t), float(since), float(k)))
         return out
 
     return on_patterns(rows, x, tx, T, costly=True)
@@ -101,15 +100,13 @@ def shifted_p_no_purchase(
 
 def _p_no_purchase(
     params: tuple[float, float, float, float],
-    x: np.ndarray,
-    tx: np.ndarray,
-    T: np.ndarray,
-    t: float,
-    since: float,
-    k: float,
+    rfm: tuple[np.ndarray, np.ndarray, np.ndarray],
+    change: tuple[float, float, float],
 ) -> np.ndarray:
-    """:func:`shifted_p_no_purchase` of 1-d arrays (no checks)."""
+    """:func:`shifted_p_no_purchase` of 1-d ``(x, tx, T)`` and ``(t, since, k)`` (no checks)."""
     r, alpha, s, beta = params
+    x, tx, T = rfm
+    t, since, k = change
     rx = r + x
     c = np.maximum(T - float(since), 0.0)
     clock = beta + c + k * (T - c)  # β plus the dropout clock: post-change time counts k-fold
