@@ -341,8 +341,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         notes = [drift.note]
         if not self.drift_correction:
             return notes
-        pareto, why = self.purchase_model_, ""
-        why = incomplete_end(tx, self.training_end_)
+        pareto, why = self.purchase_model_, incomplete_end(tx, self.training_end_)
         if not why and pareto.model != "pareto":
             try:
                 with warnings.catch_warnings():
@@ -449,8 +448,8 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Settings added after a model was saved are filled in, so that get_params, clone
-        # and repr work on it (what it learned is unchanged).
-        # Off: what the model ran with, so that a clone refits as the saved model was fitted.
+        # and repr work on it (what it learned is unchanged). Off: what the model ran with,
+        # so that a clone refits as the saved model was fitted.
         for name in ("level_correction", "drift_correction"):
             state.setdefault(name, False)
         super().__setstate__(state)
