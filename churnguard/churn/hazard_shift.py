@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize_scalar
 
 from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.churn.classifier import logit
@@ -74,6 +74,8 @@ class HazardShift:
         ``"D"`` or ``"W"``, as the purchase model's.
     start : str
         First day of the change (ISO date), for the notes.
+    misfit : float
+        Sum of the windows' squared level gaps left at ``k`` (0 for one window).
     """
 
     k: float
@@ -82,6 +84,7 @@ class HazardShift:
     params: dict[str, float]
     time_unit: str
     start: str
+    misfit: float = 0.0
 
     def since_at(self, as_of: Any = None) -> float | None:
         """Time units the change has lasted at ``as_of`` (default: the training end).
@@ -136,8 +139,7 @@ class HazardShift:
 
 def fit_hazard_shift(
     params: Mapping[str, float],
-    latest: tuple[np.ndarray, np.ndarray, np.ndarray],
-    silent: np.ndarray,
+    windows: Sequence[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, float]],
     target: float,
     *,
     window: float,
@@ -145,53 +147,71 @@ def fit_hazard_shift(
     time_unit: str,
     start: str,
 ) -> HazardShift | None:
-    """The hazard factor that gives the latest window the level ``target``.
+    """The hazard factor that gives the windows since the change the level ``target``.
 
     Parameters
     ----------
     params : mapping
         Pareto/NBD parameters fitted on the whole training log (model time unit).
-    latest : tuple of ndarray
-        ``(x, tx, T)`` of each customer at the start of the latest window (model time unit).
-    silent : ndarray
-        1 for the customers of ``latest`` who made no purchase in the window, else 0.
+    windows : sequence of ``((x, tx, T), silent, lasted)``
+        The windows since the change, oldest first: each customer's history at the
+        window's start (model time unit), 1 for those who made no purchase in the window,
+        and how long the change had lasted at the window's start (0 for the first).
     target : float
-        The level (:func:`churnguard.churn.drift.window_level`) the window should have
-        without a change: the median of the earlier windows', or nearer the latest when
+        The level (:func:`churnguard.churn.drift.window_level`) a window should have
+        without a change: the median of the windows before, or nearer the latest when
         the season explains part of its move.
     window : float
-        Length of the latest window (model time unit); the change is taken to start with it.
+        Length of each window (model time unit).
     horizon : float
         Churn horizon (model time unit).
     time_unit, start : str
-        Recorded in the result.
+        Recorded in the result; ``start`` is the first day of the change.
 
     Returns
     -------
     HazardShift or None
-        None when no factor within :data:`K_BOUNDS` reaches ``target`` (or every customer,
-        or none, was silent).
+        One window: the factor that meets ``target`` exactly. Several: the one that
+        minimises the windows' squared gaps to it (``misfit``). None when the factor
+        would lie outside :data:`K_BOUNDS` (or a window's customers were all, or none,
+        silent).
     """
-    y = np.asarray(silent, dtype=float)
-    if len(y) == 0 or not 0.0 < float(y.mean()) < 1.0:
+    data = []
+    for rfm, silent, lasted in windows:
+        y = np.asarray(silent, dtype=float)
+        if len(y) == 0 or not 0.0 < float(y.mean()) < 1.0:
+            return None
+        data.append((tuple(np.asarray(a, dtype=float) for a in rfm), y, float(lasted)))
+    if not data:
         return None
-    x, tx, T = (np.asarray(a, dtype=float) for a in latest)
 
-    def gap(log_k: float) -> float:
-        p = shifted_p_no_purchase(params, x, tx, T, float(window), 0.0, math.exp(log_k))
-        return level_intercept(logit(p), y) - float(target)
+    def gaps(log_k: float) -> np.ndarray:
+        out = []
+        for (x, tx, T), y, lasted in data:
+            p = shifted_p_no_purchase(params, x, tx, T, float(window), lasted, math.exp(log_k))
+            out.append(level_intercept(logit(p), y) - float(target))
+        return np.asarray(out)
 
     lo, hi = (math.log(b) for b in K_BOUNDS)
-    g_lo, g_hi = gap(lo), gap(hi)
-    # The level falls as k rises (more predicted silence needs less intercept).
-    if not (g_lo > 0 > g_hi):
-        return None
-    log_k = brentq(gap, lo, hi, xtol=1e-4)
+    if len(data) == 1:
+        # The level falls as k rises (more predicted silence needs less intercept).
+        if not (gaps(lo)[0] > 0 > gaps(hi)[0]):
+            return None
+        log_k, misfit = brentq(lambda v: float(gaps(v)[0]), lo, hi, xtol=1e-4), 0.0
+    else:
+        best = minimize_scalar(
+            lambda v: float(np.sum(gaps(v) ** 2)), bounds=(lo, hi), method="bounded",
+            options={"xatol": 1e-4},
+        )  # fmt: skip
+        if not lo + 1e-3 < best.x < hi - 1e-3:
+            return None
+        log_k, misfit = float(best.x), float(best.fun)
     return HazardShift(
         k=float(math.exp(log_k)),
-        since=float(window),
+        since=data[-1][2] + float(window),
         horizon=float(horizon),
         params={name: float(params[name]) for name in ("r", "alpha", "s", "beta")},
         time_unit=str(time_unit),
         start=str(start),
+        misfit=misfit,
     )

@@ -181,9 +181,11 @@ def fit_drift_shift(
     The drift check is run again on the levels under ``pareto`` (a fitted Pareto/NBD
     :class:`~churnguard.clv.PurchaseModel`), whose errors differ from the chosen purchase
     model's: the correction is fitted only when it too flags a move the same way. The
-    target of the latest window is the median of the earlier ones, moved towards the
-    latest by the season that check counted (``season_shift``) when it went the same way
-    (a season explains part of a move, never more).
+    change is taken to start with the latest window or one of the two before (the start
+    that leaves the smallest squared level gaps over all seven windows); the target level
+    is the median of the windows before it, moved towards the latest by the season that
+    check counted (``season_shift``) when it went the same way (a season explains part of
+    a move, never more).
 
     Returns
     -------
@@ -197,25 +199,42 @@ def fit_drift_shift(
     seen = recent_drift(levels, days=windows.days, year_ago=year_ago)
     if not seen.flagged or np.sign(seen.z) != np.sign(drift.z):
         return None, f"Pareto/NBD does not see the same move (z = {seen.z:+.1f})"
-    target = float(np.median(levels.iloc[:-1].to_numpy()))
-    move, season = float(levels.iloc[-1]) - target, float(seen.season_shift)
-    # A season may explain part of the move away, never add to it: the correction must
-    # not grow on last year's weeks.
-    if season * move > 0:
-        target += float(np.sign(move)) * min(abs(season), abs(move))
-    stop = levels.index[-1]
-    x, tx, T, silent = windows.current[stop]
-    start = (stop - pd.Timedelta(days=windows.days)).date()
-    shift = fit_hazard_shift(
-        pareto.params_,
-        (x, tx, T),
-        silent,
-        target,
-        window=windows.units,
-        horizon=int(horizon_days) / DAYS_PER_UNIT[time_unit],
-        time_unit=time_unit,
-        start=start.isoformat(),
-    )
+    # When did it start? At the start of the latest window, or of one of the two before
+    # (a change older than the latest window, whose windows are all off): the start whose
+    # fit leaves the smallest squared level gaps over every window wins.
+    shift, best = None, np.inf
+    stops = list(levels.index)
+    day = pd.Timedelta(days=windows.days)
+    for since_windows in (1, 2, 3):
+        reference = levels.iloc[:-since_windows].to_numpy()
+        if len(reference) < 4:
+            break
+        target = float(np.median(reference))
+        move, season = float(levels.iloc[-1]) - target, float(seen.season_shift)
+        # A season may explain part of the latest move away, never add to it: the
+        # correction must not grow on last year's weeks.
+        if since_windows == 1 and season * move > 0:
+            target += float(np.sign(move)) * min(abs(season), abs(move))
+        after = stops[-since_windows:]
+        start = after[0] - day
+        since_change = []
+        for m, stop in enumerate(after):
+            x, tx, T, silent = windows.current[stop]
+            since_change.append(((x, tx, T), silent, windows.units * m))
+        candidate = fit_hazard_shift(
+            pareto.params_,
+            since_change,
+            target,
+            window=windows.units,
+            horizon=int(horizon_days) / DAYS_PER_UNIT[time_unit],
+            time_unit=time_unit,
+            start=start.date().isoformat(),
+        )
+        if candidate is None:
+            continue
+        total = float(np.sum((reference - target) ** 2)) + candidate.misfit
+        if total < best:
+            shift, best = candidate, total
     return shift, "" if shift else f"no hazard factor in {K_BOUNDS} explains it"
 
 

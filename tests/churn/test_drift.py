@@ -127,3 +127,31 @@ def test_a_move_the_same_weeks_made_a_year_ago_is_seasonal_not_drift() -> None:
     # windows that are not a year apart are no evidence of a season
     misaligned = recent_drift(latest, days=28, year_ago=_levels([0.0] * 6 + [-0.12]))
     assert misaligned.flagged and np.isnan(misaligned.year_ago_shift)
+
+
+def test_a_change_older_than_the_latest_window_is_dated_and_not_overcorrected() -> None:
+    """Hazard tripled 56 days before the scoring date: two windows since the change."""
+    as_of = shifting_churn(n_customers=1000, seed=0).suggested_as_of[-1]
+    start = as_of - pd.Timedelta(days=56)
+    world = shifting_churn(n_customers=30_000, seed=0, shift_date=start)
+    tx = world.transactions.loc[world.transactions["date"] <= as_of]
+    builder = FeatureBuilder(time_unit="D").fit(tx)
+    stage = BTYDStage(time_unit="W", horizon_days=91, clv_months=12, discount_rate=0.01)
+    feats = builder.transform(tx, as_of.date())
+    pm = PurchaseModel("pareto").fit(stage.rfm(feats))
+    windows = drift_windows(tx, builder, stage, as_of.date())
+    drift = check_recent_drift(windows, pm, labelled_until=None)
+    shift, _ = fit_drift_shift(windows, drift, pm, horizon_days=91, time_unit="W")
+    # taken as starting with the latest window, k was 7.5 and the churn level overshot
+    assert shift is not None and shift.start == str(start.date()) and 2.3 < shift.k < 4.0
+    assert shift.since_at(as_of) == pytest.approx(8.0)  # weeks
+    later = world.transactions
+    later = later[(later["date"] > as_of) & (later["date"] <= as_of + pd.Timedelta(days=91))]
+    silent = (~feats["customer_id"].isin(later["customer_id"])).to_numpy(dtype=float)
+    rfm = stage.rfm(feats)
+    arrays = [rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
+    plain = pm.p_no_purchase_arrays(13.0, *arrays)
+    moved = expit(logit(plain) + shift.log_odds_shift(*arrays, since=shift.since_at(as_of)))
+    assert (
+        expected_calibration_error(silent, moved) < 0.02 < expected_calibration_error(silent, plain)
+    )

@@ -31,7 +31,7 @@ def _latest_window(
 def _fit(multiplier: float, target: float = 0.0) -> HazardShift | None:
     params, arrays, silent = _latest_window(multiplier)
     return fit_hazard_shift(
-        params, arrays, silent, target, window=28.0, horizon=91.0, time_unit="D",
+        params, [(arrays, silent, 0.0)], target, window=28.0, horizon=91.0, time_unit="D",
         start="2023-12-03",
     )  # fmt: skip
 
@@ -73,4 +73,5 @@ def test_no_factor_when_the_target_is_out_of_reach_or_nothing_varies() -> None:
     params = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 730.0}
     ones = np.ones(5)
     args = {"window": 4.0, "horizon": 13.0, "time_unit": "W", "start": "2024-01-01"}
-    assert fit_hazard_shift(params, (ones, ones, ones * 9), ones, 0.0, **args) is None
+    assert fit_hazard_shift(params, [((ones, ones, ones * 9), ones, 0.0)], 0.0, **args) is None
+    assert fit_hazard_shift(params, [], 0.0, **args) is None
