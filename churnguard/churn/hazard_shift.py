@@ -7,18 +7,20 @@ customers went without a purchase than the purchase model expects. This module t
 flag into a correction, in the one structure where "customers started leaving faster"
 has a precise meaning: Pareto/NBD, whose dropout is a hazard in calendar time.
 
-Suppose every customer's dropout hazard became ``k`` times what it was from the start of
-the latest window on. :func:`churnguard.clv.shifted_p_no_purchase` gives, under that
-change, each customer's probability of no purchase in the latest window (from their
-history before it) and in the scoring horizon (from their whole history, the latest
-window under the new hazard). ``k`` is the factor that brings the latest window's level
-(:func:`churnguard.churn.drift.window_level`) back to the level of the windows before it,
-i.e. that explains the latest window as well as the model explains its past; when the
-same weeks a year earlier moved the same way, that part of the move is put down to the
-season and not corrected (a move the other way a year earlier adds nothing). Each
-customer's churn log-odds are then moved by what the change does to Pareto/NBD's
-probability of no purchase in the horizon: a silent customer's chance of being alive falls
-more than a recent buyer's.
+Suppose every customer's dropout hazard became ``k`` times what it was from some day on.
+:func:`churnguard.clv.shifted_p_no_purchase` gives, under that change, each customer's
+probability of no purchase in each window since (from their history at its start, part
+of it under the new hazard) and in the scoring horizon. ``k`` is the factor that brings
+those windows' levels (:func:`churnguard.churn.drift.window_level`) back to the level of
+the windows before the change, i.e. that explains them as well as the model explains its
+past. The day is the start of the latest window or of one of the two before, whichever
+fit leaves the smallest squared level gaps over all the windows (a change two windows old
+read as one window old needs a factor of 7.5 instead of 3). When the same weeks a year
+earlier moved the same way, that part of the move is put down to the season and not
+corrected (a move the other way a year earlier adds nothing). Each customer's churn
+log-odds are then moved by what the change does to Pareto/NBD's probability of no
+purchase in the horizon: a silent customer's chance of being alive falls more than a
+recent buyer's.
 
 Why only when the drift check flags: four weeks identify ``k`` poorly. On the
 shifted-churn world without a shift (true ``k = 1``) the estimate is 0.77, which would
