@@ -182,7 +182,8 @@ def fit_drift_shift(
     :class:`~churnguard.clv.PurchaseModel`), whose errors differ from the chosen purchase
     model's: the correction is fitted only when it too flags a move the same way. The
     change is taken to start with the latest window or one of the two before (the start
-    that leaves the smallest squared level gaps over all seven windows); the target level
+    that leaves the smallest squared level gaps over all seven windows, an older start
+    paying two noise variances a window); the target level
     is the median of the windows before it, moved towards the latest by the season that
     check counted (``season_shift``) when it went the same way (a season explains part of
     a move, never more).
@@ -205,6 +206,11 @@ def fit_drift_shift(
     shift, best = None, np.inf
     stops = list(levels.index)
     day = pd.Timedelta(days=windows.days)
+    # An older start must beat the latest by more than noise: each window it moves from
+    # the reference to the change costs two variances of a window's level (the spread of
+    # the windows before every candidate start, at least 0.02 as in the drift check).
+    oldest = levels.iloc[:-3].to_numpy()
+    noise = max(float(np.std(oldest, ddof=1)) if len(oldest) > 1 else 0.0, 0.02) ** 2
     for since_windows in (1, 2, 3):
         reference = levels.iloc[:-since_windows].to_numpy()
         if len(reference) < 4:
@@ -233,6 +239,7 @@ def fit_drift_shift(
         if candidate is None:
             continue
         total = float(np.sum((reference - target) ** 2)) + candidate.misfit
+        total += 2.0 * noise * (since_windows - 1)
         if total < best:
             shift, best = candidate, total
     return shift, "" if shift else f"no hazard factor in {K_BOUNDS} explains it"
