@@ -101,15 +101,25 @@ class DriftWindows:
     units: float
     current: dict[pd.Timestamp, tuple[np.ndarray, ...]] = field(default_factory=dict)
     year_ago: dict[pd.Timestamp, tuple[np.ndarray, ...]] | None = None
+    _measured: dict[tuple[int, str], pd.Series] = field(default_factory=dict, repr=False)
 
     def levels(self, purchase_model: Any, which: str = "current") -> pd.Series:
-        """:func:`~churnguard.churn.drift.window_level` of each window under a purchase model."""
-        windows = self.current if which == "current" else (self.year_ago or {})
-        levels = {
-            stop: window_level(purchase_model.p_no_purchase_arrays(self.units, x, tx, T), silent)
-            for stop, (x, tx, T, silent) in windows.items()
-        }
-        return pd.Series(levels, dtype=float).sort_index()
+        """:func:`~churnguard.churn.drift.window_level` of each window under a purchase model.
+
+        Measured once per model: the drift check and the correction ask for the same ones
+        when the chosen purchase model is Pareto/NBD.
+        """
+        key = (id(purchase_model), which)
+        if key not in self._measured:
+            windows = self.current if which == "current" else (self.year_ago or {})
+            levels = {
+                stop: window_level(
+                    purchase_model.p_no_purchase_arrays(self.units, x, tx, T), silent
+                )
+                for stop, (x, tx, T, silent) in windows.items()
+            }
+            self._measured[key] = pd.Series(levels, dtype=float).sort_index()
+        return self._measured[key]
 
 
 def drift_windows(
