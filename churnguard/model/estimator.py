@@ -229,8 +229,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
             notes.append(self.value_model_note_)
             log.warning("%s", self.value_model_note_)
         log.info(
-            "value model: %s, fitted on all data to %s", self.value_model_name_, self.training_end_
-        )
+            "purchase model: %s, fitted on all data to %s",
+            self.value_model_name_, self.training_end_,
+        )  # fmt: skip
         self.n_customers_ = len(feats_end)
 
         cutoffs = self._cutoffs()

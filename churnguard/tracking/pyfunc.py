@@ -27,6 +27,8 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +102,23 @@ class ChurnGuardPyfunc(PythonModel):  # type: ignore[misc]
                 f"got {type(model_input).__name__}."
             )
         return _score(model_input, self.model_, (params or {}).get("as_of") or None)
+
+
+@contextmanager
+def _quiet_example() -> Iterator[None]:
+    """Hide churnguard's INFO lines while the three-customer input example is scored.
+
+    The signature and MLflow's own check of the example each score it; in the middle of a
+    ``train`` their "scoring 3 customers' transactions" lines read as if the run had
+    scored the wrong log. Warnings still show.
+    """
+    logger = logging.getLogger("churnguard")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _score(transactions: pd.DataFrame, model: ChurnGuardModel, as_of: Any) -> pd.DataFrame:
@@ -240,16 +259,17 @@ def log_pyfunc_model(
     path = Path(model_dir)
     model = load_model(path)
     example = input_example(model)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=ChurnGuardPyfunc(),
-        artifacts={_ARTIFACT: str(path.resolve())},
-        signature=_signature(model, example),
-        input_example=example,
-        pip_requirements=_pip_requirements(),
-        registered_model_name=register_as,
-        await_registration_for=60,
-    )
+    with _quiet_example():
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ChurnGuardPyfunc(),
+            artifacts={_ARTIFACT: str(path.resolve())},
+            signature=_signature(model, example),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            registered_model_name=register_as,
+            await_registration_for=60,
+        )
     result = {"model_uri": f"runs:/{run.info.run_id}/{name}"}
     version = getattr(info, "registered_model_version", None)
     if register_as is not None and version is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,15 @@ def fitted(raw: pd.DataFrame) -> ChurnGuardModel:
     ).fit(tx)
 
 
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
 def registry(
     tmp_path_factory: pytest.TempPathFactory, fitted: ChurnGuardModel
@@ -53,8 +63,20 @@ def registry(
         mlflow.set_tracking_uri(uri)
         mlflow.create_experiment("churnguard", artifact_location=(root / "artifacts").as_uri())
         model_dir = save_model(fitted, root / "models" / "churnguard")
-        info = log_training_run(fitted, model_dir, register_as="churnguard", alias="champion")
-        yield {"info": info, "model_dir": model_dir, "root": root, "tracking_uri": uri}
+        records: list[logging.LogRecord] = []
+        handler = _Collect(records)
+        logger = logging.getLogger("churnguard")
+        logger.addHandler(handler)
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            info = log_training_run(fitted, model_dir, register_as="churnguard", alias="champion")
+            after = logger.level
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        yield {"info": info, "model_dir": model_dir, "root": root, "tracking_uri": uri,
+               "records": records, "level_after": after}  # fmt: skip
     mlflow.set_tracking_uri(previous)
 
 
@@ -69,6 +91,16 @@ def test_training_run_registers_version_1_with_alias(registry: dict[str, Any]) -
     )
     version = mlflow.MlflowClient().get_model_version_by_alias("churnguard", "champion")
     assert str(version.version) == "1"
+
+
+@pytest.mark.slow
+def test_scoring_the_input_example_logs_no_info_lines(registry: dict[str, Any]) -> None:
+    # The example is scored twice (signature, MLflow's check); "scoring 3 customers'
+    # transactions" in the middle of a train reads as if the wrong log were scored.
+    messages = [r.getMessage() for r in registry["records"]]
+    assert any("now points at version" in m for m in messages)  # INFO lines do arrive
+    assert not any("customers' transactions" in m for m in messages), messages
+    assert registry["level_after"] == logging.INFO  # the level is given back
 
 
 @pytest.mark.slow
