@@ -417,7 +417,10 @@ def demo(
         typer.Option(help="Register the demo model and point this alias at it (default: no)."),
     ] = None,
 ) -> None:
-    """Train and score on the CDNOW log shipped with lifetimes, end to end."""
+    """Train and score on the CDNOW log shipped with lifetimes, end to end.
+
+    The list is a 500-contact campaign (as `score --capacity 500`): contacted customers first.
+    """
     from churnguard.data import write_cdnow
 
     workdir.mkdir(parents=True, exist_ok=True)
