@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from churnguard.data import ColumnMap, LoadedTransactions, clean_transactions, load_transactions
-from churnguard.data.io import table_format
+from churnguard.data.io import check_not_input, table_format
 from churnguard.evaluation import BacktestResult, EvaluationResult, backtest, evaluate_as_of
 from churnguard.exceptions import InputDataError
 from churnguard.execution import ScoreResult, ScoringRequest, score_in_memory, write_quarantine
@@ -238,6 +238,8 @@ def score_transactions(
         recompute_reference=recompute_reference,
     )
     given = transactions if isinstance(transactions, str | os.PathLike) else None
+    check_not_input(request.out, given)
+    check_not_input(request.report, given, option="--report")
     auto = not request.execution.partitioned and request.out is not None
     if auto and given is not None and _too_big_for_memory(given):
         from churnguard.execution.partitioned import score_parquet_partitioned

@@ -186,6 +186,16 @@ def test_bad_rows_go_to_quarantine_file(workdir: Path, cdnow_csv: Path, trained:
     assert sorted(q["reason"]) == ["missing customer id", "non-numeric amount", "unparsable date"]
 
 
+@pytest.mark.slow
+def test_an_output_over_the_input_log_is_refused(workdir: Path, trained: Path) -> None:
+    log = workdir / "own.csv"
+    log.write_text("customer_id,date,amount\n00042,1997-01-01,5\n00042,1997-02-01,7\n")
+    before = log.read_bytes()
+    _fails(["features", "-t", str(log), "--out", str(log)], "is the input log")
+    _fails(["score", "-t", str(log), "-m", str(trained), "-o", str(log)], "is the input log")
+    assert log.read_bytes() == before
+
+
 def _fails(args: list[str], *needles: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -64,6 +65,7 @@ __all__ = [
     "STALE_AFTER_SECONDS",
     "aside_path",
     "atomic_path",
+    "check_not_input",
     "check_readable",
     "cleanup_stale",
     "csv_columns",
@@ -102,6 +104,50 @@ def table_format(path: str | os.PathLike[str], *, role: str = "input") -> str:
         f"expected one of {', '.join(SUPPORTED_EXTENSIONS)}. Rename the file or convert it "
         "to CSV or Parquet."
     )
+
+
+def check_not_input(
+    output: str | os.PathLike[str] | None,
+    source: Any,
+    *,
+    option: str = "--out",
+) -> None:
+    """Refuse an output (or the quarantine file beside it) that is the input log itself.
+
+    Writing the list over the log it was computed from destroys the data; a typo of one
+    argument (``-t sales.csv --out sales.csv``) must not do that.
+
+    Parameters
+    ----------
+    output : path-like or None
+        The output about to be written (None: nothing is written, nothing to check).
+    source : path-like or anything else
+        The input; only a path is checked (a frame has no file to overwrite).
+    option : str
+        The option that named ``output``, for the message.
+
+    Raises
+    ------
+    InputDataError
+        When ``output`` or its quarantine file is ``source``.
+    """
+    if output is None or not isinstance(source, str | os.PathLike):
+        return
+    src = Path(source)
+    for target in (Path(output), quarantine_path(output)):
+        same = target.resolve() == src.resolve()
+        if not same and target.exists() and src.exists():
+            same = os.path.samefile(target, src)
+        if same:
+            subject = (
+                f"{option} '{output}'"
+                if target == Path(output)
+                else f"the quarantine file of {option} '{output}' ('{target}')"
+            )
+            raise InputDataError(
+                f"{subject} is the input log '{source}': writing it would destroy the "
+                f"transactions. Choose another {option} path."
+            )
 
 
 def check_readable(path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from churnguard.data import ColumnMap, LoadedTransactions, scan_transactions
-from churnguard.data.io import quarantine_path, table_format, write_table
+from churnguard.data.io import check_not_input, quarantine_path, table_format, write_table
 from churnguard.features.compute import compute_features
 
 __all__ = ["FeaturesResult", "build_features"]
@@ -79,6 +79,7 @@ def build_features(
     """
     if out is not None:
         table_format(out, role="output")  # before the log is read
+        check_not_input(out, transactions)
     if isinstance(transactions, LoadedTransactions):
         table = compute_features(transactions.transactions, as_of, time_unit=time_unit)
         result = FeaturesResult(table, quarantined=transactions.n_quarantined)

@@ -17,6 +17,7 @@ import pytest
 from churnguard.data import cleanup_stale, write_table
 from churnguard.data.io import (
     atomic_path,
+    check_not_input,
     current_umask,
     escape_formulas,
     read_columns,
@@ -229,3 +230,21 @@ def test_read_columns_sniffs_and_reports_encodings(tmp_path: Path) -> None:
     assert read_columns(latin, encoding="latin-1")[0] == "client\xe9"
     with pytest.raises(InputDataError, match="--encoding latin-1"):
         read_table(latin)
+
+
+def test_an_output_that_is_the_input_log_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "sales.csv"
+    log.write_text("customer_id,date,amount\n1,2024-01-01,5\n")
+    with pytest.raises(InputDataError, match="--out 'sales.csv' is the input log"):
+        check_not_input("sales.csv", "sales.csv")
+    # The same file under another spelling, and the quarantine file beside the output.
+    with pytest.raises(InputDataError, match="is the input log"):
+        check_not_input(tmp_path / "." / "sales.csv", log)
+    quarantine = tmp_path / "list.quarantine.csv"
+    quarantine.write_text("x\n")
+    with pytest.raises(InputDataError, match="the quarantine file of --report"):
+        check_not_input(tmp_path / "list.csv", quarantine, option="--report")
+    check_not_input(tmp_path / "list.csv", log)  # another file: fine
+    check_not_input(None, log)  # nothing written
+    check_not_input(log, pd.DataFrame())  # a frame has no file
+    assert log.read_text().startswith("customer_id")
