@@ -126,9 +126,11 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
         n_repeat = int(repeat.sum())
         if n_repeat < 2:
             raise InsufficientHistoryError(
-                "SpendModel.fit needs at least 2 customers with frequency > 0 and "
-                f"monetary_value > 0, received {n_repeat} (of {len(repeat)} rows). Use a longer "
-                "calibration period or a larger customer base."
+                "the spend model (Gamma-Gamma) needs at least 2 customers who bought again "
+                "after their first purchase day with a positive spend (frequency > 0 and "
+                f"monetary_value > 0); {n_repeat} of {len(repeat)} customers did. churnguard "
+                "learns value from repeat purchases: use a log with a longer history or more "
+                "customers (a log of first purchases only cannot be modelled)."
             )
         freq, money = arr["frequency"][repeat], arr["monetary_value"][repeat]
         with np.errstate(all="ignore"):

@@ -129,7 +129,7 @@ def test_input_errors() -> None:
     with pytest.raises(InputDataError, match="monetary_value"):
         SpendModel().fit(pd.DataFrame({"frequency": [1.0, 2.0]}))
     one_buyer = pd.DataFrame({"frequency": [0.0, 2.0], "monetary_value": [0.0, 10.0]})
-    with pytest.raises(InsufficientHistoryError, match="received 1"):
+    with pytest.raises(InsufficientHistoryError, match="1 of 2 customers did"):
         SpendModel().fit(one_buyer)
     with pytest.raises(ValueError, match="q > 1"):
         SpendModel.from_params({"p": 1.0, "q": 0.9, "v": 1.0})
