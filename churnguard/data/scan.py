@@ -84,7 +84,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnguard.data._scan_quarantine import REASONS, empty_quarantine, examples, quarantine_frame
+from churnguard.data._scan_quarantine import (
+    REASONS,
+    empty_quarantine,
+    examples,
+    formatted_amounts,
+    quarantine_frame,
+)
 from churnguard.data._scan_rows import (
     AFTER,
     USED,
@@ -345,6 +351,12 @@ def _scan(
         floor = limits.floor.isoformat()
         reasons = {REASONS[c].format(floor=floor): int(counts[c]) for c in REASONS if counts[c]}
         _check_usable(src, limits, counts, reasons, n)
+        if counts[5]:  # non-numeric amounts: a whole column in another format is an error
+            note, misread = formatted_amounts(con, src, np.flatnonzero(code == 5), n)
+            if misread:
+                raise InputDataError(note)
+            if note:
+                warnings.warn(note, DataQualityWarning, stacklevel=3)
         if counts[3]:
             _warn_future(src, limits, stamps, code, unit)
         used_mask = code == USED

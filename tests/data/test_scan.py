@@ -616,3 +616,45 @@ def test_quarantine_file_of_a_frame_uses_its_index_labels(tmp_path: Path) -> Non
     written = pd.read_csv(out)
     assert written["source_row"].tolist() == [200]
     assert written["reason"].tolist() == ["missing customer id"]
+
+
+# --------------------------------------------------------------------------- formatted amounts
+
+
+def test_amounts_in_a_human_format_are_an_error_when_most_rows_are(tmp_path: Path) -> None:
+    # Whole amounts parse, the ones with a decimal comma do not: two thirds of the log
+    # would be set aside and the list built from what is left.
+    path = _csv(tmp_path, """
+        customer_id;date;amount
+        a;2024-01-02;12
+        a;2024-02-03;19,99
+        b;2024-01-05;7,50
+        b;2024-03-01;1.234,50
+        c;2024-01-09;$12.00
+        c;2024-02-09;30
+    """)  # fmt: skip
+    with pytest.raises(InputDataError, match=r"4 of 6 rows \(67%\).*decimal comma") as err:
+        scan_transactions(path, today=TODAY)
+    assert "19,99" in str(err.value) and "1234.50" in str(err.value)
+
+
+def test_a_few_formatted_amounts_warn_and_are_set_aside(tmp_path: Path) -> None:
+    rows = "".join(f"c{i},2024-01-{i % 28 + 1:02d},{i + 1}.50\n" for i in range(20))
+    path = _csv(tmp_path, "customer_id,date,amount\n" + rows + 'z,2024-02-01,"1,234.50"\n')
+    with pytest.warns(DataQualityWarning, match=r"1 of 21 rows \(5%\).*1,234.50"):
+        scan = scan_transactions(path, today=TODAY)
+    assert scan.quarantined == {"non-numeric amount": 1}
+    _identity(scan)
+
+
+def test_plain_text_amounts_get_no_format_hint(tmp_path: Path) -> None:
+    path = _csv(tmp_path, """
+        customer_id,date,amount
+        a,2024-01-02,12
+        a,2024-02-03,lots
+        b,2024-01-05,n/a
+    """)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        scan = scan_transactions(path, today=TODAY)
+    assert scan.quarantined == {"non-numeric amount": 2}
