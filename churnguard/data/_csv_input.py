@@ -119,6 +119,12 @@ def translate_csv_error(exc: Exception, path: Path, encoding: str) -> Exception:
     The messages name the file and the fix: a file that is not UTF-8 gets the
     ``--encoding`` hint, a ragged row its line number.
     """
+    bom = _utf16_bom(path)
+    if bom and "16" not in encoding:
+        return InputDataError(
+            f"'{path}' is UTF-16 text (it starts with a UTF-16 byte-order mark, as Excel's "
+            f'"Unicode text" saves it), not {encoding}: pass --encoding utf-16.'
+        )
     text = str(exc)
     line = re.search(r"on Line: (\d+)", text)
     where = f" (line {line.group(1)})" if line else ""
@@ -139,6 +145,15 @@ def translate_csv_error(exc: Exception, path: Path, encoding: str) -> Exception:
     if isinstance(exc, duckdb.IOException):
         return InputDataError(f"cannot read '{path}': {text.splitlines()[0]}")
     return exc
+
+
+def _utf16_bom(path: Path) -> bool:
+    """Whether the file starts with a UTF-16 byte-order mark (either byte order)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
 
 
 def _ragged_line(path: Path, encoding: str, delimiter: str) -> tuple[int, int, int] | None:

@@ -287,6 +287,20 @@ def test_latin1_file_gets_an_encoding_hint_not_a_codec_error(tmp_path: Path) -> 
     assert tx["product"].tolist() == ["caf\xe9"]
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_utf16_file_names_the_encoding_option(tmp_path: Path, codec: str) -> None:
+    # Excel's "Unicode text" export: UTF-16 with a byte-order mark, tab-separated.
+    path = tmp_path / "unicode.csv"
+    text = "customer_id\tdate\tamount\n00042\t2024-01-01\t1.5\n00042\t2024-02-01\t2\n"
+    bom = "\ufeff" if codec == "utf-16-be" else ""
+    path.write_bytes((bom + text).encode(codec))
+    with pytest.raises(InputDataError, match="is UTF-16 text.*--encoding utf-16"):
+        load_transactions(path, today=TODAY)
+    if codec == "utf-16":
+        tx = load_transactions(path, encoding="utf-16", today=TODAY).transactions
+        assert tx["customer_id"].tolist() == ["00042", "00042"]
+
+
 def test_latin1_bytes_far_into_the_file_are_caught_too(tmp_path: Path) -> None:
     path = tmp_path / "late.csv"
     rows = "".join(f"c{i},2024-01-01,1\n" for i in range(30_000))
