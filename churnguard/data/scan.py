@@ -488,10 +488,17 @@ def _check_columns(
     if table.column("date").null_count == n:
         sample = sample_values(con, src, "date")
         fmt = f" with format '{cmap.date_format}'" if cmap.date_format else ""
+        fix = "pass --date-format (e.g. %Y%m%d) or --date-col if this is the wrong column"
+        if sample and all(re.fullmatch(r"\d{9,13}(\.\d+)?", v.strip()) for v in sample):
+            fix = (
+                "these look like Unix epoch seconds or milliseconds, which no date format "
+                "reads: convert the column to timestamps (in DuckDB, to_timestamp(x) for "
+                "seconds, epoch_ms(x) for milliseconds), or pass --date-col if this is the "
+                "wrong column"
+            )
         raise InputDataError(
             f"no date in column '{cmap.date}' of {src.name} could be parsed{fmt}; first values: "
-            f"{sample}. Expected dates such as 2024-03-31; pass --date-format (e.g. %Y%m%d) or "
-            "--date-col if this is the wrong column."
+            f"{sample}. Expected dates such as 2024-03-31; {fix}."
         )
     finite = pc.fill_null(pc.is_finite(table.column("amount")), False)
     if not pc.any(finite).as_py():
