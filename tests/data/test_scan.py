@@ -679,9 +679,7 @@ def test_epoch_numbers_are_named_as_such(tmp_path: Path) -> None:
     # the message must not send the user there.
     path = tmp_path / "epoch.parquet"
     stamps = pd.to_datetime(["2024-01-02", "2024-02-03"]).astype("int64") // 10**9
-    pd.DataFrame({"customer_id": ["a", "a"], "date": stamps, "amount": [1.0, 2.0]}).to_parquet(
-        path
-    )
+    pd.DataFrame({"customer_id": ["a", "a"], "date": stamps, "amount": [1.0, 2.0]}).to_parquet(path)
     with pytest.raises(InputDataError, match="Unix epoch seconds.*to_timestamp") as err:
         load_transactions(path, today=TODAY)
     assert "pass --date-format" not in str(err.value)
