@@ -44,6 +44,8 @@ Source: TypeAlias = str | os.PathLike[str] | pd.DataFrame | pa.Table
 
 __all__ = [
     "BATCH_ROWS",
+    "FLOAT_ID_TYPES",
+    "id_text_sql",
     "big_column_pool",
     "release_arrow_memory",
     "connect_scan",
@@ -315,10 +317,23 @@ def open_source(
         yield _csv_source(con, readable, duck_encoding, cmap, label, display=path)
 
 
-def _id_sql(raw: str, typ: str) -> str:
+def id_text_sql(raw: str, typ: str) -> str:
+    """SQL of an id column of DuckDB type ``typ`` as text (also used by the partition split)."""
     # Ids pass through untouched: any string expression would copy ten million of
     # them (~1.5 s). Stripping happens in Arrow, and only when some id needs it.
+    if typ in FLOAT_ID_TYPES:
+        # A pandas integer column with one missing value is saved as floats: 10002.0 is
+        # the id 10002 (up to 2^53, where doubles stop holding every integer).
+        whole = f"{raw} = trunc({raw}) AND abs({raw}) < 9007199254740992"
+        return (
+            f"CASE WHEN {whole} THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) "
+            f"ELSE CAST({raw} AS VARCHAR) END"
+        )
     return raw if typ == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
+
+
+#: DuckDB types of an id column stored as floating point (see :func:`id_text_sql`).
+FLOAT_ID_TYPES = ("FLOAT", "DOUBLE", "REAL")
 
 
 def _text_date_sql(text: str, date_format: str | None) -> str:
@@ -400,7 +415,7 @@ def parsed_sql(src: SourceRelation, cmap: ColumnMap) -> tuple[str, list[str]]:
     for canon in src.raw:
         raw, typ = quote_name("_raw_" + canon), src.types[canon]
         if canon == "customer_id":
-            expr = _id_sql(raw, typ)
+            expr = id_text_sql(raw, typ)
         elif canon == "date":
             expr = _date_sql(raw, typ, src.zones.get(canon), cmap.date_format)
         elif canon == "amount" or canon in OPTIONAL_NUMERIC:

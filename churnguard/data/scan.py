@@ -103,6 +103,7 @@ from churnguard.data._scan_rows import (
     strip_ids,
 )
 from churnguard.data._scan_sql import (
+    FLOAT_ID_TYPES,
     Limits,
     Source,
     SourceRelation,
@@ -320,6 +321,14 @@ def _scan(
     quarantine_to: str | os.PathLike[str] | None,
 ) -> ScannedTransactions:
     sql, flags = parsed_sql(src, cmap)
+    if src.types["customer_id"] in FLOAT_ID_TYPES:
+        warnings.warn(
+            f"customer ids in {src.name} are stored as floating-point numbers (as pandas saves "
+            "an integer column with a missing value); whole numbers are read as integers "
+            "(10002.0 is 10002). Store ids as text to keep them exactly as in your systems.",
+            DataQualityWarning,
+            stacklevel=3,
+        )
     table = stream_query(con, src, sql, cmap)
     n = table.num_rows
     if n == 0:

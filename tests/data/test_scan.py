@@ -683,3 +683,16 @@ def test_epoch_numbers_are_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="Unix epoch seconds.*to_timestamp") as err:
         load_transactions(path, today=TODAY)
     assert "pass --date-format" not in str(err.value)
+
+
+def test_float_ids_are_read_as_the_integers_they_were(tmp_path: Path) -> None:
+    # pandas saves an integer id column with one missing value as floats.
+    path = tmp_path / "float_ids.parquet"
+    ids = [10002.0, 4.0, None, 1.5, 2.0**60]
+    frame = pd.DataFrame({"customer_id": ids, "date": ["2024-01-02"] * 5, "amount": [1.0] * 5})
+    frame.to_parquet(path)
+    with pytest.warns(DataQualityWarning, match="floating-point numbers"):
+        scan = scan_transactions(path, today=TODAY)
+    got = set(scan.transactions.column("customer_id").to_pylist())
+    assert got == {"10002", "4", "1.5", "1.152921504606847e+18"}  # 2^60: beyond 2^53, as stored
+    assert scan.quarantined == {"missing customer id": 1}

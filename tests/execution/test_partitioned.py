@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from churnguard.data import ColumnMap, clean_transactions
+from churnguard.data import ColumnMap, DataQualityWarning, clean_transactions
 from churnguard.decision.retention import CONTRACT_COLUMNS, build_retention_list
 from churnguard.exceptions import InputDataError
 from churnguard.execution import _partition, _partition_sql, partitioned
@@ -106,6 +106,22 @@ def test_partitioned_list_equals_in_memory_list(
     assert sum(s.customers for s in result.details["partition_stats"]) == result.customers
     assert all(s.customers > 0 for s in result.details["partition_stats"])
     assert_same_list(result.top, got.head(len(result.top)))
+
+
+@pytest.mark.slow
+def test_float_ids_give_the_same_list_in_partitions(
+    tmp_path: Path, log_frame: pd.DataFrame, fitted: ChurnGuardModel
+) -> None:
+    # Ids saved as floats (10002.0): the split must write them as the scan reads them.
+    frame = log_frame.assign(customer_id=log_frame["customer_id"].str[1:].astype(float))
+    path = tmp_path / "float_ids.parquet"
+    frame.to_parquet(path, index=False)
+    with pytest.warns(DataQualityWarning, match="floating-point"):
+        score_transactions(path, fitted, out=tmp_path / "memory.parquet")
+        score_transactions(path, fitted, out=tmp_path / "parts.parquet", partitions=3)
+    memory = pd.read_parquet(tmp_path / "memory.parquet")
+    assert_same_list(pd.read_parquet(tmp_path / "parts.parquet"), memory)
+    assert not memory["customer_id"].str.endswith(".0").any()
 
 
 @pytest.mark.slow
