@@ -20,6 +20,7 @@ from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
 from churnguard.churn.classifier import logit
 from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
+from churnguard.features.compute import columns_of
 from churnguard.features.engine import last_date
 from churnguard.model._blocks import in_blocks
 from churnguard.model.btyd import VALUE_COLUMNS, BTYDStage, p_alive_feature, reported_p_alive
@@ -87,6 +88,16 @@ class ScoringMethods:
         """
         check_is_fitted(self, "churn_model_")
         as_of_date = to_date(as_of) if as_of is not None else last_date(transactions)
+        if "margin" in self.builder_.optional_columns_ and "margin" not in columns_of(transactions):
+            # Other optional columns only feed features (read as unknown when missing);
+            # margin is the historical value behind tiers, win-back and the no-value rule.
+            raise InputDataError(
+                "this model measures customers' historical value by margin (it was trained "
+                "with a margin column), but the log has none: every customer would read as "
+                "zero margin, so the value tiers, win-back and the no-value rule would be "
+                "wrong. Pass --margin-col with the log's margin column, or score with a model "
+                "trained without --margin-col."
+            )
         feats = self.builder_.transform(transactions, as_of_date)
         if feats.empty:
             raise InputDataError(

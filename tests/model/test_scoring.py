@@ -1,0 +1,31 @@
+"""Scoring a log with a fitted model: what a log must hold for the model's value side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnguard.data import clean_transactions, load_cdnow
+from churnguard.exceptions import InputDataError
+from churnguard.model import ChurnGuardModel
+
+
+@pytest.mark.slow
+def test_a_margin_model_refuses_a_log_without_margins() -> None:
+    # Trained with margins, the model measures historical value by margin: scored on a
+    # log without them, every customer read as zero margin (all tiers "low", no paid
+    # action). Other optional columns only feed features and stay a warning.
+    raw = load_cdnow(sample=True)
+    raw = raw.assign(margin=(raw["amount"] * 0.3).round(2), channel="web")
+    tx = clean_transactions(raw).transactions
+    model = ChurnGuardModel(
+        horizon_days=90,
+        value_model="bgnbd",
+        max_snapshots=3,
+        classifier_params={"lgbm_params": {"n_estimators": 20}},
+    ).fit(tx)
+    with pytest.raises(InputDataError, match="by margin.*--margin-col"):
+        model.predict(tx.drop(columns="margin"))
+    scored = model.predict(tx.drop(columns="channel"))  # a feature column: still scores
+    assert len(scored) == tx["customer_id"].nunique()
+    assert isinstance(scored, pd.DataFrame)
