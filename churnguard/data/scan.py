@@ -430,6 +430,8 @@ def _check_usable(
             f" {int(counts[AFTER])} usable rows are dated after as_of {limits.as_of}; pass a "
             "later --as-of."
         )
+    if not reasons:  # every row is fine, only later than as_of
+        raise InputDataError(f"none of the {n} rows of {src.name} is on or before as_of:{after}")
     raise InputDataError(
         f"none of the {n} rows of {src.name} is usable; reasons: {reasons}.{after}"
     )

@@ -696,3 +696,16 @@ def test_float_ids_are_read_as_the_integers_they_were(tmp_path: Path) -> None:
     got = set(scan.transactions.column("customer_id").to_pylist())
     assert got == {"10002", "4", "1.5", "1.152921504606847e+18"}  # 2^60: beyond 2^53, as stored
     assert scan.quarantined == {"missing customer id": 1}
+
+
+def test_an_as_of_before_every_row_says_only_that(tmp_path: Path) -> None:
+    path = _csv(tmp_path, """
+        customer_id,date,amount
+        a,2024-01-02,12
+        b,2024-01-05,7
+    """)  # fmt: skip
+    with pytest.raises(InputDataError) as err:
+        scan_transactions(path, as_of="2023-06-30", today=TODAY)
+    msg = str(err.value)
+    assert "is on or before as_of" in msg and "2 usable rows are dated after" in msg
+    assert "reasons" not in msg  # nothing was wrong with the rows
