@@ -304,6 +304,13 @@ def scan_transactions(
     """
     cmap = columns or ColumnMap()
     limits = check_options(as_of, date_floor, max_amount, today)
+    if limits.as_of is not None and limits.as_of > limits.today:
+        warnings.warn(
+            f"as_of {limits.as_of} is after today ({limits.today}): every customer is scored as "
+            "silent until then, while rows dated after today are quarantined. Check --as-of.",
+            DataQualityWarning,
+            stacklevel=2,
+        )
     con = connect_scan()
     try:
         with open_source(con, source, cmap, encoding, name) as (src, resolved):

@@ -709,3 +709,13 @@ def test_an_as_of_before_every_row_says_only_that(tmp_path: Path) -> None:
     msg = str(err.value)
     assert "is on or before as_of" in msg and "2 usable rows are dated after" in msg
     assert "reasons" not in msg  # nothing was wrong with the rows
+
+
+def test_an_as_of_after_today_warns(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "customer_id,date,amount\na,2024-01-02,12\n")
+    with pytest.warns(DataQualityWarning, match=r"as_of 2030-01-01 is after today \(2024-06-30\)"):
+        scan = scan_transactions(path, as_of="2030-01-01", today=TODAY)
+    assert scan.rows_used == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        scan_transactions(path, as_of=TODAY, today=TODAY)  # today itself is fine
