@@ -12,6 +12,7 @@ __all__ = [
     "ChurnguardError",
     "ConfigError",
     "ConvergenceWarning",
+    "DataQualityWarning",
     "InputDataError",
     "InsufficientHistoryError",
     "InvalidModelError",
@@ -71,3 +72,7 @@ class ModelFitError(ChurnguardError, RuntimeError):
 
 class ConvergenceWarning(UserWarning):
     """An optimiser needed help (a penalizer) or did not fully converge."""
+
+
+class DataQualityWarning(UserWarning):
+    """Rows or values of a transaction log were set aside or could not be read."""
