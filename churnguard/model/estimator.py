@@ -64,9 +64,18 @@ from churnguard.model.validation import (
 )
 from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
 
-__all__ = ["DEFAULT_REASONS_LIMIT", "VALUE_COLUMNS", "ChurnGuardModel", "TrainingReport"]
+__all__ = [
+    "DEFAULT_REASONS_LIMIT",
+    "SMALL_BASE",
+    "VALUE_COLUMNS",
+    "ChurnGuardModel",
+    "TrainingReport",
+]
 
 log = logging.getLogger(__name__)
+
+#: Below this many customers the train summary warns that its figures are noisy.
+SMALL_BASE = 1_000
 
 # Retained customers whose contributions define the reasons' reference (TreeSHAP cost).
 _REASON_ROWS = 20_000
@@ -233,6 +242,14 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
             self.value_model_name_, self.training_end_,
         )  # fmt: skip
         self.n_customers_ = len(feats_end)
+        if self.n_customers_ < SMALL_BASE:
+            small = (
+                f"only {self.n_customers_:,} customers: the out-of-time metrics and the model "
+                "choices rest on few of them and are noisy (an AUC of 1.000 on a handful says "
+                "nothing); a few thousand customers make them stable"
+            )
+            notes.append(small)
+            log.warning("%s", small)
 
         cutoffs = self._cutoffs()
         notes.extend(self._check_drift(tx, feats_end, max(cutoffs) if cutoffs else None))

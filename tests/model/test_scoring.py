@@ -8,6 +8,7 @@ import pytest
 from churnguard.data import clean_transactions, load_cdnow
 from churnguard.exceptions import InputDataError
 from churnguard.model import ChurnGuardModel
+from churnguard.model.estimator import SMALL_BASE
 
 
 @pytest.mark.slow
@@ -29,3 +30,17 @@ def test_a_margin_model_refuses_a_log_without_margins() -> None:
     scored = model.predict(tx.drop(columns="channel"))  # a feature column: still scores
     assert len(scored) == tx["customer_id"].nunique()
     assert isinstance(scored, pd.DataFrame)
+
+
+@pytest.mark.slow
+def test_a_small_base_is_said_to_give_noisy_figures() -> None:
+    raw = load_cdnow(sample=True)
+    few = raw[raw["customer_id"].isin(raw["customer_id"].unique()[:400])]
+    model = ChurnGuardModel(
+        horizon_days=90,
+        value_model="bgnbd",
+        max_snapshots=3,
+        classifier_params={"lgbm_params": {"n_estimators": 20}},
+    ).fit(clean_transactions(few).transactions)
+    assert model.n_customers_ == 400 < SMALL_BASE
+    assert any("only 400 customers" in note for note in model.report_.notes)
