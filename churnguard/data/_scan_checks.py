@@ -17,17 +17,73 @@ import pyarrow.compute as pc
 
 from churnguard.data._scan_quarantine import examples
 from churnguard.data._scan_rows import AFTER, USED
-from churnguard.data._scan_sql import Limits, SourceRelation, sample_values
+from churnguard.data._scan_sql import FLOAT_ID_TYPES, Limits, SourceRelation, sample_values
 from churnguard.data.columns import ColumnMap
 from churnguard.exceptions import DataQualityWarning, InputDataError
 
 __all__ = [
     "check_columns",
+    "check_formatted_amounts",
     "check_usable",
+    "warn_as_of_after_today",
+    "warn_float_ids",
     "unreadable_values",
     "warn_future",
     "warn_returns_only",
 ]
+
+#: Amounts written for people, not programs: a decimal comma (19,99), thousands
+#: separators (1,234.50 or 1.234,50), a currency sign ($12.00, 12,00 €).
+_FORMATTED = re.compile(
+    r"\s*[-+]?\s*(?:[$€£¥]\s*)?[-+]?(?:\d+,\d{1,2}|\d{1,3}(?:[.,'\s]\d{3})+(?:[.,]\d+)?"
+    r"|\d+(?:\.\d+)?)\s*(?:[$€£¥]|EUR|USD|GBP)?\s*"
+)
+
+
+def warn_as_of_after_today(limits: Limits) -> None:
+    """An as-of date after today scores every customer as silent until then."""
+    if limits.as_of is not None and limits.as_of > limits.today:
+        warnings.warn(
+            f"as_of {limits.as_of} is after today ({limits.today}): every customer is scored as "
+            "silent until then, while rows dated after today are quarantined. Check --as-of.",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+
+
+def warn_float_ids(src: SourceRelation) -> None:
+    """Ids stored as floats are read as the integers they were (see ``id_text_sql``)."""
+    if src.types["customer_id"] in FLOAT_ID_TYPES:
+        warnings.warn(
+            f"customer ids in {src.name} are stored as floating-point numbers (as pandas saves "
+            "an integer column with a missing value); whole numbers are read as integers "
+            "(10002.0 is 10002). Store ids as text to keep them exactly as in your systems.",
+            DataQualityWarning,
+            stacklevel=4,
+        )
+
+
+def check_formatted_amounts(
+    con: duckdb.DuckDBPyConnection, src: SourceRelation, rows: np.ndarray, n: int
+) -> None:
+    """Name the non-numeric amounts (``rows``) that are numbers formatted for people.
+
+    A warning with examples and the fix; an error when they are half of the log or more
+    (the log was surely misread, and a list from what is left would mislead).
+    """
+    values = examples(con, src, "amount", rows)
+    if not values or not all(_FORMATTED.fullmatch(v) for v in values):
+        return
+    share = len(rows) / max(n, 1)
+    note = (
+        f"{len(rows):,} of {n:,} rows ({share:.0%}) have an amount written for people, not "
+        f"programs (e.g. {values}: a decimal comma, thousands separators or a currency "
+        "sign) and were set aside as non-numeric. Convert the column to plain numbers with "
+        "a decimal point (1234.50) or pass --amount-col if this is the wrong column."
+    )
+    if share >= 0.5:
+        raise InputDataError(note)
+    warnings.warn(note, DataQualityWarning, stacklevel=4)
 
 
 def check_usable(
@@ -126,10 +182,10 @@ def check_columns(
     finite = pc.fill_null(pc.is_finite(table.column("amount")), False)
     if not pc.any(finite).as_py():
         sample = sample_values(con, src, "amount")
-        comma = any(re.fullmatch(r"-?\d+,\d+", v.strip()) for v in sample)
         hint = (
-            " The values use a decimal comma: convert them to a decimal point (19.99)."
-            if comma
+            " They are written for people (a decimal comma, thousands separators or a "
+            "currency sign): convert them to plain numbers with a decimal point (19.99)."
+            if sample and all(_FORMATTED.fullmatch(v) for v in sample)
             else ""
         )
         raise InputDataError(

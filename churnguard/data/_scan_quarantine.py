@@ -7,7 +7,6 @@ public API.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -47,36 +46,7 @@ __all__ = [
     "empty_quarantine",
     "quarantine_frame",
     "examples",
-    "formatted_amounts",
 ]
-
-#: Amounts written for people, not programs: a decimal comma (19,99), thousands
-#: separators (1,234.50 or 1.234,50), a currency sign ($12.00, 12,00 €).
-_FORMATTED = re.compile(
-    r"\s*[-+]?\s*(?:[$€£¥]\s*)?[-+]?(?:\d+,\d{1,2}|\d{1,3}(?:[.,'\s]\d{3})+(?:[.,]\d+)?"
-    r"|\d+(?:\.\d+)?)\s*(?:[$€£¥]|EUR|USD|GBP)?\s*"
-)
-
-
-def formatted_amounts(
-    con: duckdb.DuckDBPyConnection, src: SourceRelation, rows: np.ndarray, n: int
-) -> tuple[str, bool]:
-    """Whether the quarantined non-numeric amounts look like formatted numbers.
-
-    Returns the sentence to add to the warning or error ("" when they do not) and whether
-    the rows are so many that the log was surely misread: half of the rows or more.
-    """
-    values = examples(con, src, "amount", rows)
-    if not values or not all(_FORMATTED.fullmatch(v) for v in values):
-        return "", False
-    share = len(rows) / max(n, 1)
-    sentence = (
-        f"{len(rows):,} of {n:,} rows ({share:.0%}) have an amount written for people, not "
-        f"programs (e.g. {values}: a decimal comma, thousands separators or a currency "
-        "sign) and were set aside as non-numeric. Convert the column to plain numbers with "
-        "a decimal point (1234.50) or pass --amount-col if this is the wrong column."
-    )
-    return sentence, share >= 0.5
 
 
 def _rows_sql(src: SourceRelation, positions: str, extra: str = "", *, escape: bool = False) -> str:

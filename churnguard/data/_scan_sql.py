@@ -45,6 +45,7 @@ Source: TypeAlias = str | os.PathLike[str] | pd.DataFrame | pa.Table
 __all__ = [
     "BATCH_ROWS",
     "FLOAT_ID_TYPES",
+    "column_types",
     "id_text_sql",
     "big_column_pool",
     "release_arrow_memory",
@@ -161,7 +162,10 @@ class SourceRelation:
     csv: tuple[Path, str] | None = None  # (file, encoding) of a CSV, for error messages
 
 
-def _types(con: duckdb.DuckDBPyConnection, relation: str, names: dict[str, str]) -> dict[str, str]:
+def column_types(
+    con: duckdb.DuckDBPyConnection, relation: str, names: dict[str, str]
+) -> dict[str, str]:
+    """DuckDB type (upper case) of each expression of ``names`` over ``relation``, by name."""
     select = ", ".join(f"{expr} AS {quote_name(canon)}" for canon, expr in names.items())
     described = con.sql(f"DESCRIBE SELECT {select} FROM {relation}").fetchall()
     return {str(row[0]): str(row[1]).upper() for row in described}
@@ -234,7 +238,7 @@ def _frame_source(
     con.register("src", table)
     raw = {canon: quote_name(canon) for canon in resolved}
     rows = "(SELECT *, row_number() OVER () - 1 AS _row FROM src)"
-    return SourceRelation("src", rows, name, raw, _types(con, "src", raw), {}, labels)
+    return SourceRelation("src", rows, name, raw, column_types(con, "src", raw), {}, labels)
 
 
 def _parquet_source(
@@ -245,7 +249,7 @@ def _parquet_source(
     numbered = f"read_parquet({quote_text(str(path))}, file_row_number = true)"
     rows = f"(SELECT *, file_row_number AS _row FROM {numbered})"
     raw = {canon: quote_name(user) for canon, user in resolved.items()}
-    types = _types(con, relation, raw)
+    types = column_types(con, relation, raw)
     # Parquet written without Arrow's schema (Spark...) says only "adjusted to UTC".
     for canon, typ in types.items():
         if typ.startswith("TIMESTAMP WITH TIME ZONE") or typ.startswith("TIMESTAMPTZ"):
@@ -317,6 +321,10 @@ def open_source(
         yield _csv_source(con, readable, duck_encoding, cmap, label, display=path)
 
 
+#: DuckDB types of an id column stored as floating point (see :func:`id_text_sql`).
+FLOAT_ID_TYPES = ("FLOAT", "DOUBLE", "REAL")
+
+
 def id_text_sql(raw: str, typ: str) -> str:
     """SQL of an id column of DuckDB type ``typ`` as text (also used by the partition split)."""
     # Ids pass through untouched: any string expression would copy ten million of
@@ -330,10 +338,6 @@ def id_text_sql(raw: str, typ: str) -> str:
             f"ELSE CAST({raw} AS VARCHAR) END"
         )
     return raw if typ == "VARCHAR" else f"CAST({raw} AS VARCHAR)"
-
-
-#: DuckDB types of an id column stored as floating point (see :func:`id_text_sql`).
-FLOAT_ID_TYPES = ("FLOAT", "DOUBLE", "REAL")
 
 
 def _text_date_sql(text: str, date_format: str | None) -> str:

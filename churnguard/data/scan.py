@@ -71,7 +71,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,15 +84,17 @@ import pyarrow.compute as pc
 
 from churnguard.data._scan_checks import (
     check_columns,
+    check_formatted_amounts,
     check_usable,
     unreadable_values,
+    warn_as_of_after_today,
+    warn_float_ids,
     warn_future,
     warn_returns_only,
 )
 from churnguard.data._scan_quarantine import (
     REASONS,
     empty_quarantine,
-    formatted_amounts,
     quarantine_frame,
 )
 from churnguard.data._scan_rows import (
@@ -108,7 +109,6 @@ from churnguard.data._scan_rows import (
     strip_ids,
 )
 from churnguard.data._scan_sql import (
-    FLOAT_ID_TYPES,
     Limits,
     Source,
     SourceRelation,
@@ -304,13 +304,7 @@ def scan_transactions(
     """
     cmap = columns or ColumnMap()
     limits = check_options(as_of, date_floor, max_amount, today)
-    if limits.as_of is not None and limits.as_of > limits.today:
-        warnings.warn(
-            f"as_of {limits.as_of} is after today ({limits.today}): every customer is scored as "
-            "silent until then, while rows dated after today are quarantined. Check --as-of.",
-            DataQualityWarning,
-            stacklevel=2,
-        )
+    warn_as_of_after_today(limits)
     con = connect_scan()
     try:
         with open_source(con, source, cmap, encoding, name) as (src, resolved):
@@ -328,14 +322,7 @@ def _scan(
     quarantine_to: str | os.PathLike[str] | None,
 ) -> ScannedTransactions:
     sql, flags = parsed_sql(src, cmap)
-    if src.types["customer_id"] in FLOAT_ID_TYPES:
-        warnings.warn(
-            f"customer ids in {src.name} are stored as floating-point numbers (as pandas saves "
-            "an integer column with a missing value); whole numbers are read as integers "
-            "(10002.0 is 10002). Store ids as text to keep them exactly as in your systems.",
-            DataQualityWarning,
-            stacklevel=3,
-        )
+    warn_float_ids(src)
     table = stream_query(con, src, sql, cmap)
     n = table.num_rows
     if n == 0:
@@ -367,12 +354,8 @@ def _scan(
         floor = limits.floor.isoformat()
         reasons = {REASONS[c].format(floor=floor): int(counts[c]) for c in REASONS if counts[c]}
         check_usable(src, limits, counts, reasons, n)
-        if counts[5]:  # non-numeric amounts: a whole column in another format is an error
-            note, misread = formatted_amounts(con, src, np.flatnonzero(code == 5), n)
-            if misread:
-                raise InputDataError(note)
-            if note:
-                warnings.warn(note, DataQualityWarning, stacklevel=3)
+        if counts[5]:  # non-numeric amounts
+            check_formatted_amounts(con, src, np.flatnonzero(code == 5), n)
         if counts[3]:
             warn_future(src, limits, stamps, code, unit)
         used_mask = code == USED

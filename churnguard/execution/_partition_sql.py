@@ -24,7 +24,7 @@ from churnguard._duckdb import connect, fetch_frame, timestamp_sql
 from churnguard._duckdb import quote_identifier as _q
 from churnguard._duckdb import quote_literal as _s
 from churnguard.data import DEFAULT_DATE_FLOOR, DEFAULT_MAX_AMOUNT, ColumnMap
-from churnguard.data._scan_sql import id_text_sql, parquet_zones
+from churnguard.data._scan_sql import column_types, id_text_sql, parquet_zones
 from churnguard.data.io import atomic_path, escape_formulas_sql, table_format
 from churnguard.decision.retention import (
     CONTRACT_COLUMNS,
@@ -85,9 +85,9 @@ def split_log(
 ) -> None:
     """Write the mapped columns to ``dest/part=<i>/`` by a stable hash of the stripped id."""
     raw_id = _q(resolved["customer_id"])
-    typ = con.sql(f"SELECT typeof({raw_id}) FROM read_parquet({_s(path)}) LIMIT 1").fetchall()
+    typ = column_types(con, f"read_parquet({_s(path)})", {"customer_id": raw_id})["customer_id"]
     # The scan's text of an id (whole floats without ".0"), so both paths give one list.
-    cid = id_text_sql(raw_id, str(typ[0][0]).upper() if typ else "VARCHAR")
+    cid = id_text_sql(raw_id, typ)
     select = [f"{cid} AS customer_id"]
     # A zone-aware date is written as the wall-clock time of its zone, as the scan of the
     # whole file reads it: DuckDB would write the instant in UTC, and the partitions'

@@ -266,14 +266,23 @@ def tail_volume_ratio(transactions: pd.DataFrame, end: Any, days: int = 3) -> fl
     dates count in their own zone's days.
     """
     day = pd.Timestamp(to_date(end))
+    return _volume_ratio(_daily_counts(transactions, day - pd.Timedelta(days=days + 28)), day, days)
+
+
+def _daily_counts(transactions: pd.DataFrame, since: pd.Timestamp) -> pd.Series:
+    """Transactions per calendar day from ``since`` on (zone-aware dates: their own days)."""
     dates = pd.to_datetime(transactions["date"])
     if dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
-    recent = dates[dates >= day - pd.Timedelta(days=days + 28)].dt.normalize().value_counts()
+    return dates[dates >= since].dt.normalize().value_counts()
+
+
+def _volume_ratio(daily: pd.Series, day: pd.Timestamp, days: int) -> float:
+    """:func:`tail_volume_ratio` from per-day counts covering the four weeks before."""
 
     def total(stop: pd.Timestamp) -> float:
-        inside = (recent.index > stop - pd.Timedelta(days=days)) & (recent.index <= stop)
-        return float(recent[inside].sum())
+        inside = (daily.index > stop - pd.Timedelta(days=days)) & (daily.index <= stop)
+        return float(daily[inside].sum())
 
     before = float(np.median([total(day - pd.Timedelta(weeks=w)) for w in range(1, 5)]))
     return total(day) / before if before > 0 else float("nan")
@@ -287,8 +296,10 @@ def incomplete_end(transactions: pd.DataFrame, end: dt.date) -> str:
     taken during that day: a pull before about 14:00). Either makes more customers look
     silent in the latest window, which looks like churn.
     """
-    earlier = tail_volume_ratio(transactions, end - dt.timedelta(days=1), days=3)
-    last = tail_volume_ratio(transactions, end, days=1)
+    day = pd.Timestamp(to_date(end))
+    daily = _daily_counts(transactions, day - pd.Timedelta(days=3 + 1 + 28))  # one pass
+    earlier = _volume_ratio(daily, day - pd.Timedelta(days=1), 3)
+    last = _volume_ratio(daily, day, 1)
     if not (np.isfinite(earlier) and np.isfinite(last)):
         return (
             "the log's last days cannot be checked for completeness (no transactions on the "
