@@ -24,6 +24,7 @@ from churnguard.exceptions import DataQualityWarning, InputDataError
 __all__ = [
     "check_columns",
     "check_formatted_amounts",
+    "warn_thousands_dots",
     "check_usable",
     "warn_as_of_after_today",
     "warn_float_ids",
@@ -84,6 +85,51 @@ def check_formatted_amounts(
     if share >= 0.5:
         raise InputDataError(note)
     warnings.warn(note, DataQualityWarning, stacklevel=4)
+
+
+#: Rows read for the thousands-dot check: the head of the file tells the format.
+_DOT_SAMPLE = 100_000
+#: Fewest amounts with a decimal point for the thousands-dot check to say anything.
+_DOT_MIN = 20
+
+
+def warn_thousands_dots(con: duckdb.DuckDBPyConnection, src: SourceRelation) -> None:
+    """Warn when a text amount column looks written with a dot between thousands.
+
+    ``1.173`` for one thousand one hundred seventy-three (Chilean pesos, Indonesian
+    rupiah) reads as a valid number a thousand times too small, so no row is set aside
+    and nothing else would say so. The signs, in the first rows of the file: every
+    amount with a point has exactly three digits after it, there are at least
+    :data:`_DOT_MIN` of them, and no amount of 1000 or more is written without one.
+    Amounts with three decimals (dinars) match too, hence a warning, not an error.
+    """
+    if src.types.get("amount") != "VARCHAR":
+        return
+    raw = src.raw["amount"]
+    sql = (
+        "SELECT count(*) FILTER (WHERE contains(a, '.')), "
+        r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?\d{1,3}(\.\d{3})+')), "
+        r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?\d{4,}')) "
+        f"FROM (SELECT trim(CAST({raw} AS VARCHAR)) AS a FROM {src.relation} "
+        f"LIMIT {_DOT_SAMPLE})"
+    )
+    try:
+        rows = con.sql(sql).fetchall()
+    except duckdb.Error:
+        return
+    dotted, thousands, plain_large = (int(v or 0) for v in rows[0]) if rows else (0, 0, 0)
+    if dotted < _DOT_MIN or thousands < dotted or plain_large:
+        return
+    values = [v for v in sample_values(con, src, "amount") if "." in v] or ["1.173"]
+    warnings.warn(
+        f"every amount with a point in the first rows of {src.name} has exactly three digits "
+        f"after it ({dotted:,} of them, e.g. {values[0]!r}) and no amount of 1000 or more is "
+        "written without one: if the point separates thousands (1.173 meaning 1173), every "
+        "amount is read a thousand times too small. Remove the thousands separators from "
+        "the amount column; if these are amounts with three decimals, ignore this warning.",
+        DataQualityWarning,
+        stacklevel=4,
+    )
 
 
 def check_usable(

@@ -91,6 +91,7 @@ from churnguard.data._scan_checks import (
     warn_float_ids,
     warn_future,
     warn_returns_only,
+    warn_thousands_dots,
 )
 from churnguard.data._scan_quarantine import (
     REASONS,
@@ -323,6 +324,7 @@ def _scan(
 ) -> ScannedTransactions:
     sql, flags = parsed_sql(src, cmap)
     warn_float_ids(src)
+    warn_thousands_dots(con, src)
     table = stream_query(con, src, sql, cmap)
     n = table.num_rows
     if n == 0:

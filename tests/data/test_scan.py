@@ -674,6 +674,31 @@ def test_plain_text_amounts_get_no_format_hint(tmp_path: Path) -> None:
     assert scan.quarantined == {"non-numeric amount": 2}
 
 
+def test_a_dot_between_thousands_gets_a_warning(tmp_path: Path) -> None:
+    # 1.173 pesos meaning 1173 parse as valid numbers a thousand times too small: no row
+    # is set aside, so only the shape of the text can tell.
+    values = range(800, 25_000, 900)
+    amounts = [f"{v // 1000}.{v % 1000:03d}" if v >= 1000 else str(v) for v in values]
+    rows = "".join(f"c{i % 5},2024-01-{i % 28 + 1:02d},{a}\n" for i, a in enumerate(amounts))
+    path = _csv(tmp_path, "customer_id,date,amount\n" + rows)
+    with pytest.warns(DataQualityWarning, match=r"exactly three digits after it.*thousand times"):
+        scan = scan_transactions(path, today=TODAY)
+    assert scan.quarantined == {}
+    assert max(scan.transactions["amount"].to_pylist()) == 800.0  # read as written: a warning
+
+
+def test_two_decimals_and_large_plain_amounts_get_no_thousands_hint(tmp_path: Path) -> None:
+    # Two decimals; and three decimals beside a plain 1500 (dinars), which a thousands
+    # separator would have written 1.500.
+    two = "".join(f"c{i % 5},2024-01-{i % 28 + 1:02d},{i + 1}.25\n" for i in range(30))
+    three = "".join(f"c{i % 5},2024-01-{i % 28 + 1:02d},{i + 1}.125\n" for i in range(30))
+    for name, rows in (("two", two), ("dinars", three + "d,2024-02-01,1500\n")):
+        path = _csv(tmp_path, "customer_id,date,amount\n" + rows, name=f"{name}.csv")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataQualityWarning)
+            scan_transactions(path, today=TODAY)
+
+
 def test_epoch_numbers_are_named_as_such(tmp_path: Path) -> None:
     # --date-format cannot read them (there is no strftime code for epoch seconds), so
     # the message must not send the user there.
