@@ -143,7 +143,8 @@ class ScoringMethods:
         """Expected spend over the churn horizon of each row of a :meth:`features` frame.
 
         With the ``hurdle`` value model it is ``(1 - churn_probability)`` times the
-        learned spend of an active window; ``churn_probability`` defaults to the
+        learned spend of an active window, at its seasonal level when one was validated
+        (:mod:`churnguard.model.value_level`); ``churn_probability`` defaults to the
         model's own as of ``as_of`` (see :meth:`churn_probability`).
         """
         check_is_fitted(self, "churn_model_")
@@ -152,7 +153,9 @@ class ScoringMethods:
             if churn_probability is None
             else churn_probability
         )
-        return window_value(self.value_model_choice_, frame, p, self.window_spend_model_)
+        # models saved before the spend level correction have no value_level_
+        level = getattr(getattr(self, "value_level_", None), "offset", 0.0)
+        return window_value(self.value_model_choice_, frame, p, self.window_spend_model_, level)
 
     def value_columns(
         self, frame: pd.DataFrame, *, num_threads: int | None = None

@@ -225,6 +225,21 @@ class BTYDStage:
         values = no_purchase_frame(pm, self.rfm(feats), self.horizon_units)
         return _sanitize(values)[PRIOR_COLUMN].to_numpy()
 
+    def window_columns(
+        self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel
+    ) -> pd.DataFrame:
+        """``expected_purchases``, :data:`PRIOR_COLUMN` and ``expected_spend`` of :meth:`value`.
+
+        The same values, without the CLV columns: what the level corrections' older
+        snapshots need (the prior and the structural spend of an active window).
+        """
+        rfm = self.rfm(feats)
+        values = no_purchase_frame(pm, rfm, self.horizon_units)
+        values["expected_spend"] = sm.expected_spend_arrays(
+            rfm["frequency"].to_numpy(dtype=float), rfm["monetary_value"].to_numpy(dtype=float)
+        )
+        return _sanitize(values)
+
     def value(
         self,
         feats: pd.DataFrame,

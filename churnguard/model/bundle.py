@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from churnguard import __version__
@@ -115,6 +116,7 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
         "value_choice": {
             "chosen": model.value_model_choice_,
             "candidates": _records(getattr(model.report_, "value_candidates", None)),
+            "spend_level": _spend_level_record(model),
         },
         "decision_reference": model.decision_reference_.describe(),
         "churn_model": {
@@ -161,6 +163,24 @@ def _level_record(model: ChurnGuardModel) -> dict[str, Any] | None:
         "source": level.source,
         "weight": float(level.weight),
         "offset_log_odds": float(level.offset),
+        "reason": level.reason,
+        "sources": _records(level.table),
+    }
+
+
+def _spend_level_record(model: ChurnGuardModel) -> dict[str, Any] | None:
+    """The spend model's seasonal level (:mod:`churnguard.model.value_level`) as plain data.
+
+    ``factor`` multiplies the learned spend of an active window in the next-window value
+    (1: none). None for a model saved before the correction existed.
+    """
+    level = getattr(model, "value_level_", None)
+    if level is None:
+        return None
+    return {
+        "source": level.source,
+        "weight": float(level.weight),
+        "factor": float(np.exp(level.offset)),
         "reason": level.reason,
         "sources": _records(level.table),
     }

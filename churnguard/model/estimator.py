@@ -63,6 +63,7 @@ from churnguard.model.validation import (
     validate_churn,
 )
 from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
+from churnguard.model.value_level import fit_value_level, value_level_note, window_frame
 
 __all__ = [
     "DEFAULT_REASONS_LIMIT",
@@ -128,8 +129,10 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         0.002 against no sampling, and it keeps training on 1M customers within a
         few minutes and 4 GB (figures in ``benchmarks/README.md``).
     level_correction : bool
-        Correct the level of the BTYD prior, when it is the churn model, as validated out
-        of time on recent snapshots (:mod:`churnguard.churn.level`).
+        Correct the level of the BTYD prior, when it is the churn model, and the seasonal
+        level of the learned spend of an active window (``hurdle`` and ``blend`` value
+        models), each as validated out of time on recent snapshots
+        (:mod:`churnguard.churn.level`, :mod:`churnguard.model.value_level`).
     drift_correction : bool
         When the drift check flags that customers went silent faster (or slower) in the
         last 28 days than the purchase model expects, move the churn probabilities by the
@@ -267,10 +270,15 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
             cutoffs, int(self.horizon_days), calibration_days=int(self.calibration_days)
         )
         self.level_ = LevelChoice(reason="level_correction=False")
+        older: list[pd.DataFrame] = []  # the level snapshots, kept for the spend level
+
+        def older_snapshots(extra: list[dt.date]) -> pd.DataFrame:
+            older.append(self._snapshot_table(tx, extra, same_sample=True, prior_only=True))
+            return older[-1]
+
         if self.level_correction:
             self.level_ = fit_level(
-                snaps, cutoffs,
-                lambda extra: self._snapshot_table(tx, extra, same_sample=True, prior_only=True),
+                snaps, cutoffs, older_snapshots,
                 lag_days=int(self.horizon_days) + int(self.gap_days),
                 step_days=int(self.snapshot_step_days),
                 earliest=self.training_start_ + dt.timedelta(days=28),
@@ -297,6 +305,12 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         )
         notes.append(f"value model: {self.value_model_choice_} ({value_reason})")
         log.info("value model: %s (%s)", self.value_model_choice_, value_reason)
+        self.value_level_ = LevelChoice(reason="level_correction=False")
+        if self.level_correction and self.value_model_choice_ != "btyd" and not snaps.empty:
+            self.value_level_ = fit_value_level(
+                [*older, snaps], lag_days=int(self.horizon_days) + int(self.gap_days)
+            )
+            notes.append(value_level_note(self.value_level_))
         self.production_plan_: SnapshotPlan | None = None
         self.window_spend_model_ = None
         if chosen == "prior":
@@ -437,8 +451,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``).
 
         ``same_sample``: the customers of the snapshots built before (older cutoffs).
-        ``prior_only``: of the value columns only :data:`PRIOR_COLUMN` (what the level
-        correction reads), skipping the CLV curves that cost most of a snapshot.
+        ``prior_only``: of the value columns only those the level corrections read
+        (:data:`PRIOR_COLUMN` and the structural spend of an active window), skipping the
+        CLV curves that cost most of a snapshot.
         """
         rows = int(self.max_snapshot_rows)
         if same_sample:
@@ -448,7 +463,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         def values(feats: pd.DataFrame) -> pd.DataFrame:
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
             if prior_only:
-                return feats.assign(**{PRIOR_COLUMN: stage.prior(feats, pm)})
+                return window_frame(stage, feats, pm, sm)
             return self.features_frame(feats, pm, sm)
 
         snaps, customers = snapshot_table(

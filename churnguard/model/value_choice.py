@@ -81,9 +81,17 @@ def fit_spend_model(
 
 
 def window_value(
-    name: str, frame: pd.DataFrame, churn_probability: np.ndarray, spend: WindowSpendModel | None
+    name: str,
+    frame: pd.DataFrame,
+    churn_probability: np.ndarray,
+    spend: WindowSpendModel | None,
+    level: float = 0.0,
 ) -> np.ndarray:
-    """Candidate ``name``'s expected spend in the next window for each row of ``frame``."""
+    """Candidate ``name``'s expected spend in the next window for each row of ``frame``.
+
+    ``level``: log of the factor applied to the learned spend of an active window (its
+    seasonal level at the scoring date, :mod:`churnguard.model.value_level`).
+    """
     btyd = np.nan_to_num(
         frame["expected_purchases"].to_numpy(dtype=float)
         * frame["expected_spend"].to_numpy(dtype=float)
@@ -93,7 +101,8 @@ def window_value(
         btyd = btyd * share
     if name == "btyd" or spend is None:
         return btyd
-    hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * spend.predict(frame)
+    active = spend.predict(frame) * (float(np.exp(level)) if level else 1.0)
+    hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * active
     hurdle = np.where(np.isfinite(hurdle), hurdle, btyd)
     return hurdle if name == "hurdle" else 0.5 * (hurdle + btyd)
 

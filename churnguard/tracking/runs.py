@@ -9,6 +9,7 @@ MLflow is imported lazily: it is slow to import and scoring does not need it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def _flat_params(model: Any) -> dict[str, Any]:
         applied = model.churn_model_name_ == "prior"
         params["churn_level_source"] = level.source if applied else "not applied"
         params["churn_level_offset"] = float(level.offset) if applied else 0.0
+    spend_level = getattr(model, "value_level_", None)  # absent before the spend level
+    if spend_level is not None:
+        params["spend_level_factor"] = math.exp(float(spend_level.offset))
     drift = getattr(model, "recent_drift_", None)
     if drift is not None:
         params["recent_drift_flagged"] = bool(drift.flagged)

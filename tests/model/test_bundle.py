@@ -154,6 +154,15 @@ def test_metadata_records_the_churn_level_choice(copy: Path) -> None:
         assert level["weight"] == 0.0
 
 
+def test_metadata_records_the_spend_level(copy: Path) -> None:
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    level = meta["value_choice"]["spend_level"]
+    assert set(level) == {"source", "weight", "factor", "reason", "sources"}
+    assert level["source"] in ("none", "season")
+    if level["source"] == "none":
+        assert level["factor"] == 1.0
+
+
 def test_predict_features_leaves_the_callers_frame_alone(saved: Path) -> None:
     model = load_model(saved)
     tx = clean_transactions(_log()).transactions

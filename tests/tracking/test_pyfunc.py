@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,6 +115,7 @@ def test_training_run_records_the_churn_choice_and_level(
         assert float(params["churn_level_offset"]) == pytest.approx(fitted.level_.offset)
     else:
         assert params["churn_level_source"] == "not applied"
+    assert float(params["spend_level_factor"]) == pytest.approx(np.exp(fitted.value_level_.offset))
 
 
 @pytest.mark.slow

@@ -1,0 +1,121 @@
+"""The seasonal level of an active customer's spend: measured, forecast, validated, applied."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.churn.level import LevelChoice
+from churnguard.model.value_choice import ACTIVE_SPEND, window_value
+from churnguard.model.value_level import (
+    active_spend_errors,
+    choose_value_level,
+    value_level_note,
+)
+
+LAG = 91
+STEP = 14
+
+
+def test_errors_are_log_observed_over_structural_spend_of_active_customers() -> None:
+    rows = pd.DataFrame(
+        {
+            "cutoff": pd.to_datetime(["2024-01-01"] * 3 + ["2024-01-15"] * 3),
+            "future_purchases": [2, 0, 1, 1, 1, 0],
+            "future_spend": [30.0, 0.0, 10.0, 5.0, 15.0, 0.0],
+            # the silent customer's structural spend does not count; a missing one is skipped
+            ACTIVE_SPEND: [10.0, 99.0, 10.0, np.nan, 10.0, 99.0],
+        }
+    )
+    errors = active_spend_errors(rows)
+    assert list(errors.index) == list(pd.to_datetime(["2024-01-01", "2024-01-15"]))
+    np.testing.assert_allclose(errors.to_numpy(), [np.log(40 / 20), np.log(20 / 10)])
+
+
+def _errors(
+    amplitude: float, *, cutoffs: int = 60, noise: float = 0.02, seed: int = 0
+) -> pd.Series:
+    """Level errors with a one-year period (52 weeks, so the 14-day grid lands on it)."""
+    rng = np.random.default_rng(seed)
+    latest = pd.Timestamp("2024-03-31")
+    index = pd.DatetimeIndex([latest - pd.Timedelta(days=STEP * k) for k in range(cutoffs)][::-1])
+    days = (index - pd.Timestamp("2022-01-01")).days.to_numpy()
+    values = amplitude * np.cos(2 * np.pi * days / 364) + rng.normal(0, noise, cutoffs)
+    return pd.Series(values, index=index)
+
+
+def test_a_seasonal_spend_level_is_forecast_from_last_year() -> None:
+    errors = _errors(0.4)
+    choice = choose_value_level(errors, LAG)
+    assert choice.source == "season" and choice.weight >= 0.8
+    when = errors.index.max() + pd.Timedelta(days=LAG)
+    year_ago = errors.iloc[
+        int(np.argmin(np.abs((errors.index - (when - pd.Timedelta(days=364))).days)))
+    ]
+    assert choice.offset == pytest.approx(choice.weight * (year_ago - errors.iloc[-1]))
+    # what the model misses at the scoring date: the true seasonal error minus the latest
+    truth = 0.4 * np.cos(2 * np.pi * (when - pd.Timestamp("2022-01-01")).days / 364)
+    assert abs(choice.offset - (truth - errors.iloc[-1])) < 0.1
+    assert "x" in value_level_note(choice) and "unchanged" not in value_level_note(choice)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_season_no_correction(seed: int) -> None:
+    # 5% noise per cutoff, no season: averaging last year's level with the latest one
+    # lowers that noise a little, which is not a season.
+    choice = choose_value_level(_errors(0.0, noise=0.05, seed=seed), LAG)
+    assert choice.source == "none" and choice.offset == 0.0
+    assert "unchanged" in value_level_note(choice)
+
+
+def test_a_log_shorter_than_a_year_gets_no_correction() -> None:
+    choice = choose_value_level(_errors(0.4, cutoffs=24), LAG)
+    assert choice.source == "none" and choice.offset == 0.0
+    assert "a year earlier" in choice.reason
+    assert choose_value_level(pd.Series(dtype=float), LAG).source == "none"
+
+
+class _Spend:
+    """A fitted spend model's interface: a constant spend of an active window."""
+
+    def predict(self, frame: pd.DataFrame, num_threads: int | None = None) -> np.ndarray:
+        return np.full(len(frame), 50.0)
+
+
+def test_the_level_scales_the_learned_active_spend_only() -> None:
+    frame = pd.DataFrame({"expected_purchases": [1.0, 2.0], "expected_spend": [20.0, 30.0]})
+    p = np.array([0.2, 0.6])
+    spend = _Spend()
+    hurdle = window_value("hurdle", frame, p, spend, level=np.log(0.5))  # type: ignore[arg-type]
+    np.testing.assert_allclose(hurdle, (1 - p) * 25.0)
+    blend = window_value("blend", frame, p, spend, level=np.log(0.5))  # type: ignore[arg-type]
+    np.testing.assert_allclose(blend, 0.5 * ((1 - p) * 25.0 + [20.0, 60.0]))
+    btyd = window_value("btyd", frame, p, spend, level=np.log(0.5))  # type: ignore[arg-type]
+    np.testing.assert_allclose(btyd, [20.0, 60.0])
+
+
+@pytest.mark.slow
+def test_the_model_fits_and_applies_the_spend_level_on_a_seasonal_world() -> None:
+    from churnguard.data import WORLDS, clean_transactions
+    from churnguard.model import ChurnGuardModel
+
+    world = WORLDS["continuous_acquisition"](3000, 0)
+    tx = clean_transactions(world.transactions).transactions
+    as_of = pd.Timestamp(world.suggested_as_of[-1])
+    history = tx.loc[tx["date"] <= as_of]
+    common = {"churn_model": "prior", "value_choice": "hurdle", "horizon_days": 91}
+    model = ChurnGuardModel(**common).fit(history)
+    assert isinstance(model.value_level_, LevelChoice)
+    assert model.value_level_.table.loc["season", "targets"] >= 3  # the older snapshots count
+    assert any(n.startswith("spend level:") for n in model.report_.notes)
+    frame = model.features(history, as_of)
+    p = model.churn_probability(frame)
+    offset = model.value_level_.offset
+    applied = model.window_value(frame, p)
+    model.value_level_ = dataclasses.replace(model.value_level_, offset=0.0)
+    np.testing.assert_allclose(applied, model.window_value(frame, p) * np.exp(offset))
+    off = ChurnGuardModel(**common, level_correction=False).fit(history)
+    assert off.value_level_.source == "none" and off.value_level_.offset == 0.0
