@@ -130,8 +130,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         few minutes and 4 GB (figures in ``benchmarks/README.md``).
     level_correction : bool
         Correct the level of the BTYD prior, when it is the churn model, and the seasonal
-        level of the learned spend of an active window (``hurdle`` and ``blend`` value
-        models), each as validated out of time on recent snapshots
+        level of the next-window value (the learned spend of an active window with the
+        ``hurdle`` and ``blend`` value models), each as validated out of time on recent
+        snapshots
         (:mod:`churnguard.churn.level`, :mod:`churnguard.model.value_level`).
     drift_correction : bool
         When the drift check flags that customers went silent faster (or slower) in the
@@ -306,9 +307,11 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         notes.append(f"value model: {self.value_model_choice_} ({value_reason})")
         log.info("value model: %s (%s)", self.value_model_choice_, value_reason)
         self.value_level_ = LevelChoice(reason="level_correction=False")
-        if self.level_correction and self.value_model_choice_ != "btyd" and not snaps.empty:
+        if self.level_correction and not snaps.empty:
             self.value_level_ = fit_value_level(
-                [*older, snaps], lag_days=int(self.horizon_days) + int(self.gap_days)
+                [*older, snaps],
+                self.value_model_choice_,
+                lag_days=int(self.horizon_days) + int(self.gap_days),
             )
             notes.append(value_level_note(self.value_level_))
         self.production_plan_: SnapshotPlan | None = None

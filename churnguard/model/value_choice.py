@@ -89,8 +89,9 @@ def window_value(
 ) -> np.ndarray:
     """Candidate ``name``'s expected spend in the next window for each row of ``frame``.
 
-    ``level``: log of the factor applied to the learned spend of an active window (its
-    seasonal level at the scoring date, :mod:`churnguard.model.value_level`).
+    ``level``: log of the factor applied to the learned spend of an active window, or
+    to the whole value with ``btyd`` (its seasonal level at the scoring date,
+    :mod:`churnguard.model.value_level`).
     """
     btyd = np.nan_to_num(
         frame["expected_purchases"].to_numpy(dtype=float)
@@ -99,9 +100,12 @@ def window_value(
     share = scored_kept_share(frame)
     if share is not None:  # net of the customer's returns, like the value columns
         btyd = btyd * share
-    if name == "btyd" or spend is None:
+    factor = float(np.exp(level)) if level else 1.0
+    if name == "btyd":
+        return btyd * factor
+    if spend is None:
         return btyd
-    active = spend.predict(frame) * (float(np.exp(level)) if level else 1.0)
+    active = spend.predict(frame) * factor
     hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * active
     hurdle = np.where(np.isfinite(hurdle), hurdle, btyd)
     return hurdle if name == "hurdle" else 0.5 * (hurdle + btyd)

@@ -20,9 +20,11 @@ rolling origin (every recent cutoff is a target forecast from what was labelled
 the targets' mean squared log error by at least ``min_gain``. A log without a
 repeating season, or too short to have one, gets no correction.
 
-Only the hurdle's spend of an active window is corrected (the ``hurdle`` and ``blend``
-value models): the churn probability that multiplies it has its own level, and the
-12-month value columns (``predicted_clv``, ``value_if_retained``) span every season.
+With the ``hurdle`` and ``blend`` value models only the learned spend of an active
+window is corrected: the churn probability that multiplies it has its own level. With
+``btyd`` the whole BTYD x Gamma-Gamma next-window value is, from its own level errors
+counted from zero (it learned no level from the latest window). The 12-month value
+columns (``predicted_clv``, ``value_if_retained``) span every season and are left alone.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ import pandas as pd
 from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
 from churnguard.churn.candidates import PRIOR_COLUMN
 from churnguard.churn.level import LevelChoice, forecast_sources
-from churnguard.model.value_choice import ACTIVE_SPEND, add_active_spend
+from churnguard.model.value_choice import ACTIVE_SPEND, add_active_spend, window_value
 
 __all__ = [
     "MIN_SPEND_LEVEL_GAIN",
     "active_spend_errors",
+    "btyd_window_errors",
     "choose_value_level",
     "fit_value_level",
     "value_level_note",
@@ -53,6 +56,8 @@ __all__ = [
 MIN_SPEND_LEVEL_GAIN = 0.005
 
 _WEIGHTS = np.linspace(0.0, 1.0, 21)
+#: What the BTYD x Gamma-Gamma next-window value is made of (net of returns).
+_BTYD_COLUMNS = ("expected_purchases", "expected_spend", KEPT_SHARE)
 
 
 def active_spend_errors(rows: pd.DataFrame) -> pd.Series:
@@ -87,14 +92,15 @@ def choose_value_level(
     tolerance_days: int = 7,
     min_targets: int = 3,
     min_gain: float = MIN_SPEND_LEVEL_GAIN,
+    relative: bool = True,
 ) -> LevelChoice:
-    """Fit and validate the seasonal level of the spend model on a rolling origin.
+    """Fit and validate the seasonal level of a next-window value on a rolling origin.
 
     Parameters
     ----------
     errors : Series
-        :func:`active_spend_errors`, reaching a year plus ``recent_days`` before the
-        latest cutoff for the season to be validated.
+        :func:`active_spend_errors` or :func:`btyd_window_errors`, reaching a year plus
+        ``recent_days`` before the latest cutoff for the season to be validated.
     lag_days : int
         Horizon plus gap: how long before a date a cutoff's label is known.
     scoring_date : date-like, optional
@@ -103,12 +109,17 @@ def choose_value_level(
         As in :func:`churnguard.churn.level.choose_level`.
     min_gain : float
         Least reduction of the targets' mean squared log error.
+    relative : bool
+        The corrected value is at the level of the latest labelled window (the learned
+        spend model, calibrated on it): its miss and its forecast are counted from that
+        level. False for a value that learned no level (BTYD x Gamma-Gamma): both are
+        counted from zero.
 
     Returns
     -------
     LevelChoice
-        ``offset`` is the log of the factor applied to the spend of an active window
-        (0: none); ``source`` is ``"season"`` or ``"none"``.
+        ``offset`` is the log of the factor applied to the value (0: none); ``source``
+        is ``"season"`` or ``"none"``.
     """
     if errors.empty:
         return LevelChoice(reason="no labelled snapshot to measure the spend level on")
@@ -119,8 +130,9 @@ def choose_value_level(
     for t in [c for c in errors.index if c >= latest - pd.Timedelta(days=int(recent_days))]:
         known = forecast_sources(errors, t, lag_days, tolerance_days=tolerance_days)
         if "season" in known:
-            misses.append(float(errors[t]) - known["latest"])
-            forecasts.append(known["season"] - known["latest"])
+            base = known["latest"] if relative else 0.0
+            misses.append(float(errors[t]) - base)
+            forecasts.append(known["season"] - base)
     table = pd.DataFrame({"targets": [len(misses)]}, index=pd.Index(["season"], name="source"))
     if len(misses) < int(min_targets):
         return LevelChoice(
@@ -136,42 +148,67 @@ def choose_value_level(
     at = forecast_sources(errors, when, lag_days, tolerance_days=tolerance_days)
     if gain < float(min_gain) or "season" not in at:
         why = (
-            f"last year's spend level lowered the squared log error of {len(misses)} recent "
+            f"last year's level lowered the squared log error of {len(misses)} recent "
             f"snapshots by {gain:.4f} out of time (at least {float(min_gain):g} is required)"
             if "season" in at
             else "no labelled window a year before the scoring date"
         )
         return LevelChoice(table=table, reason=f"no spend level correction: {why}")
-    offset = w * (at["season"] - at["latest"])
+    offset = w * (at["season"] - (at["latest"] if relative else 0.0))
+    what = "an active customer's spend" if relative else "the BTYD x Gamma-Gamma value"
     return LevelChoice(
         "season",
         w,
         offset,
         table=table,
         reason=(
-            f"last year's level of an active customer's spend, shrunk by {w:.2f}, lowered "
+            f"last year's level of {what}, shrunk by {w:.2f}, lowered "
             f"the squared log error of {len(misses)} recent snapshots by {gain:.4f} out of time"
         ),
     )
 
 
-def fit_value_level(frames: list[pd.DataFrame], *, lag_days: int) -> LevelChoice:
-    """:func:`choose_value_level` on labelled snapshot tables (older ones first)."""
-    cols = ["cutoff", "future_purchases", "future_spend", ACTIVE_SPEND]
-    rows = [f[cols] for f in frames if not f.empty and ACTIVE_SPEND in f.columns]
+def btyd_window_errors(rows: pd.DataFrame) -> pd.Series:
+    """Log of observed over BTYD x Gamma-Gamma next-window spend, by cutoff (every row)."""
+    if KEPT_SHARE in rows.columns:  # a snapshot without returns has no share: all kept
+        rows = rows.assign(**{KEPT_SHARE: rows[KEPT_SHARE].fillna(1.0)})
+    predicted = window_value("btyd", rows, np.zeros(len(rows)), None)
+    frame = pd.DataFrame(
+        {"cutoff": rows["cutoff"].to_numpy(), "y": rows["future_spend"].to_numpy(), "p": predicted}
+    )
+    sums = frame.groupby("cutoff", sort=True)[["y", "p"]].sum()
+    sums = sums.loc[(sums["y"] > 0) & (sums["p"] > 0)]
+    index = pd.DatetimeIndex([pd.Timestamp(str(c)) for c in sums.index])
+    ratio = sums["y"].to_numpy(dtype=float) / sums["p"].to_numpy(dtype=float)
+    return pd.Series(np.log(ratio), index=index, dtype=float).sort_index()
+
+
+def fit_value_level(frames: list[pd.DataFrame], value_model: str, *, lag_days: int) -> LevelChoice:
+    """The seasonal level of ``value_model``'s next-window value, from labelled snapshots.
+
+    ``btyd``: of its whole next-window value, which learned no level; ``hurdle`` and
+    ``blend``: of the learned spend of an active window, at the latest window's level.
+    ``frames``: snapshot tables, older ones first.
+    """
+    cols = ["cutoff", "future_purchases", "future_spend", ACTIVE_SPEND, *_BTYD_COLUMNS]
+    rows = [
+        f[[c for c in cols if c in f.columns]]
+        for f in frames
+        if not f.empty and ACTIVE_SPEND in f.columns
+    ]
     if not rows:
         return LevelChoice(reason="no labelled snapshot to measure the spend level on")
-    return choose_value_level(active_spend_errors(pd.concat(rows, ignore_index=True)), lag_days)
+    table = pd.concat(rows, ignore_index=True)
+    if value_model == "btyd":
+        return choose_value_level(btyd_window_errors(table), lag_days, relative=False)
+    return choose_value_level(active_spend_errors(table), lag_days)
 
 
 def value_level_note(choice: LevelChoice) -> str:
     """One line of the train summary."""
     if choice.source == "none":
         return f"spend level: unchanged ({choice.reason})"
-    return (
-        f"spend level: an active customer's next-window spend x{np.exp(choice.offset):.2f} "
-        f"({choice.reason})"
-    )
+    return f"spend level: next-window value x{np.exp(choice.offset):.2f} ({choice.reason})"
 
 
 def window_frame(stage: Any, feats: pd.DataFrame, pm: Any, sm: Any) -> pd.DataFrame:

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnguard._money import KEPT_SHARE
 from churnguard.churn.level import LevelChoice
 from churnguard.model.value_choice import ACTIVE_SPEND, window_value
 from churnguard.model.value_level import (
     active_spend_errors,
+    btyd_window_errors,
     choose_value_level,
     value_level_note,
 )
@@ -78,6 +80,32 @@ def test_a_log_shorter_than_a_year_gets_no_correction() -> None:
     assert choose_value_level(pd.Series(dtype=float), LAG).source == "none"
 
 
+def test_btyd_errors_are_log_observed_over_btyd_value_of_every_customer() -> None:
+    rows = pd.DataFrame(
+        {
+            "cutoff": pd.to_datetime(["2024-01-01"] * 2 + ["2024-01-15"] * 2),
+            "future_spend": [30.0, 0.0, 10.0, 10.0],
+            "expected_purchases": [1.0, 2.0, 1.0, 1.0],
+            "expected_spend": [10.0, 5.0, 10.0, 10.0],
+            KEPT_SHARE: [1.0, 1.0, 0.5, np.nan],  # no returns at a cutoff: all kept
+        }
+    )
+    errors = btyd_window_errors(rows)
+    np.testing.assert_allclose(errors.to_numpy(), [np.log(30 / 20), np.log(20 / 15)])
+
+
+def test_a_value_that_learned_no_level_is_corrected_from_zero() -> None:
+    errors = _errors(0.4) + 0.1  # a season and a steady bias, as BTYD x Gamma-Gamma has
+    choice = choose_value_level(errors, LAG, relative=False)
+    assert choice.source == "season" and choice.weight >= 0.8
+    when = errors.index.max() + pd.Timedelta(days=LAG)
+    truth = 0.1 + 0.4 * np.cos(2 * np.pi * (when - pd.Timestamp("2022-01-01")).days / 364)
+    assert abs(choice.offset - truth) < 0.1
+    assert "BTYD" in choice.reason
+    # without a season or a bias there is nothing to correct
+    assert choose_value_level(_errors(0.0, noise=0.05), LAG, relative=False).source == "none"
+
+
 class _Spend:
     """A fitted spend model's interface: a constant spend of an active window."""
 
@@ -85,7 +113,7 @@ class _Spend:
         return np.full(len(frame), 50.0)
 
 
-def test_the_level_scales_the_learned_active_spend_only() -> None:
+def test_the_level_scales_the_learned_active_spend_or_the_btyd_value() -> None:
     frame = pd.DataFrame({"expected_purchases": [1.0, 2.0], "expected_spend": [20.0, 30.0]})
     p = np.array([0.2, 0.6])
     spend = _Spend()
@@ -94,11 +122,12 @@ def test_the_level_scales_the_learned_active_spend_only() -> None:
     blend = window_value("blend", frame, p, spend, level=np.log(0.5))  # type: ignore[arg-type]
     np.testing.assert_allclose(blend, 0.5 * ((1 - p) * 25.0 + [20.0, 60.0]))
     btyd = window_value("btyd", frame, p, spend, level=np.log(0.5))  # type: ignore[arg-type]
-    np.testing.assert_allclose(btyd, [20.0, 60.0])
+    np.testing.assert_allclose(btyd, [10.0, 30.0])  # with btyd, the whole value
 
 
 @pytest.mark.slow
-def test_the_model_fits_and_applies_the_spend_level_on_a_seasonal_world() -> None:
+@pytest.mark.parametrize("value_choice", ["hurdle", "btyd"])
+def test_the_model_fits_and_applies_the_spend_level_on_a_seasonal_world(value_choice: str) -> None:
     from churnguard.data import WORLDS, clean_transactions
     from churnguard.model import ChurnGuardModel
 
@@ -106,7 +135,7 @@ def test_the_model_fits_and_applies_the_spend_level_on_a_seasonal_world() -> Non
     tx = clean_transactions(world.transactions).transactions
     as_of = pd.Timestamp(world.suggested_as_of[-1])
     history = tx.loc[tx["date"] <= as_of]
-    common = {"churn_model": "prior", "value_choice": "hurdle", "horizon_days": 91}
+    common = {"churn_model": "prior", "value_choice": value_choice, "horizon_days": 91}
     model = ChurnGuardModel(**common).fit(history)
     assert isinstance(model.value_level_, LevelChoice)
     assert model.value_level_.table.loc["season", "targets"] >= 3  # the older snapshots count
@@ -117,5 +146,7 @@ def test_the_model_fits_and_applies_the_spend_level_on_a_seasonal_world() -> Non
     applied = model.window_value(frame, p)
     model.value_level_ = dataclasses.replace(model.value_level_, offset=0.0)
     np.testing.assert_allclose(applied, model.window_value(frame, p) * np.exp(offset))
+    if value_choice == "btyd":
+        return
     off = ChurnGuardModel(**common, level_correction=False).fit(history)
     assert off.value_level_.source == "none" and off.value_level_.offset == 0.0
