@@ -100,7 +100,8 @@ def warn_thousands_dots(con: duckdb.DuckDBPyConnection, src: SourceRelation) -> 
     rupiah) reads as a valid number a thousand times too small, so no row is set aside
     and nothing else would say so. The signs, in the first rows of the file: every
     amount with a point has exactly three digits after it, there are at least
-    :data:`_DOT_MIN` of them, and no amount of 1000 or more is written without one.
+    :data:`_DOT_MIN` of them, none starts with ``0.``, and no amount of 1000 or more is
+    written without one.
     Amounts with three decimals (dinars) match too, hence a warning, not an error.
     """
     if src.types.get("amount") != "VARCHAR":
@@ -109,7 +110,8 @@ def warn_thousands_dots(con: duckdb.DuckDBPyConnection, src: SourceRelation) -> 
     sql = (
         "SELECT count(*) FILTER (WHERE contains(a, '.')), "
         r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?\d{1,3}(\.\d{3})+')), "
-        r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?\d{4,}')) "
+        r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?\d{4,}')), "
+        r"count(*) FILTER (WHERE regexp_full_match(a, '[-+]?0\.\d+')) "
         f"FROM (SELECT trim(CAST({raw} AS VARCHAR)) AS a FROM {src.relation} "
         f"LIMIT {_DOT_SAMPLE})"
     )
@@ -117,8 +119,11 @@ def warn_thousands_dots(con: duckdb.DuckDBPyConnection, src: SourceRelation) -> 
         rows = con.sql(sql).fetchall()
     except duckdb.Error:
         return
-    dotted, thousands, plain_large = (int(v or 0) for v in rows[0]) if rows else (0, 0, 0)
-    if dotted < _DOT_MIN or thousands < dotted or plain_large:
+    dotted, thousands, plain_large, below_one = (
+        (int(v or 0) for v in rows[0]) if rows else (0, 0, 0, 0)
+    )
+    # 0.500 cannot be a thousands group: a separator would have written 500.
+    if dotted < _DOT_MIN or thousands < dotted or plain_large or below_one:
         return
     values = [v for v in sample_values(con, src, "amount") if "." in v] or ["1.173"]
     warnings.warn(

@@ -312,8 +312,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
                 [*older, snaps],
                 self.value_model_choice_,
                 lag_days=int(self.horizon_days) + int(self.gap_days),
+                reference_days=int(self.calibration_days),
             )
-            notes.append(value_level_note(self.value_level_))
+            notes.append(value_level_note(self.value_level_, self.value_model_choice_))
         self.production_plan_: SnapshotPlan | None = None
         self.window_spend_model_ = None
         if chosen == "prior":

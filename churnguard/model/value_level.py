@@ -42,6 +42,7 @@ from churnguard.model.value_choice import ACTIVE_SPEND, add_active_spend, window
 __all__ = [
     "MIN_SPEND_LEVEL_GAIN",
     "active_spend_errors",
+    "active_spend_sums",
     "btyd_window_errors",
     "choose_value_level",
     "fit_value_level",
@@ -60,8 +61,8 @@ _WEIGHTS = np.linspace(0.0, 1.0, 21)
 _BTYD_COLUMNS = ("expected_purchases", "expected_spend", KEPT_SHARE)
 
 
-def active_spend_errors(rows: pd.DataFrame) -> pd.Series:
-    """``e(c)`` at every cutoff of labelled snapshots: log(observed / structural spend).
+def active_spend_sums(rows: pd.DataFrame) -> pd.DataFrame:
+    """Observed and structural spend of the customers active in each cutoff's window.
 
     Parameters
     ----------
@@ -70,17 +71,36 @@ def active_spend_errors(rows: pd.DataFrame) -> pd.Series:
 
     Returns
     -------
-    Series
-        By cutoff (sorted); cutoffs without an active customer or spend are left out.
+    DataFrame
+        ``observed`` and ``structural`` by cutoff (sorted). A customer without a finite,
+        positive structural spend counts on neither side; cutoffs without an active
+        customer or spend are left out.
     """
-    active = rows.loc[rows["future_purchases"].to_numpy() > 0]
-    grouped = active.groupby("cutoff", sort=True)
-    observed = grouped["future_spend"].sum()
-    structural = grouped[ACTIVE_SPEND].sum()  # a missing structural value is skipped
-    ok = (observed > 0) & (structural > 0)
-    ratio = observed[ok].to_numpy(dtype=float) / structural[ok].to_numpy(dtype=float)
-    index = pd.DatetimeIndex([pd.Timestamp(str(c)) for c in observed[ok].index])
-    return pd.Series(np.log(ratio), index=index, dtype=float).sort_index()
+    structural = rows[ACTIVE_SPEND].to_numpy(dtype=float)
+    usable = (rows["future_purchases"].to_numpy() > 0) & np.isfinite(structural) & (structural > 0)
+    active = rows.loc[usable]
+    sums = pd.DataFrame(
+        {
+            "observed": active["future_spend"].to_numpy(dtype=float),
+            "structural": active[ACTIVE_SPEND].to_numpy(dtype=float),
+        },
+        index=pd.DatetimeIndex([pd.Timestamp(str(c)) for c in active["cutoff"]]),
+    )
+    sums = sums.groupby(level=0, sort=True).sum()
+    return sums.loc[(sums["observed"] > 0) & (sums["structural"] > 0)]
+
+
+def active_spend_errors(rows: pd.DataFrame) -> pd.Series:
+    """``e(c)`` at every cutoff: log(observed / structural spend of active customers).
+
+    See :func:`active_spend_sums` for ``rows`` and which customers count.
+    """
+    return _log_ratio(active_spend_sums(rows))
+
+
+def _log_ratio(sums: pd.DataFrame) -> pd.Series:
+    ratio = sums["observed"].to_numpy(dtype=float) / sums["structural"].to_numpy(dtype=float)
+    return pd.Series(np.log(ratio), index=sums.index, dtype=float)
 
 
 def choose_value_level(
@@ -93,6 +113,8 @@ def choose_value_level(
     min_targets: int = 3,
     min_gain: float = MIN_SPEND_LEVEL_GAIN,
     relative: bool = True,
+    reference_days: int = 42,
+    weights: pd.Series | None = None,
 ) -> LevelChoice:
     """Fit and validate the seasonal level of a next-window value on a rolling origin.
 
@@ -110,10 +132,15 @@ def choose_value_level(
     min_gain : float
         Least reduction of the targets' mean squared log error.
     relative : bool
-        The corrected value is at the level of the latest labelled window (the learned
-        spend model, calibrated on it): its miss and its forecast are counted from that
-        level. False for a value that learned no level (BTYD x Gamma-Gamma): both are
-        counted from zero.
+        The corrected value is at the level of the latest labelled windows (the learned
+        spend model is calibrated on the snapshots of its last ``reference_days``): its
+        miss and its forecast are counted from their pooled level. False for a value that
+        learned no level (BTYD x Gamma-Gamma): both are counted from zero.
+    reference_days : int
+        The learned model's calibration window (``calibration_days`` of the model).
+    weights : Series, optional
+        Structural spend by cutoff, to pool the reference level as the calibration pools
+        its rows (``log(sum(observed) / sum(structural))``); default equal weights.
 
     Returns
     -------
@@ -130,7 +157,7 @@ def choose_value_level(
     for t in [c for c in errors.index if c >= latest - pd.Timedelta(days=int(recent_days))]:
         known = forecast_sources(errors, t, lag_days, tolerance_days=tolerance_days)
         if "season" in known:
-            base = known["latest"] if relative else 0.0
+            base = _reference(errors, weights, t - lag, reference_days) if relative else 0.0
             misses.append(float(errors[t]) - base)
             forecasts.append(known["season"] - base)
     table = pd.DataFrame({"targets": [len(misses)]}, index=pd.Index(["season"], name="source"))
@@ -154,7 +181,8 @@ def choose_value_level(
             else "no labelled window a year before the scoring date"
         )
         return LevelChoice(table=table, reason=f"no spend level correction: {why}")
-    offset = w * (at["season"] - (at["latest"] if relative else 0.0))
+    base = _reference(errors, weights, when - lag, reference_days) if relative else 0.0
+    offset = w * (at["season"] - base)
     what = "an active customer's spend" if relative else "the BTYD x Gamma-Gamma value"
     return LevelChoice(
         "season",
@@ -166,6 +194,22 @@ def choose_value_level(
             f"the squared log error of {len(misses)} recent snapshots by {gain:.4f} out of time"
         ),
     )
+
+
+def _reference(
+    errors: pd.Series, weights: pd.Series | None, known_by: pd.Timestamp, days: int
+) -> float:
+    """Pooled level of the cutoffs labelled by ``known_by`` within ``days`` of the latest."""
+    known = errors[errors.index <= known_by]
+    window = known[known.index >= known.index.max() - pd.Timedelta(days=int(days))]
+    w = (
+        np.ones(len(window))
+        if weights is None
+        else weights.reindex(window.index).fillna(0.0).to_numpy(dtype=float)
+    )
+    if w.sum() <= 0:
+        return float(window.iloc[-1])
+    return float(np.log(np.sum(w * np.exp(window.to_numpy(dtype=float))) / w.sum()))
 
 
 def btyd_window_errors(rows: pd.DataFrame) -> pd.Series:
@@ -183,7 +227,9 @@ def btyd_window_errors(rows: pd.DataFrame) -> pd.Series:
     return pd.Series(np.log(ratio), index=index, dtype=float).sort_index()
 
 
-def fit_value_level(frames: list[pd.DataFrame], value_model: str, *, lag_days: int) -> LevelChoice:
+def fit_value_level(
+    frames: list[pd.DataFrame], value_model: str, *, lag_days: int, reference_days: int = 42
+) -> LevelChoice:
     """The seasonal level of ``value_model``'s next-window value, from labelled snapshots.
 
     ``btyd``: of its whole next-window value, which learned no level; ``hurdle`` and
@@ -199,16 +245,28 @@ def fit_value_level(frames: list[pd.DataFrame], value_model: str, *, lag_days: i
     if not rows:
         return LevelChoice(reason="no labelled snapshot to measure the spend level on")
     table = pd.concat(rows, ignore_index=True)
+    # The scoring date is the latest cutoff's plus the lag, whether or not that cutoff
+    # has an error (it may have no active customer).
+    when = pd.Timestamp(str(table["cutoff"].max())) + pd.Timedelta(days=int(lag_days))
     if value_model == "btyd":
-        return choose_value_level(btyd_window_errors(table), lag_days, relative=False)
-    return choose_value_level(active_spend_errors(table), lag_days)
+        errors = btyd_window_errors(table)
+        return choose_value_level(errors, lag_days, scoring_date=when, relative=False)
+    sums = active_spend_sums(table)
+    return choose_value_level(
+        _log_ratio(sums),
+        lag_days,
+        scoring_date=when,
+        reference_days=reference_days,
+        weights=sums["structural"],
+    )
 
 
-def value_level_note(choice: LevelChoice) -> str:
+def value_level_note(choice: LevelChoice, value_model: str = "hurdle") -> str:
     """One line of the train summary."""
     if choice.source == "none":
         return f"spend level: unchanged ({choice.reason})"
-    return f"spend level: next-window value x{np.exp(choice.offset):.2f} ({choice.reason})"
+    what = "next-window value" if value_model == "btyd" else "learned spend of an active window"
+    return f"spend level: {what} x{np.exp(choice.offset):.2f} ({choice.reason})"
 
 
 def window_frame(stage: Any, feats: pd.DataFrame, pm: Any, sm: Any) -> pd.DataFrame:

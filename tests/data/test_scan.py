@@ -692,7 +692,12 @@ def test_two_decimals_and_large_plain_amounts_get_no_thousands_hint(tmp_path: Pa
     # separator would have written 1.500.
     two = "".join(f"c{i % 5},2024-01-{i % 28 + 1:02d},{i + 1}.25\n" for i in range(30))
     three = "".join(f"c{i % 5},2024-01-{i % 28 + 1:02d},{i + 1}.125\n" for i in range(30))
-    for name, rows in (("two", two), ("dinars", three + "d,2024-02-01,1500\n")):
+    below_one = three + "d,2024-02-01,0.500\n"
+    for name, rows in (
+        ("two", two),
+        ("dinars", three + "d,2024-02-01,1500\n"),
+        ("zero", below_one),
+    ):
         path = _csv(tmp_path, "customer_id,date,amount\n" + rows, name=f"{name}.csv")
         with warnings.catch_warnings():
             warnings.simplefilter("error", DataQualityWarning)

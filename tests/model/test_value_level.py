@@ -27,13 +27,14 @@ def test_errors_are_log_observed_over_structural_spend_of_active_customers() -> 
             "cutoff": pd.to_datetime(["2024-01-01"] * 3 + ["2024-01-15"] * 3),
             "future_purchases": [2, 0, 1, 1, 1, 0],
             "future_spend": [30.0, 0.0, 10.0, 5.0, 15.0, 0.0],
-            # the silent customer's structural spend does not count; a missing one is skipped
+            # a silent customer does not count, nor one without a structural spend (on
+            # either side: its observed spend would otherwise have nothing to compare with)
             ACTIVE_SPEND: [10.0, 99.0, 10.0, np.nan, 10.0, 99.0],
         }
     )
     errors = active_spend_errors(rows)
     assert list(errors.index) == list(pd.to_datetime(["2024-01-01", "2024-01-15"]))
-    np.testing.assert_allclose(errors.to_numpy(), [np.log(40 / 20), np.log(20 / 10)])
+    np.testing.assert_allclose(errors.to_numpy(), [np.log(40 / 20), np.log(15 / 10)])
 
 
 def _errors(
@@ -53,13 +54,16 @@ def test_a_seasonal_spend_level_is_forecast_from_last_year() -> None:
     choice = choose_value_level(errors, LAG)
     assert choice.source == "season" and choice.weight >= 0.8
     when = errors.index.max() + pd.Timedelta(days=LAG)
-    year_ago = errors.iloc[
-        int(np.argmin(np.abs((errors.index - (when - pd.Timedelta(days=364))).days)))
-    ]
-    assert choice.offset == pytest.approx(choice.weight * (year_ago - errors.iloc[-1]))
-    # what the model misses at the scoring date: the true seasonal error minus the latest
+    ago = np.abs((errors.index - (when - pd.Timedelta(days=364))).days)
+    year_ago = errors.iloc[int(np.argmin(ago))]
+    # the learned model sits at the pooled level of its calibration snapshots (42 days)
+    recent = errors[errors.index >= errors.index.max() - pd.Timedelta(days=42)]
+    reference = np.log(np.mean(np.exp(recent.to_numpy())))
+    assert len(recent) == 4
+    assert choice.offset == pytest.approx(choice.weight * (year_ago - reference))
+    # what the model misses at the scoring date: the true seasonal error minus that level
     truth = 0.4 * np.cos(2 * np.pi * (when - pd.Timestamp("2022-01-01")).days / 364)
-    assert abs(choice.offset - (truth - errors.iloc[-1])) < 0.1
+    assert abs(choice.offset - (truth - reference)) < 0.1
     assert "x" in value_level_note(choice) and "unchanged" not in value_level_note(choice)
 
 
