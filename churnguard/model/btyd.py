@@ -216,22 +216,15 @@ class BTYDStage:
             return degenerate
         raise ModelFitError("no purchase model could be fitted: " + " | ".join(errors))
 
-    def prior(self, feats: pd.DataFrame, pm: PurchaseModel) -> np.ndarray:
-        """The :data:`PRIOR_COLUMN` of :meth:`value`, computed without the CLV columns.
-
-        Bit for bit what :meth:`value` gives (the same closed forms on the same patterns,
-        the same fallback where it is not finite), at a fraction of its cost.
-        """
-        values = no_purchase_frame(pm, self.rfm(feats), self.horizon_units)
-        return _sanitize(values)[PRIOR_COLUMN].to_numpy()
-
     def window_columns(
         self, feats: pd.DataFrame, pm: PurchaseModel, sm: SpendModel
     ) -> pd.DataFrame:
         """``expected_purchases``, :data:`PRIOR_COLUMN` and ``expected_spend`` of :meth:`value`.
 
-        The same values, without the CLV columns: what the level corrections' older
-        snapshots need (the prior and the structural spend of an active window).
+        Bit for bit what :meth:`value` gives (the same closed forms on the same patterns,
+        the same fallback where the prior is not finite), without the CLV curves that
+        dominate its cost: what the level corrections' older snapshots need (the prior
+        and the structural spend of an active window).
         """
         rfm = self.rfm(feats)
         values = no_purchase_frame(pm, rfm, self.horizon_units)

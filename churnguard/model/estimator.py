@@ -274,7 +274,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         older: list[pd.DataFrame] = []  # the level snapshots, kept for the spend level
 
         def older_snapshots(extra: list[dt.date]) -> pd.DataFrame:
-            older.append(self._snapshot_table(tx, extra, same_sample=True, prior_only=True))
+            older.append(self._snapshot_table(tx, extra, same_sample=True, window_only=True))
             return older[-1]
 
         if self.level_correction:
@@ -450,12 +450,12 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         cutoffs: list[dt.date],
         *,
         same_sample: bool = False,
-        prior_only: bool = False,
+        window_only: bool = False,
     ) -> pd.DataFrame:
         """Labelled snapshots with value columns fitted at each cutoff (see ``_snapshots``).
 
         ``same_sample``: the customers of the snapshots built before (older cutoffs).
-        ``prior_only``: of the value columns only those the level corrections read
+        ``window_only``: of the value columns only those the level corrections read
         (:data:`PRIOR_COLUMN` and the structural spend of an active window), skipping the
         CLV curves that cost most of a snapshot.
         """
@@ -466,7 +466,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
 
         def values(feats: pd.DataFrame) -> pd.DataFrame:
             _, pm, sm = stage.fit_first(feats, [self.value_model_name_])
-            if prior_only:
+            if window_only:
                 return window_frame(stage, feats, pm, sm)
             return self.features_frame(feats, pm, sm)
 

@@ -78,15 +78,24 @@ def active_spend_sums(rows: pd.DataFrame) -> pd.DataFrame:
     """
     structural = rows[ACTIVE_SPEND].to_numpy(dtype=float)
     usable = (rows["future_purchases"].to_numpy() > 0) & np.isfinite(structural) & (structural > 0)
-    active = rows.loc[usable]
-    sums = pd.DataFrame(
-        {
-            "observed": active["future_spend"].to_numpy(dtype=float),
-            "structural": active[ACTIVE_SPEND].to_numpy(dtype=float),
-        },
-        index=pd.DatetimeIndex([pd.Timestamp(str(c)) for c in active["cutoff"]]),
+    return _sums(rows.loc[usable], structural[usable])
+
+
+def _sums(rows: pd.DataFrame, predicted: np.ndarray) -> pd.DataFrame:
+    """``observed`` (``future_spend``) and ``structural`` (``predicted``) summed by cutoff."""
+    sums = (
+        pd.DataFrame(
+            {
+                "cutoff": rows["cutoff"].to_numpy(),
+                "observed": rows["future_spend"].to_numpy(dtype=float),
+                "structural": predicted,
+            }
+        )
+        .groupby("cutoff", sort=True)[["observed", "structural"]]
+        .sum()
     )
-    sums = sums.groupby(level=0, sort=True).sum()
+    # Dates, whatever the cutoff column held (one conversion per cutoff, not per row).
+    sums.index = pd.DatetimeIndex([pd.Timestamp(str(c)) for c in sums.index])
     return sums.loc[(sums["observed"] > 0) & (sums["structural"] > 0)]
 
 
@@ -216,15 +225,7 @@ def btyd_window_errors(rows: pd.DataFrame) -> pd.Series:
     """Log of observed over BTYD x Gamma-Gamma next-window spend, by cutoff (every row)."""
     if KEPT_SHARE in rows.columns:  # a snapshot without returns has no share: all kept
         rows = rows.assign(**{KEPT_SHARE: rows[KEPT_SHARE].fillna(1.0)})
-    predicted = window_value("btyd", rows, np.zeros(len(rows)), None)
-    frame = pd.DataFrame(
-        {"cutoff": rows["cutoff"].to_numpy(), "y": rows["future_spend"].to_numpy(), "p": predicted}
-    )
-    sums = frame.groupby("cutoff", sort=True)[["y", "p"]].sum()
-    sums = sums.loc[(sums["y"] > 0) & (sums["p"] > 0)]
-    index = pd.DatetimeIndex([pd.Timestamp(str(c)) for c in sums.index])
-    ratio = sums["y"].to_numpy(dtype=float) / sums["p"].to_numpy(dtype=float)
-    return pd.Series(np.log(ratio), index=index, dtype=float).sort_index()
+    return _log_ratio(_sums(rows, window_value("btyd", rows, np.zeros(len(rows)), None)))
 
 
 def fit_value_level(

@@ -42,12 +42,17 @@ def fitted() -> tuple[BTYDStage, pd.DataFrame, PurchaseModel, SpendModel]:
     return stage, feats, PurchaseModel("bgnbd").fit(rfm), SpendModel().fit(rfm)
 
 
-def test_prior_is_the_value_tables_prior_bit_for_bit(fitted: tuple) -> None:
+_WINDOW = [PRIOR_COLUMN, "expected_purchases", "expected_spend"]
+
+
+def test_window_columns_are_the_value_tables_bit_for_bit(fitted: tuple) -> None:
     stage, feats, pm, sm = fitted
-    np.testing.assert_array_equal(stage.prior(feats, pm), stage.value(feats, pm, sm)[PRIOR_COLUMN])
+    window, value = stage.window_columns(feats, pm, sm), stage.value(feats, pm, sm)
+    for col in _WINDOW:
+        np.testing.assert_array_equal(window[col].to_numpy(), value[col].to_numpy())
 
 
-def test_prior_falls_back_like_the_value_table_where_not_finite(
+def test_window_prior_falls_back_like_the_value_table_where_not_finite(
     fitted: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stage, feats, pm, sm = fitted
@@ -59,7 +64,7 @@ def test_prior_falls_back_like_the_value_table_where_not_finite(
         return out
 
     monkeypatch.setattr(pm, "p_no_purchase_arrays", broken)
-    prior = stage.prior(feats, pm)
+    prior = stage.window_columns(feats, pm, sm)[PRIOR_COLUMN].to_numpy()
     assert np.isfinite(prior).all()
     np.testing.assert_array_equal(prior, stage.value(feats, pm, sm)[PRIOR_COLUMN])
 
