@@ -337,7 +337,7 @@ def aggregate_customers_at(
     finally:
         con.close()
     days = date_days(rows.column("day")) if rows.num_rows else np.empty(0, dtype=np.int32)
-    customer = np.cumsum(new_cust) - 1
+    customer: np.ndarray | None = None  # row -> customer number, only when a cutoff drops rows
     for c in order:
         limit = (c - _EPOCH).days
         if rows.num_rows == 0 or days.max(initial=limit) <= limit:
@@ -345,6 +345,8 @@ def aggregate_customers_at(
         else:
             kept = np.flatnonzero(days <= limit)
             sub = rows.take(pa.array(kept))
+            if customer is None:  # an int64 accumulator: from bool NumPy casts each element
+                customer = np.cumsum(new_cust, dtype=np.int64) - 1
             owner = customer[kept]
             flags = np.ones(len(kept), dtype=bool)
             flags[1:] = owner[1:] != owner[:-1]

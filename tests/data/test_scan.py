@@ -551,9 +551,12 @@ def test_csv_parquet_frame_and_arrow_give_the_same_rows(tmp_path: Path, with_tim
     assert got["amount"].tolist() == expected["amount"].tolist()  # ties in file order
 
 
-@pytest.mark.parametrize("path", ["packed", "lexsort", "text"])
+@pytest.mark.parametrize("path", ["packed", "threaded", "lexsort", "text"])
 def test_every_sort_path_is_stable(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     frame = _random_log(2, n=5000, with_times=True)
+    if path == "threaded":  # packed keys sorted in pieces on threads, then merged
+        monkeypatch.setattr(scan_rows, "_SORT_PIECE", 700)
+        monkeypatch.setattr(scan_rows, "_SORT_THREADS", 3)
     if path == "text":  # ids that cannot be packed: Arrow's stable text sort
         monkeypatch.setattr(scan_module, "id_values", lambda ids: None)
     if path == "lexsort":  # keys too wide for one 64-bit word: stable lexsort
