@@ -6,7 +6,8 @@ UTF-8 gets an error that says so and names the ``--encoding`` option instead of 
 ``UnicodeDecodeError``, encodings DuckDB cannot read are transcoded to a temporary UTF-8
 copy (:func:`readable_csv`), and a header the sniffer left as one column is either
 re-read with the delimiter it holds or reported with its first ragged line
-(:func:`csv_columns`). Used by :mod:`churnguard.data.io` and the scan; the public names
+(:func:`csv_columns`); a header that repeats a column churnguard reads is refused
+(:func:`check_unique_headers`). Used by :mod:`churnguard.data.io` and the scan; the public names
 are re-exported by :mod:`churnguard.data.io`.
 """
 
@@ -23,10 +24,12 @@ from pathlib import Path
 import duckdb
 
 from churnguard._duckdb import quote_literal
+from churnguard.data.columns import duplicate_column_error
 from churnguard.exceptions import InputDataError
 
 __all__ = [
     "ENCODING_HINT",
+    "check_unique_headers",
     "csv_columns",
     "csv_relation",
     "normalize_encoding",
@@ -213,3 +216,55 @@ def csv_columns(
     except duckdb.Error as exc:
         raise translate_csv_error(exc, shown, encoding) from exc
     return [str(row[0]) for row in described], delimiter
+
+
+def check_unique_headers(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    encoding: str,
+    delimiter: str | None,
+    available: list[str],
+    used: dict[str, str],
+    *,
+    display: Path | None = None,
+) -> None:
+    """Refuse a CSV whose header names a column churnguard reads more than once.
+
+    Why: DuckDB renames the second ``amount`` of a header to ``amount_1``, so the
+    first would be read as the amount without a word, and which of the two holds the
+    amounts is a guess. ``available`` are DuckDB's (renamed) names and ``used`` maps
+    each canonical column to the user's. The header line itself is read only when a
+    renamed name is there, so a usual file costs nothing more.
+
+    Raises
+    ------
+    InputDataError
+        Naming the column, how many times the header has it, the names DuckDB gave
+        them and the two ways out (rename the others, or pass ``name_1``).
+    """
+    suspects = {
+        canon: user
+        for canon, user in used.items()
+        if any(re.fullmatch(re.escape(user) + r"_\d+", name, re.IGNORECASE) for name in available)
+    }
+    if not suspects:
+        return
+    delim = delimiter
+    if delim is None:
+        sniffed = con.sql(
+            f"SELECT Delimiter FROM sniff_csv({quote_literal(str(path))}, "
+            f"encoding = {quote_literal(encoding)})"
+        ).fetchall()
+        delim = str(sniffed[0][0]) if sniffed else ","
+    relation = (
+        f"read_csv({quote_literal(str(path))}, header = false, skip = 0, all_varchar = true, "
+        f"encoding = {quote_literal(encoding)}, delim = {quote_literal(delim)})"
+    )
+    rows = con.sql(f"SELECT * FROM {relation} LIMIT 1").fetchall()
+    header = [str(v) for v in rows[0]] if rows else []
+    for canon, user in suspects.items():
+        count = header.count(user)
+        if count < 2:
+            continue
+        read_as = [user] + [f"{user}_{i}" for i in range(1, count)]
+        raise duplicate_column_error(canon, user, count, f"'{display or path}'", read_as)

@@ -28,6 +28,7 @@ from churnguard._duckdb import quote_identifier, quote_literal
 from churnguard.data.columns import OPTIONAL_NUMERIC, ColumnMap, resolve_columns
 from churnguard.data.io import (
     check_readable,
+    check_unique_headers,
     csv_columns,
     csv_relation,
     normalize_encoding,
@@ -267,6 +268,7 @@ def _csv_source(
 ) -> tuple[SourceRelation, dict[str, str]]:
     available, delimiter = csv_columns(con, path, encoding, display=display)
     resolved = resolve_columns(available, cmap, name)
+    check_unique_headers(con, path, encoding, delimiter, available, resolved, display=display)
     relation = csv_relation(path, encoding, delimiter)
     rows = f"(SELECT *, row_number() OVER () - 1 AS _row FROM {relation})"
     raw = {canon: quote_name(user) for canon, user in resolved.items()}

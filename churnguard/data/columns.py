@@ -94,6 +94,29 @@ def _missing_column_error(kind: str, name: str, columns: list[str], source: str)
     )
 
 
+def duplicate_column_error(
+    canon: str, name: str, count: int, source: str, read_as: list[str] | None = None
+) -> InputDataError:
+    """The error for a source with ``count`` columns named ``name``, read as ``canon``.
+
+    Why an error: which of them holds the values is a guess, and reading the first
+    would give wrong numbers without a word. ``read_as`` are the names a reader gave
+    the duplicates (DuckDB reads a CSV's second ``amount`` as ``amount_1``): one of
+    them can then be passed instead of renaming.
+    """
+    kind = "customer" if canon == "customer_id" else canon
+    flag = _FLAG.get(kind, f"--{kind}-col")
+    way = f"Rename or drop the others, so that one column is named '{name}'"
+    if read_as:
+        names = ", ".join(repr(r) for r in read_as)
+        way = f"They are read as {names}, in order: rename the others in the source"
+        way += f", or pass {flag} with one of those names (ColumnMap({kind}=NAME) from Python)"
+    return InputDataError(
+        f"{source} has {count} columns named '{name}', and '{name}' is read as the {kind} "
+        f"column: which one holds the {kind} cannot be told. {way}."
+    )
+
+
 def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[str, str]:
     """Map each canonical column to the user's column, validating the required ones.
 
@@ -118,7 +141,7 @@ def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[st
     InputDataError
         If a required or listed optional column is missing (naming the columns there
         are, the flag to pass and, for a table read as one column, the delimiter it
-        seems to use), or an optional kind is unknown.
+        seems to use), an optional kind is unknown, or a column used is there twice.
     """
     resolved: dict[str, str] = {}
     for kind in ("customer", "date", "amount"):
@@ -137,4 +160,7 @@ def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[st
     for canon in OPTIONAL_COLUMNS:
         if canon not in resolved and canon in columns and canon not in resolved.values():
             resolved[canon] = canon
+    for canon, name in resolved.items():
+        if columns.count(name) > 1:  # a frame, an Arrow table or a Parquet schema
+            raise duplicate_column_error(canon, name, columns.count(name), source)
     return resolved

@@ -46,6 +46,7 @@ from churnguard.data._atomic import (
 )
 from churnguard.data._csv_input import (
     ENCODING_HINT,
+    check_unique_headers,
     csv_columns,
     csv_relation,
     normalize_encoding,
@@ -67,6 +68,7 @@ __all__ = [
     "atomic_path",
     "check_not_input",
     "check_readable",
+    "check_unique_headers",
     "cleanup_stale",
     "csv_columns",
     "csv_relation",

@@ -338,6 +338,33 @@ def test_a_ragged_row_is_named_by_line(tmp_path: Path) -> None:
         load_transactions(path, today=TODAY)
 
 
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_csv_header_with_two_amounts_is_refused(tmp_path: Path, delimiter: str) -> None:
+    text = "customer_id,date,amount,amount\na,2024-01-01,1.5,99\nb,2024-01-02,2.5,77\n"
+    path = _csv(tmp_path, text.replace(",", delimiter))
+    with pytest.raises(InputDataError, match=r"2 columns named 'amount'.*'amount_1'.*--amount-col"):
+        scan_transactions(path, today=TODAY)
+    # DuckDB's name for the second one picks it, as the message says
+    picked = scan_transactions(path, ColumnMap(amount="amount_1"), today=TODAY).transactions
+    assert picked.column("amount").to_pylist() == [99.0, 77.0]
+
+
+def test_a_csv_column_really_named_like_a_duplicate_is_read(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "customer_id,date,amount,amount_1,Amount\na,2024-01-01,1.5,99,7\n")
+    tx = scan_transactions(path, today=TODAY).transactions
+    assert tx.column("amount").to_pylist() == [1.5]
+
+
+def test_two_columns_of_one_name_in_a_table_are_refused(tmp_path: Path) -> None:
+    arrays = [pa.array(["a"]), pa.array(["2024-01-01"]), pa.array([1.5]), pa.array([99.0])]
+    table = pa.Table.from_arrays(arrays, names=["customer_id", "date", "amount", "amount"])
+    pq.write_table(table, tmp_path / "log.parquet")
+    sources = [table, table.to_pandas(), tmp_path / "log.parquet"]
+    for source in sources:
+        with pytest.raises(InputDataError, match="2 columns named 'amount'.*Rename or drop"):
+            scan_transactions(source, today=TODAY)
+
+
 def test_decimal_comma_amounts_get_a_hint(tmp_path: Path) -> None:
     path = _csv(tmp_path, "customer_id;date;amount\na;2024-01-01;1,5\n")
     with pytest.raises(InputDataError, match="decimal comma"):
