@@ -28,6 +28,7 @@ __all__ = [
     "check_usable",
     "warn_as_of_after_today",
     "warn_float_ids",
+    "warn_quoted_ids",
     "unreadable_values",
     "warn_future",
     "warn_returns_only",
@@ -62,6 +63,34 @@ def warn_float_ids(src: SourceRelation) -> None:
             DataQualityWarning,
             stacklevel=4,
         )
+
+
+def warn_quoted_ids(src: SourceRelation, ids: pa.ChunkedArray) -> None:
+    """Warn when customer ids read from a CSV begin with a double quote.
+
+    A field whose quote is opened and never closed (``"b,2024-01-02,2``) makes
+    DuckDB's sniffer read the whole file without quoting, so the quote becomes part of
+    the id: ``"b`` is then another customer than ``b``, and in a file that does quote
+    its fields every id would keep its quotes. Ids are kept as read (a quote may
+    belong to them), hence a warning. ``ids`` are the stripped ids of every row.
+    """
+    if src.csv is None or not len(ids):
+        return
+    quoted = pc.starts_with(ids, '"')
+    count = int(pc.sum(quoted).as_py() or 0)
+    if not count:
+        return
+    first = ids.filter(pc.fill_null(quoted, False))[0].as_py()
+    warnings.warn(
+        f"{count:,} customer {'id' if count == 1 else 'ids'} in {src.name} "
+        f"{'begins' if count == 1 else 'begin'} with a double quote (e.g. {first!r}): a "
+        "quote opened and never closed makes the file read without quoting, and the quote "
+        f"becomes part of the id ({first!r} is another customer than "
+        f"{first.strip(chr(34))!r}). Close or remove that quote in the file; if the quotes "
+        "belong to the ids, ignore this warning.",
+        DataQualityWarning,
+        stacklevel=4,
+    )
 
 
 def check_formatted_amounts(

@@ -90,6 +90,7 @@ from churnguard.data._scan_checks import (
     warn_as_of_after_today,
     warn_float_ids,
     warn_future,
+    warn_quoted_ids,
     warn_returns_only,
     warn_thousands_dots,
 )
@@ -349,6 +350,7 @@ def _scan(
         del dates
         code = row_codes(stamps, per_day, table.column("amount"), limits)
         ids, missing_id = stripped.result()
+        warn_quoted_ids(src, ids)
         code[missing_id] = 1  # the first rule: it wins over every other
         del missing_id
         release_arrow_memory()

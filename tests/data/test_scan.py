@@ -365,6 +365,22 @@ def test_two_columns_of_one_name_in_a_table_are_refused(tmp_path: Path) -> None:
             scan_transactions(source, today=TODAY)
 
 
+def test_an_unclosed_quote_before_an_id_gets_a_warning(tmp_path: Path) -> None:
+    path = _csv(tmp_path, 'customer_id,date,amount\na,2024-01-01,1\n"b,2024-01-02,2\n')
+    with pytest.warns(DataQualityWarning, match=r"1 customer id in .* begins with a double quote"):
+        tx = scan_transactions(path, today=TODAY).transactions
+    assert sorted(tx.column("customer_id").to_pylist()) == ['"b', "a"]  # kept as read
+
+
+def test_quoted_fields_and_frames_get_no_quote_warning(tmp_path: Path) -> None:
+    path = _csv(tmp_path, 'customer_id,date,amount\n"a",2024-01-01,1\n"b",2024-01-02,2\n')
+    frame = pd.DataFrame({"customer_id": ['"a'], "date": ["2024-01-01"], "amount": [1.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        assert scan_transactions(path, today=TODAY).transactions.num_rows == 2
+        assert scan_transactions(frame, today=TODAY).transactions.num_rows == 1
+
+
 def test_decimal_comma_amounts_get_a_hint(tmp_path: Path) -> None:
     path = _csv(tmp_path, "customer_id;date;amount\na;2024-01-01;1,5\n")
     with pytest.raises(InputDataError, match="decimal comma"):
