@@ -8,11 +8,13 @@ live here, apart from the fitting.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from churnguard._dates import DAYS_PER_UNIT
 from churnguard.churn.candidates import CANDIDATES
+from churnguard.churn.classifier import ChurnClassifier
 from churnguard.exceptions import ParameterError
 from churnguard.model.value_choice import VALUE_CANDIDATES
 
@@ -26,8 +28,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     ----------
     settings : mapping
         The model's settings by name (``horizon_days``, ``value_model``,
-        ``churn_model``, ``value_choice``, ``time_unit``, ``discount_rate``; others
-        are ignored).
+        ``churn_model``, ``value_choice``, ``time_unit``, ``discount_rate``,
+        ``classifier_params``; others are ignored).
 
     Raises
     ------
@@ -57,4 +59,38 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     if not 0 <= float(settings["discount_rate"]) < 1:
         raise ParameterError(
             f"discount_rate is monthly and must be in [0, 1); got {settings['discount_rate']}."
+        )
+    _check_classifier_params(settings.get("classifier_params"))
+
+
+def _check_classifier_params(params: Any) -> None:
+    """``classifier_params`` are :class:`ChurnClassifier` arguments; LightGBM's go in
+    ``lgbm_params``. Why checked here: a wrong key failed only after the value models
+    and the snapshots were fitted, with a bare ``TypeError`` from deep in the fit.
+    """
+    if params is None:
+        return
+    if not isinstance(params, Mapping):
+        raise ParameterError(
+            f"classifier_params must be a dict of ChurnClassifier arguments; got "
+            f"{type(params).__name__}."
+        )
+    # random_state is the model's own; prior is set by each churn candidate.
+    allowed = [
+        name
+        for name in inspect.signature(ChurnClassifier.__init__).parameters
+        if name not in ("self", "random_state", "prior")
+    ]
+    unknown = [key for key in params if key not in allowed]
+    if unknown:
+        raise ParameterError(
+            f"classifier_params has {unknown}, which ChurnClassifier does not take; expected "
+            f"some of {allowed}. LightGBM's own parameters go in lgbm_params, e.g. "
+            "classifier_params={'lgbm_params': {'learning_rate': 0.05}}."
+        )
+    lgbm = params.get("lgbm_params")
+    if lgbm is not None and not isinstance(lgbm, Mapping):
+        raise ParameterError(
+            f"classifier_params['lgbm_params'] must be a dict of LightGBM parameters; got "
+            f"{type(lgbm).__name__}."
         )

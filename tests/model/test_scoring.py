@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from churnguard.data import clean_transactions, load_cdnow
-from churnguard.exceptions import InputDataError
+from churnguard.exceptions import InputDataError, ParameterError
 from churnguard.model import ChurnGuardModel
 from churnguard.model.estimator import SMALL_BASE
 
@@ -44,3 +44,19 @@ def test_a_small_base_is_said_to_give_noisy_figures() -> None:
     ).fit(clean_transactions(few).transactions)
     assert model.n_customers_ == 400 < SMALL_BASE
     assert any("only 400 customers" in note for note in model.report_.notes)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"learning_rate": 0.05}, r"\['learning_rate'\].*lgbm_params"),
+        ({"lgbm_params": 0.05}, "must be a dict of LightGBM parameters"),
+        ("fast", "must be a dict of ChurnClassifier arguments"),
+    ],
+)
+def test_wrong_classifier_params_are_refused_before_any_fit(params: object, match: str) -> None:
+    tx = pd.DataFrame(
+        {"customer_id": ["a"], "date": pd.to_datetime(["2024-01-01"]), "amount": [1.0]}
+    )
+    with pytest.raises(ParameterError, match=match):
+        ChurnGuardModel(classifier_params=params).fit(tx)  # type: ignore[arg-type]
