@@ -45,6 +45,7 @@ __all__ = [
     "level_cutoffs",
     "level_errors",
     "level_intercept",
+    "rate_intercept",
 ]
 
 #: Sources of a level forecast, in the order they are reported.
@@ -60,8 +61,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def level_intercept(z: np.ndarray, y: np.ndarray) -> float:
     """The ``b`` with ``mean(sigmoid(z + b)) == mean(y)`` (0 when ``y`` is all one class)."""
-    rate = float(np.mean(y))
-    if not 0.0 < rate < 1.0:
+    return rate_intercept(z, float(np.mean(y)))
+
+
+def rate_intercept(z: np.ndarray, rate: float) -> float:
+    """The ``b`` with ``mean(sigmoid(z + b)) == rate`` (0 when ``rate`` is 0 or 1)."""
+    if not 0.0 < rate < 1.0 or not len(z):
         return 0.0
     # The prior's log-odds lie within +-14 (clipped at 1e-6), so +-40 brackets any rate.
     return float(brentq(lambda b: float(np.mean(_sigmoid(z + b))) - rate, -40.0, 40.0))

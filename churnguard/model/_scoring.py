@@ -17,7 +17,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
+from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel
 from churnguard.churn.classifier import logit
+from churnguard.churn.level_blend import LevelBlend, blend_level
 from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
 from churnguard.features.compute import columns_of
@@ -44,6 +46,8 @@ class ScoringMethods:
     purchase_model_: Any
     spend_model_: Any
     churn_model_: Any
+    level_: Any
+    training_end_: Any
     feature_names_: list[str]
     value_model_choice_: str
     window_spend_model_: Any
@@ -110,7 +114,9 @@ class ScoringMethods:
     ) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
 
-        With a drift correction (``hazard_shift_``, see :mod:`churnguard.churn.hazard_shift`)
+        A learned churn model's log-odds are moved by its level blend (``level_blend_``,
+        see :mod:`churnguard.churn.level_blend`), one constant fixed at training. With a
+        drift correction (``hazard_shift_``, see :mod:`churnguard.churn.hazard_shift`)
         the churn model's log-odds are moved by each customer's share of the hazard change
         as it stands at ``as_of``, the frame's date (default: the end of the training log;
         a date before the change gets no correction).
@@ -123,19 +129,54 @@ class ScoringMethods:
         p = in_blocks(
             lambda rows: churn.churn_probability(rows[names], num_threads=num_threads), frame
         )
+        blend = getattr(self, "level_blend_", None)  # absent from models saved before it
+        offset = 0.0 if blend is None else float(blend.offset)
+        move = self.drift_move(frame, as_of)
+        if move is None and offset == 0.0:
+            return p
+        return np.asarray(expit(logit(p) + offset + (0.0 if move is None else move)), dtype=float)
+
+    def measure_level_blend(self, frame: pd.DataFrame) -> LevelBlend:
+        """The learned model's level half-way to the prior's, over the base at the log's end.
+
+        ``frame`` is the training base at its end (:meth:`features_frame`); ``fit`` calls
+        this once the learned churn model is fitted, before ``level_blend_`` is set. Both
+        sides are as they score at the end of the log: the learned model with the drift
+        correction, the prior with its level correction as well (see
+        :mod:`churnguard.churn.level_blend` for why the two levels are averaged).
+        """
+        learned = self.churn_probability(frame, as_of=self.training_end_)
+        earlier = getattr(self, "level_blend_", None)
+        if earlier is not None and earlier.offset:  # measured again on a fitted model
+            learned = expit(logit(learned) - earlier.offset)
+        prior_model = PriorChurnModel(PRIOR_COLUMN, level=self.level_.offset)
+        prior = prior_model.fit(frame[[PRIOR_COLUMN]]).churn_probability(frame[[PRIOR_COLUMN]])
+        move = self.drift_move(frame, self.training_end_)
+        if move is not None:
+            prior = expit(logit(prior) + move)
+        return blend_level(learned, prior, where=f"the base at {self.training_end_}")
+
+    def drift_move(self, frame: pd.DataFrame, as_of: Any = None) -> np.ndarray | None:
+        """Each row's churn log-odds move for the drift correction at ``as_of`` (None: none).
+
+        See :meth:`churn_probability`; None when no drift was corrected or ``as_of`` is
+        before the change.
+        """
         # models saved before the drift correction have no hazard_shift_
         shift = getattr(self, "hazard_shift_", None)
         since = None if shift is None else shift.since_at(as_of)
         if shift is None or since is None:
-            return p
+            return None
         unit = DAYS_PER_UNIT[shift.time_unit]
-        move = shift.log_odds_shift(
-            frame["frequency"].to_numpy(dtype=float),
-            frame["recency"].to_numpy(dtype=float) / unit,
-            frame["T"].to_numpy(dtype=float) / unit,
-            since,
+        return np.asarray(
+            shift.log_odds_shift(
+                frame["frequency"].to_numpy(dtype=float),
+                frame["recency"].to_numpy(dtype=float) / unit,
+                frame["T"].to_numpy(dtype=float) / unit,
+                since,
+            ),
+            dtype=float,
         )
-        return np.asarray(expit(logit(p) + move), dtype=float)
 
     def window_value(
         self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None, as_of: Any = None

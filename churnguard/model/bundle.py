@@ -130,6 +130,7 @@ def model_metadata(model: ChurnGuardModel) -> dict[str, Any]:
             "best_iteration": int(getattr(clf, "best_iteration_", 0)),
             "candidates": _records(getattr(model.report_, "candidates", None)),
             "level": _level_record(model),
+            "level_blend": _blend_record(model),
             "recent_drift": (
                 model.recent_drift_.to_dict() if hasattr(model, "recent_drift_") else None
             ),
@@ -165,6 +166,25 @@ def _level_record(model: ChurnGuardModel) -> dict[str, Any] | None:
         "offset_log_odds": float(level.offset),
         "reason": level.reason,
         "sources": _records(level.table),
+    }
+
+
+def _blend_record(model: ChurnGuardModel) -> dict[str, Any] | None:
+    """The learned churn model's level blend (:mod:`churnguard.churn.level_blend`).
+
+    ``offset_log_odds`` is added to the learned model's log-odds (0: not applied, as
+    when the prior is the churn model). None for a model saved before the blend existed.
+    """
+    blend = getattr(model, "level_blend_", None)
+    if blend is None:
+        return None
+    return {
+        "applied": bool(blend.offset != 0.0),
+        "offset_log_odds": float(blend.offset),
+        "learned_mean": blend.learned_mean,
+        "prior_mean": blend.prior_mean,
+        "prior_weight": float(blend.weight),
+        "reason": blend.reason,
     }
 
 

@@ -37,6 +37,7 @@ from churnguard._money import fit_kept_prior
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel, fit_candidate
 from churnguard.churn.hazard_shift import HazardShift
 from churnguard.churn.level import LevelChoice
+from churnguard.churn.level_blend import LevelBlend
 from churnguard.churn.reasons import ReasonReference
 from churnguard.churn.training import (
     SnapshotPlan,
@@ -344,9 +345,15 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
                 self.window_spend_model_ = fit_spend_model(
                     fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
                 )
+        frame_end = self.features_frame(feats_end)
+        self.level_blend_ = LevelBlend(weight=0.0, reason="not applied")
+        if chosen != "prior" and self.level_correction:
+            self.level_blend_ = self.measure_level_blend(frame_end)
+            notes.append(f"churn level: {self.level_blend_.reason}")
+            log.info("churn level: %s", self.level_blend_.reason)
         self.reason_reference_ = self._reason_reference(snaps, cutoffs, feats_end)
         log.info("measuring the reference base for tiers, risk bands and RFM scores")
-        base = self.predict_features(self.features_frame(feats_end), reasons_limit=0, copy=False)
+        base = self.predict_features(frame_end, reasons_limit=0, copy=False)
         self.decision_reference_ = DecisionReference.fit(
             base, source=f"training base as of {self.training_end_.isoformat()}"
         )

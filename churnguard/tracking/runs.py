@@ -66,6 +66,9 @@ def _flat_params(model: Any) -> dict[str, Any]:
         applied = model.churn_model_name_ == "prior"
         params["churn_level_source"] = level.source if applied else "not applied"
         params["churn_level_offset"] = float(level.offset) if applied else 0.0
+    blend = getattr(model, "level_blend_", None)  # absent before the level blend
+    if blend is not None:
+        params["churn_level_blend_offset"] = float(blend.offset)
     spend_level = getattr(model, "value_level_", None)  # absent before the spend level
     if spend_level is not None:
         params["spend_level_factor"] = math.exp(float(spend_level.offset))

@@ -154,6 +154,18 @@ def test_metadata_records_the_churn_level_choice(copy: Path) -> None:
         assert level["weight"] == 0.0
 
 
+def test_metadata_records_the_level_blend(copy: Path) -> None:
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    blend = meta["churn_model"]["level_blend"]
+    assert set(blend) == {
+        "applied", "offset_log_odds", "learned_mean", "prior_mean", "prior_weight", "reason"
+    }  # fmt: skip
+    model = load_model(copy)
+    assert blend["offset_log_odds"] == pytest.approx(model.level_blend_.offset)
+    if meta["churn_model"]["chosen"] == "prior":  # the prior keeps its own level
+        assert not blend["applied"] and blend["offset_log_odds"] == 0.0
+
+
 def test_metadata_records_the_spend_level(copy: Path) -> None:
     meta = json.loads((copy / METADATA_FILE).read_text())
     level = meta["value_choice"]["spend_level"]

@@ -116,6 +116,7 @@ def test_training_run_records_the_churn_choice_and_level(
     else:
         assert params["churn_level_source"] == "not applied"
     assert float(params["spend_level_factor"]) == pytest.approx(np.exp(fitted.value_level_.offset))
+    assert float(params["churn_level_blend_offset"]) == pytest.approx(fitted.level_blend_.offset)
 
 
 @pytest.mark.slow
