@@ -233,7 +233,8 @@ def check_unique_headers(
     Why: DuckDB renames the second ``amount`` of a header to ``amount_1``, so the
     first would be read as the amount without a word, and which of the two holds the
     amounts is a guess. ``available`` are DuckDB's (renamed) names and ``used`` maps
-    each canonical column to the user's. The header line itself is read only when a
+    each canonical column to the user's; duplicates are counted regardless of case, as
+    DuckDB tells names apart. The header line itself is read only when a
     renamed name is there, so a usual file costs nothing more.
 
     Raises
@@ -263,8 +264,14 @@ def check_unique_headers(
     rows = con.sql(f"SELECT * FROM {relation} LIMIT 1").fetchall()
     header = [str(v) for v in rows[0]] if rows else []
     for canon, user in suspects.items():
-        count = header.count(user)
-        if count < 2:
+        # DuckDB tells header names apart regardless of case ('Amount' then 'amount'
+        # is read as 'Amount', 'amount_1'), so the duplicates are counted that way.
+        at = [i for i, h in enumerate(header) if h.casefold() == user.casefold()]
+        if len(at) < 2:
             continue
-        read_as = [user] + [f"{user}_{i}" for i in range(1, count)]
-        raise duplicate_column_error(canon, user, count, f"'{display or path}'", read_as)
+        aligned = len(header) == len(available)  # then DuckDB's names are by position
+        exact = [i for i in at if header[i] == user]
+        if aligned and len(exact) == 1 and available[exact[0]] == user:
+            continue  # the one column of exactly that name, which DuckDB left unrenamed
+        read_as = [available[i] for i in at] if aligned else None
+        raise duplicate_column_error(canon, user, len(at), f"'{display or path}'", read_as)

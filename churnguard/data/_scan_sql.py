@@ -25,7 +25,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnguard._duckdb import quote_identifier, quote_literal
-from churnguard.data.columns import OPTIONAL_NUMERIC, ColumnMap, resolve_columns
+from churnguard.data.columns import (
+    OPTIONAL_NUMERIC,
+    ColumnMap,
+    resolve_columns,
+    wanted_columns,
+)
 from churnguard.data.io import (
     check_readable,
     check_unique_headers,
@@ -267,8 +272,10 @@ def _csv_source(
     display: Path,
 ) -> tuple[SourceRelation, dict[str, str]]:
     available, delimiter = csv_columns(con, path, encoding, display=display)
+    # Before the names are resolved: a second 'Amount' leaves no column named 'amount'.
+    wanted = wanted_columns(cmap)
+    check_unique_headers(con, path, encoding, delimiter, available, wanted, display=display)
     resolved = resolve_columns(available, cmap, name)
-    check_unique_headers(con, path, encoding, delimiter, available, resolved, display=display)
     relation = csv_relation(path, encoding, delimiter)
     rows = f"(SELECT *, row_number() OVER () - 1 AS _row FROM {relation})"
     raw = {canon: quote_name(user) for canon, user in resolved.items()}
@@ -315,7 +322,7 @@ def open_source(
                 f"cannot read {label} as Parquet ({exc}); expected a Parquet file. If it is a "
                 "CSV, give it a .csv extension."
             ) from exc
-        resolved = resolve_columns(names, cmap, label)
+        resolved = resolve_columns(names, cmap, label, fold_case=True)  # DuckDB folds case
         yield _parquet_source(con, path, resolved, label), resolved
         return
     with readable_csv(path, normalize_encoding(encoding)) as (readable, duck_encoding):

@@ -95,29 +95,53 @@ def _missing_column_error(kind: str, name: str, columns: list[str], source: str)
 
 
 def duplicate_column_error(
-    canon: str, name: str, count: int, source: str, read_as: list[str] | None = None
+    canon: str,
+    name: str,
+    count: int,
+    source: str,
+    read_as: list[str] | None = None,
+    *,
+    by_case: bool = False,
 ) -> InputDataError:
     """The error for a source with ``count`` columns named ``name``, read as ``canon``.
 
     Why an error: which of them holds the values is a guess, and reading the first
-    would give wrong numbers without a word. ``read_as`` are the names a reader gave
+    would give wrong numbers without a word. ``read_as`` are the names the reader gave
     the duplicates (DuckDB reads a CSV's second ``amount`` as ``amount_1``): one of
-    them can then be passed instead of renaming.
+    them can then be passed instead of renaming. ``by_case``: the names differ only in
+    case, which DuckDB does not tell apart (``Amount`` and ``amount`` in a Parquet file).
     """
     kind = "customer" if canon == "customer_id" else canon
     flag = _FLAG.get(kind, f"--{kind}-col")
-    way = f"Rename or drop the others, so that one column is named '{name}'"
-    if read_as:
-        names = ", ".join(repr(r) for r in read_as)
-        way = f"They are read as {names}, in order: rename the others in the source"
-        way += f", or pass {flag} with one of those names (ColumnMap({kind}=NAME) from Python)"
+    names = ", ".join(repr(r) for r in read_as or [])
+    if by_case:
+        way = (
+            f"They are {names}, and names are matched regardless of case: rename the others "
+            "in the source"
+        )
+    elif read_as:
+        way = (
+            f"They are read as {names}, in order: rename the others in the source, or pass "
+            f"{flag} with one of those names (ColumnMap({kind}=NAME) from Python)"
+        )
+    else:
+        way = f"Rename or drop the others, so that one column is named '{name}'"
     return InputDataError(
         f"{source} has {count} columns named '{name}', and '{name}' is read as the {kind} "
         f"column: which one holds the {kind} cannot be told. {way}."
     )
 
 
-def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[str, str]:
+def wanted_columns(cmap: ColumnMap) -> dict[str, str]:
+    """Canonical column -> the user's name, for the columns ``cmap`` names."""
+    return {"customer_id": cmap.customer, "date": cmap.date, "amount": cmap.amount} | dict(
+        cmap.optional
+    )
+
+
+def resolve_columns(
+    columns: list[str], cmap: ColumnMap, source: str, *, fold_case: bool = False
+) -> dict[str, str]:
     """Map each canonical column to the user's column, validating the required ones.
 
     Parameters
@@ -128,6 +152,9 @@ def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[st
         Where the user says the columns are.
     source : str
         Name of the source in messages.
+    fold_case : bool
+        Whether the reader matches names regardless of case (DuckDB does, so a Parquet
+        file with ``Amount`` and ``amount`` is as ambiguous as one with two ``amount``).
 
     Returns
     -------
@@ -160,7 +187,11 @@ def resolve_columns(columns: list[str], cmap: ColumnMap, source: str) -> dict[st
     for canon in OPTIONAL_COLUMNS:
         if canon not in resolved and canon in columns and canon not in resolved.values():
             resolved[canon] = canon
-    for canon, name in resolved.items():
-        if columns.count(name) > 1:  # a frame, an Arrow table or a Parquet schema
-            raise duplicate_column_error(canon, name, columns.count(name), source)
+    for canon, name in resolved.items():  # a frame, an Arrow table or a Parquet schema
+        same = [c for c in columns if (c.casefold() == name.casefold() if fold_case else c == name)]
+        if len(same) > 1:
+            by_case = fold_case and len(set(same)) > 1
+            raise duplicate_column_error(
+                canon, name, len(same), source, same if by_case else None, by_case=by_case
+            )
     return resolved

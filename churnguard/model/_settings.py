@@ -75,11 +75,16 @@ def _check_classifier_params(params: Any) -> None:
             f"classifier_params must be a dict of ChurnClassifier arguments; got "
             f"{type(params).__name__}."
         )
-    # random_state is the model's own; prior is set by each churn candidate.
+    if "random_state" in params:
+        raise ParameterError(
+            "classifier_params cannot set random_state: it is the model's own; pass "
+            "ChurnGuardModel(random_state=...) instead."
+        )
+    # prior is accepted as before, and set by each churn candidate itself.
     allowed = [
         name
         for name in inspect.signature(ChurnClassifier.__init__).parameters
-        if name not in ("self", "random_state", "prior")
+        if name not in ("self", "random_state")
     ]
     unknown = [key for key in params if key not in allowed]
     if unknown:

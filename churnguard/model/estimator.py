@@ -133,8 +133,10 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         Correct the level of the BTYD prior, when it is the churn model, and the seasonal
         level of the next-window value (the learned spend of an active window with the
         ``hurdle`` and ``blend`` value models), each as validated out of time on recent
-        snapshots
-        (:mod:`churnguard.churn.level`, :mod:`churnguard.model.value_level`).
+        snapshots (:mod:`churnguard.churn.level`, :mod:`churnguard.model.value_level`);
+        and move a learned churn model's level half-way to the prior's at the end of the
+        log (:mod:`churnguard.churn.level_blend`: a fixed equal weight, not fitted; the
+        validation figures in ``metrics_`` are those before this move).
     drift_correction : bool
         When the drift check flags that customers went silent faster (or slower) in the
         last 28 days than the purchase model expects, move the churn probabilities by the

@@ -350,9 +350,32 @@ def test_a_csv_header_with_two_amounts_is_refused(tmp_path: Path, delimiter: str
 
 
 def test_a_csv_column_really_named_like_a_duplicate_is_read(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "customer_id,date,amount,amount_1,Amount\na,2024-01-01,1.5,99,7\n")
+    path = _csv(tmp_path, "customer_id,date,amount,amount_1\na,2024-01-01,1.5,99\n")
     tx = scan_transactions(path, today=TODAY).transactions
     assert tx.column("amount").to_pylist() == [1.5]
+
+
+def test_duplicates_are_named_by_duckdbs_own_names(tmp_path: Path) -> None:
+    # a real 'amount_1' sits between the two amounts: DuckDB reads the second as amount_1_1
+    path = _csv(tmp_path, "customer_id,date,amount,amount_1,amount\na,2024-01-01,1.5,7,99\n")
+    with pytest.raises(InputDataError, match=r"read as 'amount', 'amount_1_1'"):
+        scan_transactions(path, today=TODAY)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_names_that_differ_only_in_case_are_duplicates(tmp_path: Path, suffix: str) -> None:
+    frame = pd.DataFrame(
+        {"customer_id": ["a"], "date": ["2024-01-01"], "Amount": [111.0], "amount": [1.0]}
+    )
+    path = tmp_path / f"log.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    with pytest.raises(InputDataError, match="2 columns named 'amount'"):
+        scan_transactions(path, today=TODAY)
+    if suffix == "csv":  # the exact name of the first is explicit: DuckDB kept it
+        picked = scan_transactions(path, ColumnMap(amount="Amount"), today=TODAY).transactions
+        assert picked.column("amount").to_pylist() == [111.0]
+    # a frame tells them apart, as pandas does
+    assert scan_transactions(frame, today=TODAY).transactions.column("amount").to_pylist() == [1.0]
 
 
 def test_two_columns_of_one_name_in_a_table_are_refused(tmp_path: Path) -> None:
@@ -373,7 +396,8 @@ def test_an_unclosed_quote_before_an_id_gets_a_warning(tmp_path: Path) -> None:
 
 
 def test_quoted_fields_and_frames_get_no_quote_warning(tmp_path: Path) -> None:
-    path = _csv(tmp_path, 'customer_id,date,amount\n"a",2024-01-01,1\n"b",2024-01-02,2\n')
+    text = 'customer_id,date,amount\n"a",2024-01-01,1\n"""b""",2024-01-02,2\n'
+    path = _csv(tmp_path, text)  # the second id is '"b"', its quotes escaped
     frame = pd.DataFrame({"customer_id": ['"a'], "date": ["2024-01-01"], "amount": [1.0]})
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataQualityWarning)

@@ -52,6 +52,7 @@ def test_a_small_base_is_said_to_give_noisy_figures() -> None:
         ({"learning_rate": 0.05}, r"\['learning_rate'\].*lgbm_params"),
         ({"lgbm_params": 0.05}, "must be a dict of LightGBM parameters"),
         ("fast", "must be a dict of ChurnClassifier arguments"),
+        ({"random_state": 3}, r"ChurnGuardModel\(random_state=\.\.\.\)"),
     ],
 )
 def test_wrong_classifier_params_are_refused_before_any_fit(params: object, match: str) -> None:
@@ -60,3 +61,15 @@ def test_wrong_classifier_params_are_refused_before_any_fit(params: object, matc
     )
     with pytest.raises(ParameterError, match=match):
         ChurnGuardModel(classifier_params=params).fit(tx)  # type: ignore[arg-type]
+
+
+def test_classifier_params_that_worked_before_still_do() -> None:
+    from churnguard.model._settings import check_settings
+
+    params = {
+        "prior": "p_no_purchase",
+        "calibration": "sigmoid",
+        "lgbm_params": {"n_estimators": 5},
+    }
+    settings = ChurnGuardModel(classifier_params=params).get_params(deep=False)
+    check_settings(settings)  # no error: prior is set by each candidate, as before
