@@ -233,9 +233,9 @@ def check_unique_headers(
     Why: DuckDB renames the second ``amount`` of a header to ``amount_1``, so the
     first would be read as the amount without a word, and which of the two holds the
     amounts is a guess. ``available`` are DuckDB's (renamed) names and ``used`` maps
-    each canonical column to the user's; duplicates are counted regardless of case, as
-    DuckDB tells names apart. The header line itself is read only when a
-    renamed name is there, so a usual file costs nothing more.
+    each canonical column to the name it is looked for under; duplicates are counted
+    regardless of case, as DuckDB compares names. The header line itself is read only
+    when a renamed name is there, so a usual file costs nothing more.
 
     Raises
     ------

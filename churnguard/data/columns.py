@@ -133,10 +133,15 @@ def duplicate_column_error(
 
 
 def wanted_columns(cmap: ColumnMap) -> dict[str, str]:
-    """Canonical column -> the user's name, for the columns ``cmap`` names."""
-    return {"customer_id": cmap.customer, "date": cmap.date, "amount": cmap.amount} | dict(
-        cmap.optional
-    )
+    """Canonical column -> the name it is looked for under (``cmap``'s, or its own).
+
+    The optional columns ``cmap`` does not name are looked for under their canonical
+    names (:func:`resolve_columns` picks them up when present).
+    """
+    named = {"customer_id": cmap.customer, "date": cmap.date, "amount": cmap.amount}
+    named |= dict(cmap.optional)
+    taken = set(named.values())
+    return named | {c: c for c in OPTIONAL_COLUMNS if c not in named and c not in taken}
 
 
 def resolve_columns(

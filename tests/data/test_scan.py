@@ -349,6 +349,12 @@ def test_a_csv_header_with_two_amounts_is_refused(tmp_path: Path, delimiter: str
     assert picked.column("amount").to_pylist() == [99.0, 77.0]
 
 
+def test_an_optional_column_picked_up_by_name_is_checked_too(tmp_path: Path) -> None:
+    text = "customer_id,date,amount,quantity,quantity\na,2024-01-01,1.5,2,3\n"
+    with pytest.raises(InputDataError, match=r"2 columns named 'quantity'.*--quantity-col"):
+        scan_transactions(_csv(tmp_path, text), today=TODAY)
+
+
 def test_a_csv_column_really_named_like_a_duplicate_is_read(tmp_path: Path) -> None:
     path = _csv(tmp_path, "customer_id,date,amount,amount_1\na,2024-01-01,1.5,99\n")
     tx = scan_transactions(path, today=TODAY).transactions
