@@ -71,14 +71,12 @@ def warn_quoted_ids(src: SourceRelation, ids: pa.ChunkedArray) -> None:
     A field whose quote is opened and never closed (``"b,2024-01-02,2``) makes
     DuckDB's sniffer read the whole file without quoting, so the quote becomes part of
     the id: ``"b`` is then another customer than ``b``. Only ids that begin with a quote
-    and do not end with one count (a quote escaped by doubling it, three at each end,
-    gives an id that ends with one too). Ids are
-    kept as read (a quote may belong to them), hence a warning. ``ids`` are the
-    stripped ids of every row.
+    and do not end with one count: a closed quote escaped by doubling (three at each
+    end) gives an id that ends with one too. Ids are kept as read (a quote may belong to
+    them), hence a warning. ``ids`` are the stripped ids of every row.
     """
     if src.csv is None or not len(ids):
         return
-    # A quote that was closed and escaped ('"""a"""' is the id '"a"') ends the id too.
     quoted = pc.and_(pc.starts_with(ids, '"'), pc.invert(pc.ends_with(ids, '"')))
     count = int(pc.sum(quoted).as_py() or 0)
     if not count:

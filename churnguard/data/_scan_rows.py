@@ -38,13 +38,7 @@ USED, AFTER = 0, 7
 
 
 _BLOCK = 1 << 16  # rows per block of NumPy work that should stay in cache
-# Cores this process may use (a container's limit, not the host's count).
-_SORT_THREADS = max(
-    1,
-    min(
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
-    ),
-)
+_SORT_THREADS = max(1, min(os.cpu_count() or 1, 8))  # as the feature runs count cores
 _SORT_PIECE = 1 << 20  # below this many rows per thread a single sort is as fast
 
 
