@@ -170,6 +170,9 @@ class ScannedTransactions:
         The CSV the unusable rows were written to (``quarantine_to``), if any.
     columns : dict
         Canonical column to the source column it was read from.
+    customer_starts : ndarray of int64 or None
+        The first row of each customer in :attr:`transactions` (the scan finds them
+        while sorting): a feature build given them skips re-deriving the customer runs.
     """
 
     transactions: pa.Table
@@ -186,6 +189,7 @@ class ScannedTransactions:
     last_date: dt.date | None = None
     quarantine_path: Path | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    customer_starts: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def rows_used(self) -> int:
@@ -409,4 +413,5 @@ def _scan(
         last_date=last.as_py().date() if last.is_valid else None,
         quarantine_path=written,
         columns=dict(resolved),
+        customer_starts=starts,
     )

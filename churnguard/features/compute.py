@@ -49,6 +49,7 @@ def compute_features(
     time_unit: str = "D",
     windows: Sequence[int] = DEFAULT_WINDOWS,
     trend_window: int = 90,
+    customer_starts: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The features of every customer as of ``cutoff``, as :class:`FeatureBuilder` gives them.
 
@@ -63,6 +64,9 @@ def compute_features(
         Last day counted as the past; default the last transaction date.
     time_unit, windows, trend_window
         As in :class:`churnguard.features.FeatureBuilder`.
+    customer_starts : ndarray of int, optional
+        For the table of a scan (:func:`churnguard.data.scan_transactions`), its
+        ``customer_starts``: the sorted rows are then used as they are.
     """
     if time_unit not in TIME_UNITS:
         raise ParameterError(f"time_unit must be one of {list(TIME_UNITS)}; got {time_unit!r}.")
@@ -71,7 +75,12 @@ def compute_features(
     day = to_date(cutoff) if cutoff is not None else last_date(transactions)
     days = sorted({int(w) for w in windows})
     agg = aggregate_customers(
-        transactions, day, windows=days, trend_window=int(trend_window), optional=optional
+        transactions,
+        day,
+        windows=days,
+        trend_window=int(trend_window),
+        optional=optional,
+        customer_starts=customer_starts,
     )
     return feature_frame(agg, time_unit=time_unit, windows=days, trend_window=trend_window)
 

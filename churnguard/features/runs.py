@@ -23,6 +23,8 @@ __all__ = ["RunSpec", "aggregate_runs", "date_days"]
 #: Rows per block (whole customers; see aggregate_runs).
 _BLOCK_ROWS = 1 << 18
 _THREADS = max(1, min(os.cpu_count() or 1, 8))
+#: The summed columns, in the order that sorts a day's rows (see _tie_order).
+_SUMMED = ("amount", "margin", "quantity")
 
 
 class RunSpec(NamedTuple):
@@ -150,12 +152,77 @@ def _window_features(
     return out
 
 
+def _tie_order(
+    tie: np.ndarray, columns: Sequence[tuple[np.ndarray, np.ndarray | None]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where a day's rows go when put in the order of their values (None: nothing moves).
+
+    ``tie`` flags rows of the same customer and day as the row before; ``columns`` are
+    the summed columns (values, validity or None), most significant first. Returns
+    ``(at, source)``: the tied rows ``at`` take the values of the rows ``source``.
+
+    Why: a sort leaves such rows in an order that may change from run to run (DuckDB's
+    parallel sort) or follow the source (the scan), and float sums over them (a day's
+    spend) would change in their last bits with it. Ordered as SQL's ``ORDER BY amount,
+    ...`` orders them (``-0.0`` equal to ``0.0``, NaN above every number, NULL last),
+    every build of a log gives the same bytes, whatever the route its rows took.
+    """
+    if not tie.any():
+        return None
+    member = tie.copy()
+    member[:-1] |= tie[1:]
+    at = np.flatnonzero(member)
+    group = np.cumsum(~tie[at])  # which group of tied rows each one belongs to
+    order_by: list[np.ndarray] = []  # (rank, value) per column, most significant first
+    for values, valid in columns:
+        tied = values[at]
+        rank = np.isnan(tied).astype(np.int8)  # 0 a number, 1 NaN, 2 NULL
+        if valid is not None:
+            rank[~valid[at]] = 2
+        order_by += [rank, np.where(rank == 0, tied + 0.0, 0.0)]  # + 0.0: -0.0 to 0.0
+    within = np.arange(len(at))
+    # Most ties are two rows on one day: swap the pairs whose second row sorts first.
+    size = np.bincount(group)[group]
+    first = np.flatnonzero((size == 2) & np.r_[True, group[1:] != group[:-1]])
+    swap = np.zeros(len(first), dtype=bool)
+    decided = np.zeros(len(first), dtype=bool)
+    for key in order_by:
+        a, b = key[first], key[first + 1]
+        swap |= ~decided & (a > b)
+        decided |= a != b
+    pairs = first[swap]
+    within[pairs], within[pairs + 1] = pairs + 1, pairs
+    big = np.flatnonzero(size > 2)  # larger groups: a lexsort of their rows only
+    if len(big):
+        within[big] = big[np.lexsort([*(k[big] for k in reversed(order_by)), group[big]])]
+    return at, at[within]
+
+
+def _moved(
+    column: tuple[np.ndarray, np.ndarray | None], at: np.ndarray, source: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column with its tied rows put in order (a copy: the input may be Arrow's)."""
+    values, valid = column
+    values = values.copy()
+    values[at] = values[source]
+    if valid is not None:
+        valid = valid.copy()
+        valid[at] = valid[source]
+    return values, valid
+
+
 def _block(
     rows: pa.Table, new_cust: np.ndarray, offset: int, spec: RunSpec
 ) -> dict[str, Any] | None:
     """Aggregates of the customers of one block of whole customers (None: no buyer in it)."""
     day = date_days(rows.column("day"))
-    amount, amount_valid = _floats(rows.column("amount"))
+    summed = {name: _floats(rows.column(name)) for name in _SUMMED if name in rows.column_names}
+    tie = np.zeros(len(day), dtype=bool)
+    tie[1:] = (day[1:] == day[:-1]) & ~new_cust[1:]
+    moves = _tie_order(tie, list(summed.values()))
+    if moves is not None:
+        summed = {name: _moved(column, *moves) for name, column in summed.items()}
+    amount, amount_valid = summed.pop("amount")
     starts = np.flatnonzero(new_cust)
     with np.errstate(invalid="ignore"):
         ret = amount < 0
@@ -186,10 +253,8 @@ def _block(
         bnew = np.ones(len(sel), dtype=bool)
         bnew[1:] = bseg[1:] != bseg[:-1]
         keep = bseg[bnew]
-    for col in ("margin", "quantity"):
-        if col in rows.column_names:
-            values, valid = _floats(rows.column(col))
-            totals[f"{col}_total"] = _segment_sum(values, starts, valid)
+    for col, (values, valid) in summed.items():
+        totals[f"{col}_total"] = _segment_sum(values, starts, valid)
 
     out: dict[str, Any] = {"row": starts[keep] + offset}
     out.update({name: values[keep] for name, values in totals.items()})

@@ -98,7 +98,13 @@ def build_features(
         encoding=columns.encoding if columns is not None else None,
         quarantine_to=target,
     )
-    table = compute_features(scanned.transactions, as_of, time_unit=time_unit)
+    cutoff = as_of if as_of is not None else scanned.last_date
+    table = compute_features(
+        scanned.transactions,
+        cutoff,
+        time_unit=time_unit,
+        customer_starts=scanned.customer_starts,
+    )
     result = FeaturesResult(table, quarantined=scanned.rows_quarantined)
     if out is not None:
         result.out = write_table(table, out)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from churnguard.features import FeatureBuilder, engine
+from churnguard.data import scan_transactions
+from churnguard.exceptions import DataQualityWarning
+from churnguard.features import FeatureBuilder, compute_features, engine
 from churnguard.features.sortkeys import MAX_ID_BYTES
 
 
@@ -165,4 +168,34 @@ def test_the_earliest_nanosecond_day_does_not_overflow() -> None:
     got = engine.aggregate_customers(log, dt.date(2024, 1, 1))
     days = np.array(["1677-09-21", "2024-01-01"], dtype="datetime64[us]")  # not ns-safe
     want = engine.aggregate_customers(log.assign(date=days), dt.date(2024, 1, 1))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+@pytest.mark.parametrize("optional", [["margin", "quantity"], ["cost", "product", "channel"]])
+@pytest.mark.parametrize("cutoff", [None, "2024-01-15"])
+def test_a_scanned_log_is_aggregated_as_it_is_sorted(
+    optional: list[str], cutoff: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan's sorted rows and customer starts give exactly the engine's own result."""
+    rng = np.random.default_rng(8)
+    log = _messy_log(rng, [f"c{i:03d}" for i in range(150)], n=4_000).dropna(subset=["amount"])
+    log = log.assign(
+        cost=np.where(rng.random(len(log)) < 0.05, np.nan, log["amount"] * 0.6),
+        product=rng.choice(["p1", "p2", "p3", None], len(log)),
+        channel=rng.choice(["web", "shop"], len(log)),
+    ).drop(columns=[c for c in ("margin", "cost") if c not in optional])
+    # Same-day rows in the source in an order unrelated to their amounts.
+    log["date"] = log["date"] + pd.to_timedelta(rng.integers(0, 86_400, len(log)), unit="s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)  # returns-only customers
+        scanned = scan_transactions(log, today=dt.date(2030, 1, 1))
+    table, starts = scanned.transactions, scanned.customer_starts
+    assert starts is not None and len(starts) == scanned.customers
+    day = dt.date.fromisoformat(cutoff) if cutoff else scanned.last_date
+    want = compute_features(table, day)
+    monkeypatch.setattr(engine, "_sorted_rows", None)  # the fast path must not need it
+    got = compute_features(table, day, customer_starts=starts)
+    assert {"margin_total", "n_products" if "product" in optional else "quantity_total"} <= set(
+        got.columns
+    )
     pd.testing.assert_frame_equal(got, want, check_exact=True)

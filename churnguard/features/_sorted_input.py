@@ -1,0 +1,72 @@
+"""Rows already in customer and day order, made ready for the per-customer reductions.
+
+The rows of a log that :func:`churnguard.data.scan_transactions` has sorted already,
+taken as they are (no second DuckDB pass, no second sort key), and the id lookup the
+engine's sorted paths share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["presorted_rows", "take_ids"]
+
+_NS_PER_DAY = 86_400_000_000_000
+
+
+def presorted_rows(
+    table: pa.Table, starts: np.ndarray, optional: Sequence[str]
+) -> tuple[pa.Table, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The engine's sorted rows, first-row flags and id lookup, from a scanned log.
+
+    ``table`` holds canonical columns in customer and day order (``date`` as
+    ``timestamp[ns]``, ``amount`` float64), as :func:`churnguard.data.scan_transactions`
+    returns them, and ``starts`` the first row of each customer. Every row is kept
+    (the engine drops those after a cutoff, as on its other paths). The columns are those
+    of the engine's SQL (``day``, ``amount``, ``margin`` from ``margin`` or
+    ``amount - cost``, ``quantity`` on purchases only), computed in Arrow with SQL's
+    semantics: the day is the floor of the nanoseconds (as the engine's ``day_sql``),
+    and NaN amounts count as purchases, as NaN compares above every number in SQL.
+    """
+    n = table.num_rows
+    stamps = np.asarray(table.column("date").combine_chunks().cast(pa.int64()).to_numpy())
+    days = (stamps // _NS_PER_DAY).astype(np.int32)
+    del stamps
+    new_cust = np.zeros(n, dtype=bool)
+    new_cust[starts] = True
+    amount = table.column("amount").combine_chunks().cast(pa.float64())
+    payload: dict[str, pa.Array] = {"amount": amount}
+    opt = set(optional)
+    if "margin" in opt:
+        payload["margin"] = table.column("margin").combine_chunks().cast(pa.float64())
+    elif "cost" in opt:
+        cost = table.column("cost").combine_chunks().cast(pa.float64())
+        payload["margin"] = pc.subtract(amount, cost)
+    if "quantity" in opt:
+        purchase = pc.or_(pc.greater_equal(amount, 0.0), pc.is_nan(amount))
+        quantity = table.column("quantity").combine_chunks().cast(pa.float64())
+        payload["quantity"] = pc.if_else(purchase, quantity, pa.scalar(None, pa.float64()))
+    rows = pa.table({"day": pa.array(days).view(pa.date32())} | payload)
+
+    ids = table.column("customer_id")
+    return rows, new_cust, lambda at: take_ids(ids, at)
+
+
+def take_ids(ids: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """``ids[rows]`` (sorted row numbers) as an object array, chunk by chunk.
+
+    Taking across a many-chunk array would first concatenate it, and pandas-style
+    string deduplication is slow; neither is needed here.
+    """
+    bounds = np.cumsum([0] + [len(chunk) for chunk in ids.chunks])
+    cut = np.searchsorted(rows, bounds)
+    parts = [
+        chunk.take(pa.array(rows[cut[i] : cut[i + 1]] - bounds[i])).to_numpy(zero_copy_only=False)
+        for i, chunk in enumerate(ids.chunks)
+        if cut[i + 1] > cut[i]
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
