@@ -176,6 +176,40 @@ def _ragged_line(path: Path, encoding: str, delimiter: str) -> tuple[int, int, i
     return None
 
 
+def _unclosed_quote_line(path: Path, encoding: str) -> int | None:
+    """The first line (1-based) with an odd number of double quotes, if any.
+
+    Only called when the header names came back with their quotes, so a plain Python
+    pass over the file is acceptable.
+    """
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.count('"') % 2:
+                return number
+    return None
+
+
+def _check_quotes_read(path: Path, encoding: str, names: list[str], shown: Path) -> None:
+    """Refuse a CSV that DuckDB read without quoting because a quote is never closed.
+
+    Why: one unclosed quote makes DuckDB's sniffer read the whole file without quote
+    handling, so the header names keep their quotes (``"customer_id"``) and, were the
+    names passed as they are, every id would too (``"a"`` another customer than ``a``).
+    """
+    if not names or not all(len(n) > 1 and n[0] == n[-1] == '"' for n in names):
+        return
+    line = _unclosed_quote_line(path, encoding)
+    if line is None:
+        return
+    raise InputDataError(
+        f"'{shown}' has a double quote opened and never closed on line {line}, so the file "
+        f"was read without quote handling and its header names kept their quotes "
+        f"({names[0]}, ...). Close or remove that quote; quote a field whole "
+        '("a, b") and double a quote inside one ("say ""hi"""). Rows around a broken quote '
+        "cannot be told apart safely, so the file is not read."
+    )
+
+
 def csv_columns(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -196,6 +230,7 @@ def csv_columns(
     except duckdb.Error as exc:
         raise translate_csv_error(exc, shown, encoding) from exc
     names = [str(row[0]) for row in described]
+    _check_quotes_read(path, encoding, names, shown)
     if len(names) != 1:
         return names, None
     counts = {d: names[0].count(d) for d in _DELIMITERS}

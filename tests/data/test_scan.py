@@ -401,6 +401,16 @@ def test_an_unclosed_quote_before_an_id_gets_a_warning(tmp_path: Path) -> None:
     assert sorted(tx.column("customer_id").to_pylist()) == ['"b', "a"]  # kept as read
 
 
+def test_an_unclosed_quote_in_a_quoted_file_is_named_by_line(tmp_path: Path) -> None:
+    """One broken quote made DuckDB read every field with its quotes ('"customer_id"')."""
+    text = '"customer_id","date","amount"\n"a","2024-01-01","1"\n"b,"2024-01-02","2"\n'
+    path = _csv(tmp_path, text)
+    with pytest.raises(InputDataError, match=r"opened and never closed on line 3"):
+        scan_transactions(path, today=TODAY)
+    fixed = _csv(tmp_path, text.replace('"b,', '"b",'), name="fixed.csv")
+    assert scan_transactions(fixed, today=TODAY).transactions.num_rows == 2
+
+
 def test_quoted_fields_and_frames_get_no_quote_warning(tmp_path: Path) -> None:
     text = 'customer_id,date,amount\n"a",2024-01-01,1\n"""b""",2024-01-02,2\n'
     path = _csv(tmp_path, text)  # the second id is '"b"', its quotes escaped
