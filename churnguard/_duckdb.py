@@ -9,11 +9,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from churnguard._resources import cpu_budget
+
 __all__ = [
     "connect",
     "day_sql",
     "fetch_arrow",
     "fetch_frame",
+    "limit_threads",
     "quote_identifier",
     "quote_literal",
     "timestamp_sql",
@@ -34,11 +37,24 @@ def connect(source: Any = None) -> duckdb.DuckDBPyConnection:
         # Under Jupyter without ipywidgets DuckDB refuses to touch the setting (and
         # draws no bar there either), so there is nothing to turn off.
         pass
+    limit_threads(con)
     if isinstance(source, str):
         con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet({quote_literal(source)})")
     elif source is not None:
         con.register("src", source)
     return con
+
+
+def limit_threads(con: duckdb.DuckDBPyConnection) -> None:
+    """Lower DuckDB's threads to the cores this process may use (never raise them).
+
+    DuckDB starts one thread per core it sees; under a container's CPU quota or
+    ``CHURNGUARD_THREADS`` that is more than the process may run at once.
+    """
+    budget = cpu_budget()
+    current = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    if budget < int(current):
+        con.execute(f"SET threads = {budget}")
 
 
 def quote_literal(text: str | os.PathLike[str]) -> str:

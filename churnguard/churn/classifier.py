@@ -25,6 +25,7 @@ from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
+from churnguard._resources import cpu_budget
 from churnguard.churn._treeshap import PathTables, path_tables
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 
@@ -173,7 +174,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         windows, so without it a training snapshot close to the calibration one
         leaks its labels into early stopping and into the calibrator. 0 or 1: one model.
     n_jobs : int, optional
-        LightGBM threads (default: every core).
+        LightGBM threads (default: every core this process may use, container CPU
+        limits and ``CHURNGUARD_THREADS`` included).
     random_state : int
         Seed; training is deterministic for a given seed and data.
 
@@ -335,7 +337,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.random_state,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=-1 if self.n_jobs is None else int(self.n_jobs),
+            n_jobs=cpu_budget() if self.n_jobs is None else int(self.n_jobs),
             verbose=-1,
         )
 

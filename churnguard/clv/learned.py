@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
+from churnguard._resources import cpu_budget
 from churnguard.exceptions import InputDataError
 
 __all__ = [
@@ -104,7 +105,8 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
         the other folds and are early-stopped on fold ``k``'s calibration rows; one
         model refitted on all rows with the folds' mean number of trees predicts.
     n_jobs : int, optional
-        LightGBM threads (default: every core).
+        LightGBM threads (default: every core this process may use, container CPU
+        limits and ``CHURNGUARD_THREADS`` included).
     random_state : int
         Seed.
 
@@ -216,7 +218,7 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
             random_state=self.random_state,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=-1 if self.n_jobs is None else int(self.n_jobs),
+            n_jobs=cpu_budget() if self.n_jobs is None else int(self.n_jobs),
             verbose=-1,
         )
 

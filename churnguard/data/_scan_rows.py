@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard._resources import cpu_budget
 from churnguard.data._scan_sql import WHITESPACE, Limits, big_column_pool, release_arrow_memory
 
 __all__ = [
@@ -38,7 +38,7 @@ USED, AFTER = 0, 7
 
 
 _BLOCK = 1 << 16  # rows per block of NumPy work that should stay in cache
-_SORT_THREADS = max(1, min(os.cpu_count() or 1, 8))  # as the feature runs count cores
+_SORT_THREADS: int | None = None  # None: the cores this process may use, at most 8
 _SORT_PIECE = 1 << 20  # below this many rows per thread a single sort is as fast
 
 
@@ -372,7 +372,7 @@ def _sort_unique(keys: np.ndarray) -> None:
     then merges the sorted runs, which Timsort does in about one pass (0.07 s).
     The keys are unique, so the result is the one a single sort gives.
     """
-    pieces = min(_SORT_THREADS, len(keys) // _SORT_PIECE)
+    pieces = min(_SORT_THREADS or cpu_budget(8), len(keys) // _SORT_PIECE)
     if pieces < 2:
         keys.sort()
         return

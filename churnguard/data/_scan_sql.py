@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churnguard._duckdb import quote_identifier, quote_literal
+from churnguard._duckdb import limit_threads, quote_identifier, quote_literal
 from churnguard.data.columns import (
     OPTIONAL_NUMERIC,
     ColumnMap,
@@ -479,6 +479,7 @@ def connect_scan() -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     # Row positions are the file order (stable ties, source rows): keep it.
     con.execute("SET preserve_insertion_order = true")
+    limit_threads(con)
     return con
 
 

@@ -23,7 +23,6 @@ only small summaries (:class:`PartitionOutcome`) come back.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 
 from churnguard._duckdb import connect as _connect
 from churnguard._duckdb import fetch_arrow, quote_literal
+from churnguard._resources import cpu_budget
 from churnguard.data import ColumnMap, ScannedTransactions, scan_transactions
 from churnguard.execution.core import ScoredPart, score_part
 
@@ -78,8 +78,8 @@ class PartitionOutcome:
 
 
 def default_workers() -> int:
-    """Partitions scored at once when not asked: the CPU count, at most 4."""
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+    """Partitions scored at once when not asked: the usable cores, at most 4."""
+    return cpu_budget(MAX_DEFAULT_WORKERS)
 
 
 def _round_trip_free(table: pa.Table) -> bool:
@@ -302,7 +302,7 @@ class PartitionRunner:
         # The cores shared out between the partitions scored at once: LightGBM's
         # default (every core for every call) puts workers x cores OpenMP threads on
         # the cores, which spin while they wait for each other.
-        self.threads = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+        self.threads = max(1, cpu_budget() // max(1, int(workers)))
 
     def __enter__(self) -> PartitionRunner:
         self.pool_ = ThreadPoolExecutor(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 
+from churnguard._resources import cgroup_memory_free_gb
 from churnguard.exceptions import ParameterError
 from churnguard.execution._partition import default_workers
 
@@ -73,7 +74,20 @@ def choose_partitions(rows: int, max_memory_gb: float | None = None, workers: in
 
 
 def available_memory_gb() -> float | None:
-    """Memory the system could give this process now (GB), or None when unknown."""
+    """Memory the system could give this process now (GB), or None when unknown.
+
+    The lower of the host's available memory and what is left under the control
+    group's limit: in a container, the host's figure can be many times what the
+    container may use before the out-of-memory killer stops it.
+    """
+    host = _host_available_gb()
+    group = cgroup_memory_free_gb()
+    if host is None or group is None:
+        return group if host is None else host
+    return min(host, group)
+
+
+def _host_available_gb() -> float | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:

@@ -8,7 +8,6 @@ how the rows get sorted and for the SQL semantics these reductions follow.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -18,11 +17,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard._resources import cpu_budget
+
 __all__ = ["RunSpec", "aggregate_runs", "date_days"]
 
 #: Rows per block (whole customers; see aggregate_runs).
 _BLOCK_ROWS = 1 << 18
-_THREADS = max(1, min(os.cpu_count() or 1, 8))
 #: The summed columns, in the order that sorts a day's rows (see _tie_order).
 _SUMMED = ("amount", "margin", "quantity")
 
@@ -295,8 +295,9 @@ def aggregate_runs(
         a, b = bound
         return _block(rows.slice(a, b - a), new_cust[a:b], a, spec)
 
-    if len(bounds) > 1 and _THREADS > 1:
-        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+    threads = cpu_budget(8)
+    if len(bounds) > 1 and threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             parts = [p for p in pool.map(run, bounds) if p is not None]
     else:
         parts = [p for p in map(run, bounds) if p is not None]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard._money import KEPT_SHARE
+from churnguard._resources import cpu_budget
 from churnguard.clv import DegenerateFitWarning
 from churnguard.features import FeatureBuilder
 from churnguard.features.engine import window_activity
@@ -160,7 +160,7 @@ def in_order(
     filters at the end. lifetimes' fits, which also swap ``sys.stdout``, hold a lock of
     their own (:func:`churnguard.clv._estimator_support.quiet_fit`).
     """
-    n = max(1, min(_MAX_WORKERS, os.cpu_count() or 1) if workers is None else int(workers))
+    n = cpu_budget(_MAX_WORKERS) if workers is None else max(1, int(workers))
     out: list[pd.DataFrame] = []
     with warnings.catch_warnings():
         for category in quiet:
