@@ -362,10 +362,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: pd.DataFrame, *, num_threads: int | None = None) -> np.ndarray:
         """Raw (uncalibrated) log-odds of churn, the prior included, shape ``(n,)``.
 
-        ``num_threads``: LightGBM threads (default all cores; see :meth:`contributions`).
+        ``num_threads``: LightGBM threads (default: every core the process may use; see
+        :meth:`contributions`).
         """
         frame = self._frame(X)
-        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+        # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
+        extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
         raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return raw + self._offset(frame)
 
@@ -374,7 +376,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     ) -> np.ndarray:
         """Calibrated (or raw) probability of churn, shape ``(n,)``.
 
-        ``num_threads``: LightGBM threads (default all cores; see :meth:`contributions`).
+        ``num_threads``: LightGBM threads (default: every core the process may use; see
+        :meth:`contributions`).
         """
         frame = self._frame(X)
         z = self.decision_function(frame, num_threads=num_threads)
@@ -422,7 +425,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         if tables is not None:  # LightGBM's numbers, about 5x faster (see _treeshap)
             values = tables.contributions(frame.to_numpy(dtype=float))
         else:
-            extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+            # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
+            extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
             values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.prior is not None:

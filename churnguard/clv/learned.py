@@ -225,15 +225,16 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame, *, num_threads: int | None = None) -> np.ndarray:
         """Spend in the next window if the customer buys in it, shape ``(n,)``.
 
-        ``num_threads``: LightGBM threads (default all cores). Pass fewer when other
-        work runs alongside: OpenMP threads spin while they wait, so oversubscribed
-        cores slow everything down. The predictions do not depend on it.
+        ``num_threads``: LightGBM threads (default: every core the process may use). Pass
+        fewer when other work runs alongside: OpenMP threads spin while they wait, so
+        oversubscribed cores slow everything down. The predictions do not depend on it.
         """
         check_is_fitted(self, "model_")
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise InputDataError(f"X lacks the features {missing} the spend model learned from.")
         frame = X[self.feature_names_]
-        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": int(num_threads)}
+        # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
+        extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
         raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return np.exp(raw + self._offset(frame, self.fill_)) * self.level_
