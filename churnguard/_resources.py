@@ -6,8 +6,9 @@ container (Docker, Kubernetes, a systemd slice) limited to 2 cores and 4 GB on a
 worth of time, and would score a log in memory that its 4 GB cannot hold: the
 out-of-memory killer ends it without a message. The limits are read from the
 control groups (v2 ``cpu.max``/``memory.max``, v1 ``cpu.cfs_quota_us``/
-``memory.limit_in_bytes``) and the CPU affinity; ``CHURNGUARD_THREADS`` caps the
-threads by hand (e.g. for a job sharing a machine with others).
+``memory.limit_in_bytes``) of the process's own group and every group above it (a limit
+set on a parent slice binds its children), and from the CPU affinity;
+``CHURNGUARD_THREADS`` caps the threads by hand (e.g. for a job sharing a machine).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,12 @@ __all__ = ["THREADS_ENV", "cgroup_cpu_limit", "cgroup_memory_free_gb", "cpu_budg
 #: Environment variable that caps the threads churnguard starts (a positive integer).
 THREADS_ENV = "CHURNGUARD_THREADS"
 _CGROUP = Path("/sys/fs/cgroup")
+_SELF = Path("/proc/self/cgroup")
 # cgroup v1 writes "no limit" as a huge number (the largest page-aligned int64).
 _V1_UNLIMITED = 1 << 60
 _REPORTED: set[str] = set()  # bad CHURNGUARD_THREADS values already reported
+# A malformed file must never stop a job: any of these reads as "no limit".
+_BAD_NUMBER = (ValueError, ZeroDivisionError, OverflowError)
 
 
 def _read(path: Path) -> str | None:
@@ -36,31 +41,70 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cgroup_cpu_limit(root: Path = _CGROUP) -> float | None:
-    """Cores allowed by the CPU quota of this process's control group (None: no quota).
+def _groups(mount: Path, controller: str | None, self_file: Path) -> list[Path]:
+    """The process's group under ``mount`` and each group above it, innermost first.
 
-    ``root`` is the cgroup mount (a parameter so that tests can build one).
+    ``controller`` names the v1 hierarchy (``cpu``, ``memory``); None reads the v2 line
+    (``0::/path``). A path not visible here (a container without its own cgroup
+    namespace) leaves only the mount itself.
     """
-    v2 = _read(root / "cpu.max")  # "max 100000" or "200000 100000"
-    if v2 is not None:
-        parts = v2.split()
-        if len(parts) == 2 and parts[0] != "max":
-            try:
-                return int(parts[0]) / int(parts[1])
-            except (ValueError, ZeroDivisionError):
-                return None
+    own = ""
+    for line in (_read(self_file) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if (controller is None and parts[0] == "0" and not parts[1]) or (
+            controller is not None and controller in parts[1].split(",")
+        ):
+            own = parts[2]
+            break
+    here = mount / own.strip("/") if own.strip("/") else mount
+    if not here.is_dir():
+        here = mount
+    out = [here]
+    while out[-1] != mount and mount in out[-1].parents:
+        out.append(out[-1].parent)
+    return out
+
+
+def _lowest(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+def _v2_quota(group: Path) -> float | None:
+    text = _read(group / "cpu.max")  # "max 100000" or "200000 100000"
+    parts = (text or "").split()
+    if len(parts) != 2 or parts[0] == "max":
         return None
-    quota = _read(root / "cpu" / "cpu.cfs_quota_us")
-    period = _read(root / "cpu" / "cpu.cfs_period_us")
     try:
-        if quota is not None and period is not None and int(quota) > 0:
-            return int(quota) / int(period)
-    except (ValueError, ZeroDivisionError):
-        pass
-    return None
+        quota, period = int(parts[0]), int(parts[1])
+        return quota / period if quota > 0 and period > 0 else None
+    except _BAD_NUMBER:
+        return None
 
 
-def cpu_budget(cap: int | None = None, root: Path = _CGROUP) -> int:
+def _v1_quota(group: Path) -> float | None:
+    try:
+        quota = int(_read(group / "cpu.cfs_quota_us") or "-1")
+        period = int(_read(group / "cpu.cfs_period_us") or "0")
+        return quota / period if quota > 0 and period > 0 else None
+    except _BAD_NUMBER:
+        return None
+
+
+def cgroup_cpu_limit(root: Path = _CGROUP, self_file: Path = _SELF) -> float | None:
+    """Cores allowed by the tightest CPU quota over this process's groups (None: none).
+
+    ``root`` is the cgroup mount and ``self_file`` the process's ``/proc/self/cgroup``
+    (parameters so that tests can build both).
+    """
+    if (root / "cgroup.controllers").exists() or (root / "cpu.max").exists():  # v2
+        return _lowest([_v2_quota(g) for g in _groups(root, None, self_file)])
+    return _lowest([_v1_quota(g) for g in _groups(root / "cpu", "cpu", self_file)])
+
+
+def cpu_budget(cap: int | None = None, root: Path = _CGROUP, self_file: Path = _SELF) -> int:
     """Threads worth starting: CPU affinity, cgroup quota and ``CHURNGUARD_THREADS``.
 
     A fractional quota rounds up (1.5 cores: 2 threads, each busy part of the time).
@@ -70,7 +114,7 @@ def cpu_budget(cap: int | None = None, root: Path = _CGROUP) -> int:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    quota = cgroup_cpu_limit(root)
+    quota = cgroup_cpu_limit(root, self_file)
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     wanted = os.environ.get(THREADS_ENV, "").strip()
@@ -87,35 +131,53 @@ def cpu_budget(cap: int | None = None, root: Path = _CGROUP) -> int:
     return max(1, n)
 
 
-def cgroup_memory_free_gb(root: Path = _CGROUP) -> float | None:
-    """Memory left under this process's control-group limit (GB; None: no limit).
-
-    The group's usage counts the page cache of files read; its inactive part is
-    reclaimed before the group runs out, so it counts as free (as ``docker stats`` does).
-    """
-    limit = _read(root / "memory.max")
-    if limit is not None:
-        used, stat, inactive = root / "memory.current", root / "memory.stat", "inactive_file"
-    else:
-        v1 = root / "memory"
-        limit = _read(v1 / "memory.limit_in_bytes")
-        used, stat, inactive = (
-            v1 / "memory.usage_in_bytes",
-            v1 / "memory.stat",
-            "total_inactive_file",
-        )
+def _free(
+    group: Path, limit_file: str, used_file: str, stat_file: str, inactive: str
+) -> float | None:
+    """Bytes left under one group's memory limit (None: no limit or unreadable)."""
+    limit = _read(group / limit_file)
     if limit is None or limit == "max":
         return None
     try:
         cap = int(limit)
         if cap >= _V1_UNLIMITED:
             return None
-        usage = int(_read(used) or 0)
-    except ValueError:
+        usage = int(_read(group / used_file) or 0)
+    except _BAD_NUMBER:
         return None
-    for line in (_read(stat) or "").splitlines():
+    for line in (_read(group / stat_file) or "").splitlines():
         key, _, value = line.partition(" ")
         if key == inactive and value.strip().isdigit():
             usage -= int(value)
             break
-    return max(0, cap - max(usage, 0)) / 1e9
+    return float(max(0, cap - max(usage, 0)))
+
+
+def cgroup_memory_free_gb(root: Path = _CGROUP, self_file: Path = _SELF) -> float | None:
+    """Memory left under the tightest control-group limit over this process's groups.
+
+    GB; None when no group has a limit. A group's usage counts the page cache of files
+    read; its inactive part is reclaimed before the group runs out, so it counts as
+    free (as ``docker stats`` does).
+    """
+    free: Callable[[Path], float | None]
+    if (root / "cgroup.controllers").exists() or (root / "memory.max").exists():  # v2
+        groups = _groups(root, None, self_file)
+
+        def free(g: Path) -> float | None:
+            return _free(g, "memory.max", "memory.current", "memory.stat", "inactive_file")
+
+    else:
+        groups = _groups(root / "memory", "memory", self_file)
+
+        def free(g: Path) -> float | None:
+            return _free(
+                g,
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "memory.stat",
+                "total_inactive_file",
+            )
+
+    left = _lowest([free(g) for g in groups])
+    return None if left is None else left / 1e9

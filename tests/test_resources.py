@@ -41,18 +41,64 @@ def _cores() -> int:
 def test_the_cpu_quota_is_read_from_either_cgroup_version(
     tmp_path: Path, files: dict[str, str], cores: float | None
 ) -> None:
-    assert cgroup_cpu_limit(_files(tmp_path, files)) == cores
+    assert cgroup_cpu_limit(_files(tmp_path, files), tmp_path / "no-self") == cores
+
+
+def test_a_quota_on_a_parent_group_binds_the_process(tmp_path: Path) -> None:
+    """A systemd slice or a pod: the limit sits above the process's own group."""
+    v2 = _files(
+        tmp_path / "v2",
+        {
+            "cgroup.controllers": "cpu memory",
+            "pod/cpu.max": "250000 100000",
+            "pod/app/cpu.max": "max 100000",
+            "pod/memory.max": "3000000000",
+            "pod/memory.current": "1000000000",
+            "pod/app/memory.max": "max",
+        },
+    )
+    self_v2 = _files(tmp_path, {"self-v2": "0::/pod/app"}) / "self-v2"
+    assert cgroup_cpu_limit(v2, self_v2) == 2.5
+    assert cgroup_memory_free_gb(v2, self_v2) == pytest.approx(2.0)
+    v1 = _files(
+        tmp_path / "v1",
+        {
+            "cpu/slice/cpu.cfs_quota_us": "-1",
+            "cpu/slice/cpu.cfs_period_us": "100000",
+            "cpu/cpu.cfs_quota_us": "100000",
+            "cpu/cpu.cfs_period_us": "100000",
+            "memory/slice/memory.limit_in_bytes": "9223372036854771712",
+            "memory/memory.limit_in_bytes": "9223372036854771712",
+        },
+    )
+    self_v1 = _files(tmp_path, {"self-v1": "4:memory:/slice\n2:cpu,cpuacct:/slice"}) / "self-v1"
+    assert cgroup_cpu_limit(v1, self_v1) == 1.0
+    assert cgroup_memory_free_gb(v1, self_v1) is None
+    # A group path that this mount does not show (no cgroup namespace): the mount's own.
+    hidden = _files(tmp_path, {"self-hidden": "0::/elsewhere/job"}) / "self-hidden"
+    assert cgroup_cpu_limit(v2, hidden) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["1" + "0" * 400 + " 100000", "abc 100000", "100000 0", "-5 100000", ""]
+)
+def test_malformed_cgroup_files_read_as_no_limit(tmp_path: Path, text: str) -> None:
+    root = _files(tmp_path, {"cpu.max": text, "memory.max": text, "memory.current": text})
+    assert cgroup_cpu_limit(root, tmp_path / "no-self") is None
+    assert cpu_budget(root=root, self_file=tmp_path / "no-self") == _cores()
+    assert cgroup_memory_free_gb(root, tmp_path / "no-self") in (None, 0.0)
 
 
 def test_a_quota_below_the_cores_bounds_the_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(THREADS_ENV, raising=False)
+    none = tmp_path / "no-self"
     one = _files(tmp_path / "one", {"cpu.max": "50000 100000"})  # half a core: one thread
-    assert cpu_budget(root=one) == 1
+    assert cpu_budget(root=one, self_file=none) == 1
     wide = _files(tmp_path / "wide", {"cpu.max": "6400000 100000"})  # 64 cores: affinity wins
-    assert cpu_budget(root=wide) == _cores()
-    assert cpu_budget(cap=1, root=wide) == 1
+    assert cpu_budget(root=wide, self_file=none) == _cores()
+    assert cpu_budget(cap=1, root=wide, self_file=none) == 1
 
 
 def test_the_thread_cap_comes_from_the_environment(
@@ -103,7 +149,7 @@ def test_the_thread_cap_comes_from_the_environment(
 def test_the_memory_left_under_a_cgroup_limit(
     tmp_path: Path, files: dict[str, str], free_gb: float | None
 ) -> None:
-    got = cgroup_memory_free_gb(_files(tmp_path, files))
+    got = cgroup_memory_free_gb(_files(tmp_path, files), tmp_path / "no-self")
     assert got == (None if free_gb is None else pytest.approx(free_gb))
 
 

@@ -312,7 +312,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             extra = {"init_score": offset} if self.prior is not None else {}
             final.fit(X, y_arr, **extra)
             models = [final]
-        self.model_ = models[0]
+        # Fitted on this machine's budget; kept as "every core" (LightGBM's -1) so that a
+        # saved model does not carry the training machine's count to the scoring one.
+        self.model_ = models[0].set_params(n_jobs=-1 if self.n_jobs is None else self.n_jobs)
         # Calibrate on out-of-fold scores: a row's own fold never saw its label.
         self.calibration_scores_ = _cv_calibration_scores(
             oof, offset_cal, y_cal_arr, self.random_state, with_prior=self.prior is not None

@@ -207,7 +207,8 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
         self.best_iteration_ = int(round(np.mean(iterations)))
         final = self._new_model({**params, "n_estimators": max(self.best_iteration_, 1)})
         final.fit(X, y_arr, init_score=off)
-        self.model_ = final
+        # As in ChurnClassifier: the saved model keeps "every core", not this machine's.
+        self.model_ = final.set_params(n_jobs=-1 if self.n_jobs is None else self.n_jobs)
         total = oof.sum()
         self.level_ = float(y_cal_arr.sum() / total) if total > 0 else 1.0
         return self

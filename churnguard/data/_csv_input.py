@@ -176,37 +176,49 @@ def _ragged_line(path: Path, encoding: str, delimiter: str) -> tuple[int, int, i
     return None
 
 
-def _unclosed_quote_line(path: Path, encoding: str) -> int | None:
-    """The first line (1-based) with an odd number of double quotes, if any.
+def _broken_quote_line(path: Path, encoding: str) -> int | None:
+    """The line (1-based) where the file's quoting breaks, or None when it holds.
 
-    Only called when the header names came back with their quotes, so a plain Python
-    pass over the file is acceptable.
+    Read as the CSV standard reads it (Python's ``csv`` in strict mode, the delimiter
+    the one the header line uses most): a quoted field may span lines, and a quote
+    must close before the next delimiter. Only called when the header names came back
+    with their quotes, so a plain Python pass over the file is acceptable.
     """
-    with open(path, encoding=encoding, errors="replace", newline="") as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.count('"') % 2:
-                return number
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    with open(path, encoding="utf-8-sig" if utf8 else encoding, errors="replace", newline="") as fh:
+        header = fh.readline()
+        delimiter = max(_DELIMITERS, key=header.count)
+        fh.seek(0)
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error:
+            return max(reader.line_num, 1)
     return None
 
 
 def _check_quotes_read(path: Path, encoding: str, names: list[str], shown: Path) -> None:
-    """Refuse a CSV that DuckDB read without quoting because a quote is never closed.
+    """Refuse a CSV that DuckDB read without quoting because a quote is broken.
 
-    Why: one unclosed quote makes DuckDB's sniffer read the whole file without quote
-    handling, so the header names keep their quotes (``"customer_id"``) and, were the
-    names passed as they are, every id would too (``"a"`` another customer than ``a``).
+    Why: one quote opened and never closed (``"b,"2024-01-02"``) makes DuckDB's
+    sniffer read the whole file without quote handling, so the header names keep
+    their quotes (``"customer_id"``) and, were the names passed as they are, every id
+    would too (``"a"`` another customer than ``a``). A file whose quoting is sound
+    (header names that are quoted text, written with doubled quotes) is left alone.
     """
     if not names or not all(len(n) > 1 and n[0] == n[-1] == '"' for n in names):
         return
-    line = _unclosed_quote_line(path, encoding)
+    line = _broken_quote_line(path, encoding)
     if line is None:
         return
     raise InputDataError(
-        f"'{shown}' has a double quote opened and never closed on line {line}, so the file "
-        f"was read without quote handling and its header names kept their quotes "
-        f"({names[0]}, ...). Close or remove that quote; quote a field whole "
-        '("a, b") and double a quote inside one ("say ""hi"""). Rows around a broken quote '
-        "cannot be told apart safely, so the file is not read."
+        f"'{shown}' has a broken quote by line {line} (a quoted field not closed before "
+        f"the next delimiter or the end of the file), so the file was read without quote "
+        f"handling and its header names kept their quotes ({names[0]}, ...). Fix that "
+        'line: quote a field whole ("a, b") and double a quote inside one '
+        '("say ""hi"""). Rows around a broken quote cannot be told apart safely, so the '
+        "file is not read."
     )
 
 

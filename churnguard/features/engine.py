@@ -42,7 +42,7 @@ from churnguard._duckdb import day_sql
 from churnguard._duckdb import fetch_arrow as _arrow
 from churnguard.exceptions import ParameterError
 from churnguard.features._sorted_input import presorted_rows, take_ids
-from churnguard.features.runs import RunSpec, aggregate_runs, date_days
+from churnguard.features.runs import RunSpec, aggregate_runs, date_days, order_ties
 from churnguard.features.sortkeys import pack_keys
 
 __all__ = [
@@ -276,6 +276,10 @@ def aggregate_customers_at(
             extras = {c: _distinct_counts(con, c, optional, recent_window, day) for c in order}
         finally:
             con.close()
+    # Several cutoffs reduce the same rows again and again: order each day's rows once.
+    ties_ordered = len(order) > 1
+    if ties_ordered:
+        rows = order_ties(rows, new_cust)
     days = date_days(rows.column("day")) if rows.num_rows else np.empty(0, dtype=np.int32)
     customer: np.ndarray | None = None  # row -> customer number, only when a cutoff drops rows
     for c in order:
@@ -295,7 +299,7 @@ def aggregate_customers_at(
                 return ids_at(kept[at])
 
         spec = RunSpec(limit, tuple(windows), int(trend_window))
-        out = aggregate_runs(sub, flags, lookup, spec)
+        out = aggregate_runs(sub, flags, lookup, spec, ties_ordered=ties_ordered)
         extra = extras[c]
         if out is None:
             names = _column_names(windows, trend_window, rows.column_names)

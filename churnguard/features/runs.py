@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from churnguard._resources import cpu_budget
 
-__all__ = ["RunSpec", "aggregate_runs", "date_days"]
+__all__ = ["RunSpec", "aggregate_runs", "date_days", "order_ties"]
 
 #: Rows per block (whole customers; see aggregate_runs).
 _BLOCK_ROWS = 1 << 18
@@ -211,15 +211,36 @@ def _moved(
     return values, valid
 
 
+def _ties(day: np.ndarray, new_cust: np.ndarray) -> np.ndarray:
+    tie = np.zeros(len(day), dtype=bool)
+    tie[1:] = (day[1:] == day[:-1]) & ~new_cust[1:]
+    return tie
+
+
+def order_ties(rows: pa.Table, new_cust: np.ndarray) -> pa.Table:
+    """``rows`` with each customer's same-day rows in value order (see :func:`_tie_order`).
+
+    For rows reduced at several cutoffs: ordered once here, every cutoff's blocks skip it
+    (``aggregate_runs(..., ties_ordered=True)``).
+    """
+    summed = {name: _floats(rows.column(name)) for name in _SUMMED if name in rows.column_names}
+    moves = _tie_order(_ties(date_days(rows.column("day")), new_cust), list(summed.values()))
+    if moves is None:
+        return rows
+    for name, column in summed.items():
+        values, valid = _moved(column, *moves)
+        moved = pa.array(values, mask=None if valid is None else ~valid)
+        rows = rows.set_column(rows.column_names.index(name), name, moved)
+    return rows
+
+
 def _block(
-    rows: pa.Table, new_cust: np.ndarray, offset: int, spec: RunSpec
+    rows: pa.Table, new_cust: np.ndarray, offset: int, spec: RunSpec, ties_ordered: bool
 ) -> dict[str, Any] | None:
     """Aggregates of the customers of one block of whole customers (None: no buyer in it)."""
     day = date_days(rows.column("day"))
     summed = {name: _floats(rows.column(name)) for name in _SUMMED if name in rows.column_names}
-    tie = np.zeros(len(day), dtype=bool)
-    tie[1:] = (day[1:] == day[:-1]) & ~new_cust[1:]
-    moves = _tie_order(tie, list(summed.values()))
+    moves = None if ties_ordered else _tie_order(_ties(day, new_cust), list(summed.values()))
     if moves is not None:
         summed = {name: _moved(column, *moves) for name, column in summed.items()}
     amount, amount_valid = summed.pop("amount")
@@ -277,14 +298,17 @@ def aggregate_runs(
     new_cust: np.ndarray,
     ids_at: Callable[[np.ndarray], np.ndarray],
     spec: RunSpec,
+    *,
+    ties_ordered: bool = False,
 ) -> pd.DataFrame | None:
     """Per-customer aggregates from rows sorted by customer then ``day`` (None: no buyer).
 
     ``new_cust`` flags the first row of each customer and ``ids_at`` gives the ids of
-    rows by their numbers. The rows are cut into blocks of whole customers:
-    block-sized temporaries stay in cache and are recycled by the allocator instead
-    of being faulted in afresh for every full-length array, and blocks run on several
-    threads (NumPy releases the GIL).
+    rows by their numbers. A day's rows are put in value order block by block, unless
+    ``ties_ordered`` says :func:`order_ties` did it already. The rows are cut into
+    blocks of whole customers: block-sized temporaries stay in cache and are recycled
+    by the allocator instead of being faulted in afresh for every full-length array,
+    and blocks run on several threads (NumPy releases the GIL).
     """
     if rows.num_rows == 0:
         return None
@@ -293,7 +317,7 @@ def aggregate_runs(
 
     def run(bound: tuple[int, int]) -> dict[str, Any] | None:
         a, b = bound
-        return _block(rows.slice(a, b - a), new_cust[a:b], a, spec)
+        return _block(rows.slice(a, b - a), new_cust[a:b], a, spec, ties_ordered)
 
     threads = cpu_budget(8)
     if len(bounds) > 1 and threads > 1:

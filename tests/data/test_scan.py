@@ -405,10 +405,15 @@ def test_an_unclosed_quote_in_a_quoted_file_is_named_by_line(tmp_path: Path) -> 
     """One broken quote made DuckDB read every field with its quotes ('"customer_id"')."""
     text = '"customer_id","date","amount"\n"a","2024-01-01","1"\n"b,"2024-01-02","2"\n'
     path = _csv(tmp_path, text)
-    with pytest.raises(InputDataError, match=r"opened and never closed on line 3"):
+    with pytest.raises(InputDataError, match=r"broken quote by line 3"):
         scan_transactions(path, today=TODAY)
     fixed = _csv(tmp_path, text.replace('"b,', '"b",'), name="fixed.csv")
     assert scan_transactions(fixed, today=TODAY).transactions.num_rows == 2
+    # Header names that are quoted text, and a note that spans two lines: sound quoting.
+    sound = '"""id""","""date""","""amount""","note"\n"a","2024-01-01","1","one\ntwo"\n'
+    names = ColumnMap(customer='"id"', date='"date"', amount='"amount"')
+    got = scan_transactions(_csv(tmp_path, sound, name="sound.csv"), names, today=TODAY)
+    assert got.transactions.column("customer_id").to_pylist() == ["a"]
 
 
 def test_quoted_fields_and_frames_get_no_quote_warning(tmp_path: Path) -> None:

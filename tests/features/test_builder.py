@@ -191,7 +191,9 @@ def test_features_at_many_cutoffs_equal_one_transform_each() -> None:
     tx = pd.DataFrame(
         {
             "customer_id": rng.choice([f"c{i:03d}" for i in range(300)], n),
-            "date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D"),
+            # A third of the rows on one busy day: many same-day rows to put in order.
+            "date": pd.Timestamp("2023-01-01")
+            + pd.to_timedelta(np.where(rng.random(n) < 0.3, 100, rng.integers(0, 500, n)), "D"),
             "amount": np.round(rng.gamma(2.0, 20.0, n) * np.where(rng.random(n) < 0.05, -1, 1), 2),
             "quantity": rng.integers(1, 4, n).astype(float),
         }
