@@ -52,9 +52,21 @@ def limit_threads(con: duckdb.DuckDBPyConnection) -> None:
     ``CHURNGUARD_THREADS`` that is more than the process may run at once.
     """
     budget = cpu_budget()
-    current = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-    if budget < int(current):
+    if budget < _default_threads(con):
         con.execute(f"SET threads = {budget}")
+
+
+_DEFAULT_THREADS: list[int] = []  # DuckDB's own thread count, once known
+
+
+def _default_threads(con: duckdb.DuckDBPyConnection) -> int:
+    # DuckDB's own count (the cores it sees) is the same for every new connection: asked
+    # of the first one only (a connection is not kept).
+    if not _DEFAULT_THREADS:
+        _DEFAULT_THREADS.append(
+            int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+        )
+    return _DEFAULT_THREADS[0]
 
 
 def quote_literal(text: str | os.PathLike[str]) -> str:

@@ -13,6 +13,7 @@ set on a parent slice binds its children), and from the CPU affinity;
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -93,6 +94,13 @@ def _v1_quota(group: Path) -> float | None:
         return None
 
 
+@functools.cache
+def _cpu_limit(root: Path, self_file: Path) -> float | None:
+    # Read once per process: pools ask at every call and a group's quota is set before
+    # its processes start (a later change is picked up by the next run).
+    return cgroup_cpu_limit(root, self_file)
+
+
 def cgroup_cpu_limit(root: Path = _CGROUP, self_file: Path = _SELF) -> float | None:
     """Cores allowed by the tightest CPU quota over this process's groups (None: none).
 
@@ -114,7 +122,7 @@ def cpu_budget(cap: int | None = None, root: Path = _CGROUP, self_file: Path = _
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    quota = cgroup_cpu_limit(root, self_file)
+    quota = _cpu_limit(root, self_file)
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     wanted = os.environ.get(THREADS_ENV, "").strip()
