@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnguard.exceptions import ParameterError
+
 __all__ = ["presorted_rows", "take_ids"]
 
 _NS_PER_DAY = 86_400_000_000_000
@@ -33,6 +35,19 @@ def presorted_rows(
     and NaN amounts count as purchases, as NaN compares above every number in SQL.
     """
     n = table.num_rows
+    starts = np.asarray(starts)
+    if n and (
+        len(starts) == 0
+        or starts[0] != 0
+        or starts[-1] >= n
+        or (len(starts) > 1 and not (np.diff(starts) > 0).all())
+    ):
+        raise ParameterError(
+            "customer_starts must be the increasing first row of each customer of the "
+            f"table, starting at 0 and below its {n:,} rows (as "
+            "ScannedTransactions.customer_starts gives them); got "
+            f"{len(starts):,} values from {starts[:3].tolist()}..."
+        )
     stamps = np.asarray(table.column("date").combine_chunks().cast(pa.int64()).to_numpy())
     days = (stamps // _NS_PER_DAY).astype(np.int32)
     del stamps

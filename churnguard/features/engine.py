@@ -182,7 +182,7 @@ def aggregate_customers(
         canonical types, as :func:`churnguard.data.scan_transactions` returns it
         (:attr:`~churnguard.data.ScannedTransactions.customer_starts`): the first row
         of each customer. The rows are then used as they are, without a second DuckDB
-        pass or sort (0.3-0.4 s of a 10M-row build).
+        pass or sort (0.3-0.4 s of a 10M-row build). Ignored for other sources.
 
     Returns
     -------

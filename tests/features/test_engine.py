@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from churnguard.data import scan_transactions
-from churnguard.exceptions import DataQualityWarning
+from churnguard.exceptions import DataQualityWarning, ParameterError
 from churnguard.features import FeatureBuilder, compute_features, engine
 from churnguard.features.sortkeys import MAX_ID_BYTES
 
@@ -199,3 +199,17 @@ def test_a_scanned_log_is_aggregated_as_it_is_sorted(
         got.columns
     )
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_customer_starts_that_cannot_be_a_scans_are_refused() -> None:
+    table = pa.table(
+        {
+            "customer_id": ["a", "a", "b"],
+            "date": pa.array([0, 86_400 * 10**9, 0], pa.timestamp("ns")),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
+    with pytest.raises(ParameterError, match="customer_starts must be"):
+        compute_features(table, dt.date(1970, 1, 5), customer_starts=np.array([1, 2]))
+    got = compute_features(table, dt.date(1970, 1, 5), customer_starts=np.array([0, 2]))
+    assert got["n_purchases"].tolist() == [2, 1]
