@@ -22,7 +22,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["THREADS_ENV", "cgroup_cpu_limit", "cgroup_memory_free_gb", "cpu_budget"]
+__all__ = [
+    "THREADS_ENV",
+    "cgroup_cpu_limit",
+    "cgroup_memory_free_gb",
+    "cpu_budget",
+    "thread_count",
+]
 
 #: Environment variable that caps the threads churnguard starts (a positive integer).
 THREADS_ENV = "CHURNGUARD_THREADS"
@@ -137,6 +143,15 @@ def cpu_budget(cap: int | None = None, root: Path = _CGROUP, self_file: Path = _
     if cap is not None:
         n = min(n, int(cap))
     return max(1, n)
+
+
+def thread_count(requested: int | None = None) -> int:
+    """``requested`` threads when given, else :func:`cpu_budget`: always a number.
+
+    For libraries whose own default is "every core" (LightGBM's ``-1`` counts them
+    through joblib, which sees affinity and cgroups but not ``CHURNGUARD_THREADS``).
+    """
+    return cpu_budget() if requested is None else int(requested)
 
 
 def _free(

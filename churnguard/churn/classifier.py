@@ -25,7 +25,7 @@ from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
-from churnguard._resources import cpu_budget
+from churnguard._resources import thread_count
 from churnguard.churn._treeshap import PathTables, path_tables
 from churnguard.exceptions import InputDataError, ParameterError, ParameterTypeError
 
@@ -339,7 +339,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             random_state=self.random_state,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=cpu_budget() if self.n_jobs is None else int(self.n_jobs),
+            n_jobs=thread_count(self.n_jobs),
             verbose=-1,
         )
 
@@ -368,8 +368,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         :meth:`contributions`).
         """
         frame = self._frame(X)
-        # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
-        extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
+        extra = {"num_threads": thread_count(num_threads)}
         raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return raw + self._offset(frame)
 
@@ -427,8 +426,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         if tables is not None:  # LightGBM's numbers, about 5x faster (see _treeshap)
             values = tables.contributions(frame.to_numpy(dtype=float))
         else:
-            # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
-            extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
+            extra = {"num_threads": thread_count(num_threads)}
             values = np.asarray(self.model_.predict(frame, pred_contrib=True, **extra), dtype=float)
         out = pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
         if self.prior is not None:

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from churnguard._crossfit import customer_folds
-from churnguard._resources import cpu_budget
+from churnguard._resources import thread_count
 from churnguard.exceptions import InputDataError
 
 __all__ = [
@@ -219,7 +219,7 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
             random_state=self.random_state,
             deterministic=True,
             force_row_wise=True,
-            n_jobs=cpu_budget() if self.n_jobs is None else int(self.n_jobs),
+            n_jobs=thread_count(self.n_jobs),
             verbose=-1,
         )
 
@@ -235,7 +235,6 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
         if missing:
             raise InputDataError(f"X lacks the features {missing} the spend model learned from.")
         frame = X[self.feature_names_]
-        # Always explicit: the model keeps the n_jobs of the machine it was fitted on.
-        extra = {"num_threads": cpu_budget() if num_threads is None else int(num_threads)}
+        extra = {"num_threads": thread_count(num_threads)}
         raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
         return np.exp(raw + self._offset(frame, self.fill_)) * self.level_

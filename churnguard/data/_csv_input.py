@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 
@@ -159,13 +160,23 @@ def _utf16_bom(path: Path) -> bool:
         return False
 
 
+def _text(path: Path, encoding: str) -> TextIO:
+    """The file as text for Python's ``csv``, on error paths only.
+
+    A UTF-8 byte-order mark is dropped (as DuckDB drops it) and undecodable bytes are
+    replaced, so that they cannot stop the search for the bad line.
+    """
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    return open(path, encoding="utf-8-sig" if utf8 else encoding, errors="replace", newline="")
+
+
 def _ragged_line(path: Path, encoding: str, delimiter: str) -> tuple[int, int, int] | None:
     """(line number, fields, header fields) of the first row with a wrong field count.
 
     Only called on the error path (DuckDB's sniffer gave up), so a plain Python pass
     over the file is acceptable.
     """
-    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+    with _text(path, encoding) as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
@@ -184,8 +195,7 @@ def _broken_quote_line(path: Path, encoding: str) -> int | None:
     must close before the next delimiter. Only called when the header names came back
     with their quotes, so a plain Python pass over the file is acceptable.
     """
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    with open(path, encoding="utf-8-sig" if utf8 else encoding, errors="replace", newline="") as fh:
+    with _text(path, encoding) as fh:
         header = fh.readline()
         delimiter = max(_DELIMITERS, key=header.count)
         fh.seek(0)

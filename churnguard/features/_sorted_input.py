@@ -21,7 +21,7 @@ _NS_PER_DAY = 86_400_000_000_000
 
 
 def presorted_rows(
-    table: pa.Table, starts: np.ndarray, optional: Sequence[str]
+    table: pa.Table, starts: np.ndarray | None, optional: Sequence[str]
 ) -> tuple[pa.Table, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """The engine's sorted rows, first-row flags and id lookup, from a scanned log.
 
@@ -35,7 +35,7 @@ def presorted_rows(
     and NaN amounts count as purchases, as NaN compares above every number in SQL.
     """
     n = table.num_rows
-    starts = np.asarray(starts)
+    starts = np.asarray([] if starts is None else starts, dtype=np.int64)
     if n and (
         len(starts) == 0
         or starts[0] != 0

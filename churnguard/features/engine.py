@@ -263,7 +263,7 @@ def aggregate_customers_at(
     if not order:
         return
     presorted = customer_starts is not None and isinstance(source, pa.Table)
-    if customer_starts is not None and isinstance(source, pa.Table):
+    if presorted:
         rows, new_cust, ids_at = presorted_rows(source, customer_starts, optional)
     extras: dict[dt.date, pd.DataFrame | None] = dict.fromkeys(order)
     if not presorted or {"product", "channel"} & set(optional):

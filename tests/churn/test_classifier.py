@@ -168,3 +168,25 @@ def test_folds_follow_the_customer_not_the_row() -> None:
     assert all(len(set(folds[ids == g])) == 1 for g in "abcd")
     order = np.random.default_rng(3).permutation(len(ids))
     np.testing.assert_array_equal(_folds(ids[order], 2), folds[order])
+
+
+def test_threads_follow_the_scoring_process_not_the_fitting_one(
+    data: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved model keeps LightGBM's "every core"; each prediction asks this process."""
+    import lightgbm as lgb
+
+    (X, y), (Xc, yc), (Xt, _) = data["train"], data["cal"], data["test"]
+    monkeypatch.setenv("CHURNGUARD_THREADS", "1")
+    clf = ChurnClassifier(FAST, calibration="none").fit(X, y, Xc, yc)
+    assert clf.model_.get_params()["n_jobs"] == -1
+    asked: list[object] = []
+    predict = lgb.Booster.predict
+
+    def spy(self: lgb.Booster, *args: object, **kwargs: object) -> object:
+        asked.append(kwargs.get("num_threads"))
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", spy)
+    clf.churn_probability(Xt)
+    assert asked == [1]
