@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from churnguard import _resources
 from churnguard._duckdb import connect
-from churnguard._resources import THREADS_ENV, cgroup_cpu_limit, cgroup_memory_free_gb, cpu_budget
+from churnguard._resources import (
+    ARROW_POOL_ENV,
+    THREADS_ENV,
+    cgroup_cpu_limit,
+    cgroup_memory_free_gb,
+    cpu_budget,
+)
 from churnguard.execution import _sizing
 
 
@@ -162,3 +170,25 @@ def test_a_container_limit_makes_score_partition(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_sizing, "cgroup_memory_free_gb", lambda: 0.5)
     assert _sizing.available_memory_gb() == pytest.approx(min(0.5, host or 0.5))
     assert _sizing.needs_partitions(rows)
+
+
+def test_the_command_line_prefers_the_system_allocator_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import churnguard.cli as cli
+
+    calls: list[str | None] = []
+    monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
+    monkeypatch.delenv(ARROW_POOL_ENV, raising=False)
+    cli.main()
+    monkeypatch.setenv(ARROW_POOL_ENV, "jemalloc")
+    cli.main()
+    assert calls == ["system", "jemalloc"]
+
+
+def test_the_command_line_imports_no_arrow_before_choosing_its_allocator() -> None:
+    # Arrow reads its allocator's name once, when pyarrow is imported.
+    code = "import sys, churnguard.cli; print('pyarrow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
