@@ -170,9 +170,14 @@ def compare_value_candidates(
         out.reason = (
             f"{best} beat BTYD x Gamma-Gamma's validation Gini by {gini[best] - gini['btyd']:.4f}"
         )
-    # The choice ranks; it does not rescale. Say how far the chosen total was off, so a
-    # reader of the summary knows how much to trust customer equity as a level.
+    # The choice ranks; it does not rescale. Say how far the chosen total was off on the
+    # validation window. The level for the scoring date is set afterwards, for its own
+    # season (churnguard.model.value_level): the note says so, since a validation total
+    # 28% too low followed by a spend level of x0.76 reads as a contradiction otherwise.
     error = float(table["aggregate_error"].to_numpy(dtype=float)[list(table.index).index(best)])
     if np.isfinite(error):
-        out.reason += f"; its validation total was {error:+.1%} off the observed revenue"
+        out.reason += (
+            f"; its validation total was {error:+.1%} off the observed revenue, before the "
+            "spend level of the scoring date is set"
+        )
     return out

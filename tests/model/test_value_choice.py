@@ -122,6 +122,7 @@ def test_a_learned_spend_that_knows_more_wins_and_states_its_level(
     assert out.chosen in ("hurdle", "blend")
     assert out.table.loc[out.chosen, "gini"] > out.table.loc["btyd", "gini"] + 0.002
     assert "validation total was" in out.reason and "off the observed revenue" in out.reason
+    assert "before the spend level of the scoring date is set" in out.reason
     assert list(out.table.index) == list(vc.VALUE_CANDIDATES)
 
 
