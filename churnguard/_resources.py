@@ -214,16 +214,17 @@ def prefer_system_arrow_pool() -> bool:
     """Make the C library's allocator Arrow's default, unless the user chose one.
 
     Call before ``pyarrow`` is first imported (the command line's entry point does): Arrow
-    reads :data:`ARROW_POOL_ENV` once, at import, and the processes the command starts
-    (partition workers) inherit it. Returns whether the variable was set here.
+    reads :data:`ARROW_POOL_ENV` once, at import, for the whole process (the partition
+    workers of ``score`` are threads of it). Returns whether the variable was set here.
 
     Why: Arrow's default allocator, mimalloc, hands freed memory back to the operating
     system and takes it again page by page. The scan and the feature engine allocate and
     free Arrow buffers of hundreds of MB, and on the benchmark machine that cost more
-    system time than the work itself (``features`` at 1M customers: 3.2 s of system time
-    against 1.2 s, and a 1.5x longer wall time; figures in ``benchmarks/README.md``).
-    The system allocator gives the same tables with less memory at peak. A value the user
-    set (``mimalloc``, ``jemalloc``) is kept.
+    system time than the work itself (``features`` at 1M customers: 3.4 s of system time
+    against 1.1 s, and a 1.5x longer wall time; figures in ``benchmarks/README.md``,
+    thirteenth session). The system allocator gives the same tables with less memory at
+    peak. A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts
+    as unset, as pyarrow itself would otherwise fall back to mimalloc.
     """
     if os.environ.get(ARROW_POOL_ENV):
         return False

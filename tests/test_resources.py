@@ -179,11 +179,14 @@ def test_the_command_line_prefers_the_system_allocator_unless_the_user_chose(
 
     calls: list[str | None] = []
     monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
-    monkeypatch.delenv(ARROW_POOL_ENV, raising=False)
+    # setenv first, so that the variable main() writes is undone after the test as well.
+    monkeypatch.setenv(ARROW_POOL_ENV, "")
+    cli.main()
+    monkeypatch.delenv(ARROW_POOL_ENV)
     cli.main()
     monkeypatch.setenv(ARROW_POOL_ENV, "jemalloc")
     cli.main()
-    assert calls == ["system", "jemalloc"]
+    assert calls == ["system", "system", "jemalloc"]
 
 
 def test_the_command_line_imports_no_arrow_before_choosing_its_allocator() -> None:
