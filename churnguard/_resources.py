@@ -213,7 +213,8 @@ def cgroup_memory_free_gb(root: Path = _CGROUP, self_file: Path = _SELF) -> floa
 def prefer_system_arrow_pool() -> bool:
     """Make the C library's allocator Arrow's default, unless the user chose one.
 
-    Call before ``pyarrow`` is first imported (the command line's entry point does): Arrow
+    Call before ``pyarrow`` is first imported (the command line's entry point does, for
+    ``features`` and ``score``; see :data:`churnguard.cli.SYSTEM_POOL_COMMANDS`): Arrow
     reads :data:`ARROW_POOL_ENV` once, at import, for the whole process (the partition
     workers of ``score`` are threads of it). Returns whether the variable was set here.
 
@@ -223,7 +224,8 @@ def prefer_system_arrow_pool() -> bool:
     system time than the work itself (``features`` at 1M customers: 3.4 s of system time
     against 1.1 s, and a 1.5x longer wall time; figures in ``benchmarks/README.md``,
     thirteenth session). The system allocator gives the same tables with less memory at
-    peak. A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts
+    peak. A command that allocates the same large tables again and again (``train``, one
+    set per snapshot) gains from mimalloc's reuse instead: 1.07x slower without it. A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts
     as unset, as pyarrow itself would otherwise fall back to mimalloc.
     """
     if os.environ.get(ARROW_POOL_ENV):

@@ -181,12 +181,40 @@ def test_the_command_line_prefers_the_system_allocator_unless_the_user_chose(
     monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
     # setenv first, so that the variable main() writes is undone after the test as well.
     monkeypatch.setenv(ARROW_POOL_ENV, "")
+    monkeypatch.setattr(sys, "argv", ["churnguard", "-v", "features", "-t", "x.csv"])
     cli.main()
     monkeypatch.delenv(ARROW_POOL_ENV)
+    monkeypatch.setattr(sys, "argv", ["churnguard", "score", "-t", "x.csv", "-m", "m"])
     cli.main()
     monkeypatch.setenv(ARROW_POOL_ENV, "jemalloc")
     cli.main()
     assert calls == ["system", "system", "jemalloc"]
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "-t", "features.csv"], ["demo"], ["--log-format", "json", "train"], []]
+)
+def test_other_commands_keep_arrows_default_allocator(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    import churnguard.cli as cli
+
+    calls: list[str | None] = []
+    monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
+    monkeypatch.setenv(ARROW_POOL_ENV, "")
+    monkeypatch.delenv(ARROW_POOL_ENV)
+    monkeypatch.setattr(sys, "argv", ["churnguard", *argv])
+    cli.main()
+    assert calls == [None]
+
+
+def test_the_entry_point_knows_every_command() -> None:
+    import typer.main
+
+    import churnguard.cli as cli
+
+    assert set(typer.main.get_command(cli.app).commands) == cli.COMMANDS  # type: ignore[attr-defined]
+    assert cli.SYSTEM_POOL_COMMANDS <= cli.COMMANDS
 
 
 def test_the_command_line_imports_no_arrow_before_choosing_its_allocator() -> None:
