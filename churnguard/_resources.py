@@ -225,8 +225,10 @@ def prefer_system_arrow_pool() -> bool:
     against 1.1 s, and a 1.5x longer wall time; figures in ``benchmarks/README.md``,
     thirteenth session). The system allocator gives the same tables with less memory at
     peak. A command that allocates the same large tables again and again (``train``, one
-    set per snapshot) gains from mimalloc's reuse instead: 1.07x slower without it. A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts
-    as unset, as pyarrow itself would otherwise fall back to mimalloc.
+    set per snapshot) gains from mimalloc's reuse instead: 1.07x slower without it.
+
+    A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts as
+    unset, as pyarrow itself would otherwise fall back to mimalloc.
     """
     if os.environ.get(ARROW_POOL_ENV):
         return False
