@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ARROW_POOL_ENV",
+    "OPENMP_SPIN",
+    "limit_openmp_spinning",
     "THREADS_ENV",
     "prefer_system_arrow_pool",
     "cgroup_cpu_limit",
@@ -34,6 +36,9 @@ __all__ = [
 
 #: Environment variable that caps the threads churnguard starts (a positive integer).
 THREADS_ENV = "CHURNGUARD_THREADS"
+#: Busy-wait iterations of an idle OpenMP thread (GNU libgomp's ``GOMP_SPINCOUNT``) that
+#: the command line sets when the user set no wait policy: see :func:`limit_openmp_spinning`.
+OPENMP_SPIN = 1000
 #: Arrow's variable naming the allocator of its default memory pool, read at import.
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 _CGROUP = Path("/sys/fs/cgroup")
@@ -233,4 +238,27 @@ def prefer_system_arrow_pool() -> bool:
     if os.environ.get(ARROW_POOL_ENV):
         return False
     os.environ[ARROW_POOL_ENV] = "system"
+    return True
+
+
+def limit_openmp_spinning() -> bool:
+    """Let idle OpenMP threads sleep soon, unless the user chose a wait policy.
+
+    Sets ``GOMP_SPINCOUNT`` to :data:`OPENMP_SPIN` when neither it nor
+    ``OMP_WAIT_POLICY`` is set. Call before LightGBM or scikit-learn is imported (GNU
+    libgomp reads it once, when loaded); the command line's entry point does. Returns
+    whether the variable was set here.
+
+    Why: by default an idle libgomp thread spins 300,000 times before it sleeps, which
+    costs nothing while one job has the cores to itself. Two jobs sharing them spend their
+    turns spinning instead: two ``churnguard demo`` runs started together on the 2-core
+    benchmark machine took 240 s each against 34 s alone (7x). With 1,000 spins they
+    took 54 s each (sharing two cores makes two jobs at most 2x slower), and alone the
+    same time as before (``benchmarks/README.md``, thirteenth session). A scheduled
+    host often runs several jobs at once. ``OMP_WAIT_POLICY=PASSIVE`` also ended the
+    collapse (52 s) but cost about 6% alone.
+    """
+    if os.environ.get("OMP_WAIT_POLICY") or os.environ.get("GOMP_SPINCOUNT"):
+        return False
+    os.environ["GOMP_SPINCOUNT"] = str(OPENMP_SPIN)
     return True

@@ -22,6 +22,18 @@ from churnguard._resources import (
 from churnguard.execution import _sizing
 
 
+@pytest.fixture(autouse=True)
+def _entry_point_variables_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What churnguard.cli.main() writes to the environment is undone after each test.
+
+    monkeypatch restores only variables it has recorded: setting then deleting each one
+    records it, as absent.
+    """
+    for name in (ARROW_POOL_ENV, "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def _files(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +191,6 @@ def test_the_command_line_prefers_the_system_allocator_unless_the_user_chose(
 
     calls: list[str | None] = []
     monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
-    # setenv first, so that the variable main() writes is undone after the test as well.
     monkeypatch.setenv(ARROW_POOL_ENV, "")
     monkeypatch.setattr(sys, "argv", ["churnguard", "-v", "features", "-t", "x.csv"])
     cli.main()
@@ -201,8 +212,6 @@ def test_other_commands_keep_arrows_default_allocator(
 
     calls: list[str | None] = []
     monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(ARROW_POOL_ENV)))
-    monkeypatch.setenv(ARROW_POOL_ENV, "")
-    monkeypatch.delenv(ARROW_POOL_ENV)
     monkeypatch.setattr(sys, "argv", ["churnguard", *argv])
     cli.main()
     assert calls == [None]
@@ -217,9 +226,36 @@ def test_the_entry_point_knows_every_command() -> None:
     assert cli.SYSTEM_POOL_COMMANDS <= cli.COMMANDS
 
 
-def test_the_command_line_imports_no_arrow_before_choosing_its_allocator() -> None:
-    # Arrow reads its allocator's name once, when pyarrow is imported.
-    code = "import sys, churnguard.cli; print('pyarrow' in sys.modules)"
+def test_the_command_line_imports_no_arrow_or_openmp_before_setting_them() -> None:
+    # Arrow reads its allocator's name once, when pyarrow is imported; libgomp its spin
+    # count when LightGBM or scikit-learn loads it.
+    code = (
+        "import sys, churnguard.cli; "
+        "print([m for m in ('pyarrow', 'lightgbm', 'sklearn') if m in sys.modules])"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "1000"),
+        ({"GOMP_SPINCOUNT": "50"}, "50"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, None),
+        ({"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": ""}, "1000"),
+    ],
+)
+def test_the_command_line_lets_idle_openmp_threads_sleep_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    import churnguard.cli as cli
+
+    calls: list[str | None] = []
+    monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get("GOMP_SPINCOUNT")))
+    monkeypatch.setattr(sys, "argv", ["churnguard", "train", "-t", "x.csv"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli.main()
+    assert calls == [expected]

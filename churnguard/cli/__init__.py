@@ -2,7 +2,7 @@
 
 import sys
 
-from churnguard._resources import prefer_system_arrow_pool
+from churnguard._resources import limit_openmp_spinning, prefer_system_arrow_pool
 from churnguard.cli.app import app
 
 __all__ = ["COMMANDS", "SYSTEM_POOL_COMMANDS", "app", "main"]
@@ -24,6 +24,8 @@ def main() -> None:
     # The first word that names a command is the command: options before it take no
     # value that is a command's name.
     command = next((a for a in sys.argv[1:] if a in COMMANDS), None)
+    # Before LightGBM and scikit-learn load OpenMP: jobs that share a machine.
+    limit_openmp_spinning()
     if command in SYSTEM_POOL_COMMANDS:
         # Before pyarrow is imported: Arrow reads its allocator's name once.
         prefer_system_arrow_pool()
