@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ARROW_POOL_ENV",
     "OPENMP_SPIN",
-    "limit_openmp_spinning",
+    "OPENMP_SPIN_ENV",
+    "OPENMP_WAIT_ENV",
     "THREADS_ENV",
-    "prefer_system_arrow_pool",
     "cgroup_cpu_limit",
     "cgroup_memory_free_gb",
     "cpu_budget",
+    "limit_openmp_spinning",
+    "prefer_system_arrow_pool",
     "thread_count",
 ]
 
@@ -39,6 +41,8 @@ THREADS_ENV = "CHURNGUARD_THREADS"
 #: Busy-wait iterations of an idle OpenMP thread (GNU libgomp's ``GOMP_SPINCOUNT``) that
 #: the command line sets when the user set no wait policy: see :func:`limit_openmp_spinning`.
 OPENMP_SPIN = 1000
+#: GNU libgomp's spin count and OpenMP's wait policy, read when the runtime is loaded.
+OPENMP_SPIN_ENV, OPENMP_WAIT_ENV = "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"
 #: Arrow's variable naming the allocator of its default memory pool, read at import.
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 _CGROUP = Path("/sys/fs/cgroup")
@@ -235,10 +239,7 @@ def prefer_system_arrow_pool() -> bool:
     A value the user set (``mimalloc``, ``jemalloc``) is kept; an empty one counts as
     unset, as pyarrow itself would otherwise fall back to mimalloc.
     """
-    if os.environ.get(ARROW_POOL_ENV):
-        return False
-    os.environ[ARROW_POOL_ENV] = "system"
-    return True
+    return _default_env(ARROW_POOL_ENV, "system")
 
 
 def limit_openmp_spinning() -> bool:
@@ -258,7 +259,12 @@ def limit_openmp_spinning() -> bool:
     host often runs several jobs at once. ``OMP_WAIT_POLICY=PASSIVE`` also ended the
     collapse (52 s) but cost about 6% alone.
     """
-    if os.environ.get("OMP_WAIT_POLICY") or os.environ.get("GOMP_SPINCOUNT"):
+    return _default_env(OPENMP_SPIN_ENV, str(OPENMP_SPIN), unless=(OPENMP_WAIT_ENV,))
+
+
+def _default_env(name: str, value: str, *, unless: tuple[str, ...] = ()) -> bool:
+    """Set ``name`` to ``value`` unless it or one of ``unless`` has a (non-empty) value."""
+    if any(os.environ.get(n) for n in (name, *unless)):
         return False
-    os.environ["GOMP_SPINCOUNT"] = str(OPENMP_SPIN)
+    os.environ[name] = value
     return True

@@ -14,6 +14,8 @@ from churnguard import _resources
 from churnguard._duckdb import connect
 from churnguard._resources import (
     ARROW_POOL_ENV,
+    OPENMP_SPIN_ENV,
+    OPENMP_WAIT_ENV,
     THREADS_ENV,
     cgroup_cpu_limit,
     cgroup_memory_free_gb,
@@ -29,7 +31,7 @@ def _entry_point_variables_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch restores only variables it has recorded: setting then deleting each one
     records it, as absent.
     """
-    for name in (ARROW_POOL_ENV, "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+    for name in (ARROW_POOL_ENV, OPENMP_SPIN_ENV, OPENMP_WAIT_ENV):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 

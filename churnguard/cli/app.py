@@ -361,11 +361,9 @@ def backtest(
     con.print("value (spend in the window): model against the baselines, every run")
     con.print(value[["as_of", "horizon_days", "score", *vshown]].round(4).to_string(index=False))
     # One table per kind: each keeps only its own metrics, so neither wraps.
-    for kind in ("churn", "value"):
-        part = result.aggregate.loc[result.aggregate.index.get_level_values("kind") == kind]
-        if len(part):
-            con.print(f"{kind}: mean over runs")
-            con.print(part.droplevel("kind").dropna(axis=1, how="all").round(4).to_string())
+    for kind, part in result.aggregate.groupby(level="kind", sort=False):
+        con.print(f"{kind}: mean over runs")
+        con.print(part.droplevel("kind").dropna(axis=1, how="all").round(4).to_string())
     typer.echo(f"tables and plots written to {result.out_dir}")
     if result.tracking:
         typer.echo(f"MLflow run {result.tracking['run_id']} in {result.tracking['tracking_uri']}")
