@@ -588,3 +588,42 @@ def test_drift_correction_option_reaches_the_model(
         args = ["backtest", "-t", str(log), "--as-of", "2024-01-01", "--no-mlflow", *extra]
         runner.invoke(app, args)
         assert seen["drift_correction"] is expected
+
+
+def test_backtest_prints_each_kinds_mean_with_its_own_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import churnguard.pipeline as pipeline
+    from churnguard.evaluation.backtest import BacktestResult
+
+    table = pd.DataFrame(
+        {
+            "as_of": ["2024-01-01"] * 3,
+            "horizon_days": [90] * 3,
+            "kind": ["churn", "value", "value"],
+            "score": ["churnguard", "churnguard", "recent_spend"],
+            **{m: [0.5, np.nan, np.nan] for m in ["roc_auc", "pr_auc", "brier", "log_loss"]},
+            **{m: [0.5, np.nan, np.nan] for m in ["ece", "top_decile_lift"]},
+            **{m: [np.nan, 0.5, 0.4] for m in ["gini", "spearman", "top_decile_share"]},
+            **{m: [np.nan, 0.5, 0.4] for m in ["top20_share", "decile_mape", "aggregate_error"]},
+        }
+    )
+    aggregate = pd.DataFrame(
+        {"roc_auc": [0.8, np.nan, np.nan], "aggregate_abs_error": [np.nan, 0.2, 0.3]},
+        index=pd.MultiIndex.from_tuples(
+            [("churn", "churnguard"), ("value", "churnguard"), ("value", "recent_spend")],
+            names=["kind", "score"],
+        ),
+    )
+    fake = BacktestResult(runs=[], table=table, aggregate=aggregate, out_dir=tmp_path)
+    monkeypatch.setattr(pipeline, "run_backtest", lambda *a, **k: fake)
+    log = tmp_path / "tx.csv"
+    log.write_text("customer_id,date,amount\na,2024-01-01,1\n")
+    args = ["backtest", "-t", str(log), "--as-of", "2024-01-01", "--no-mlflow"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    churn_part, value_part = result.output.split("churn: mean over runs")[1].split(
+        "value: mean over runs"
+    )
+    assert "roc_auc" in churn_part and "aggregate_abs_error" not in churn_part
+    assert "aggregate_abs_error" in value_part and "roc_auc" not in value_part
