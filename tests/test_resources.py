@@ -14,6 +14,7 @@ from churnguard import _resources
 from churnguard._duckdb import connect
 from churnguard._resources import (
     ARROW_POOL_ENV,
+    NUMPY_HUGEPAGE_ENV,
     OPENMP_SPIN_ENV,
     OPENMP_WAIT_ENV,
     THREADS_ENV,
@@ -31,7 +32,7 @@ def _entry_point_variables_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch restores only variables it has recorded: setting then deleting each one
     records it, as absent.
     """
-    for name in (ARROW_POOL_ENV, OPENMP_SPIN_ENV, OPENMP_WAIT_ENV):
+    for name in (ARROW_POOL_ENV, NUMPY_HUGEPAGE_ENV, OPENMP_SPIN_ENV, OPENMP_WAIT_ENV):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 
@@ -228,12 +229,12 @@ def test_the_entry_point_knows_every_command() -> None:
     assert cli.SYSTEM_POOL_COMMANDS <= cli.COMMANDS
 
 
-def test_the_command_line_imports_no_arrow_or_openmp_before_setting_them() -> None:
-    # Arrow reads its allocator's name once, when pyarrow is imported; libgomp its spin
-    # count when LightGBM or scikit-learn loads it.
+def test_the_command_line_imports_no_arrow_numpy_or_openmp_before_setting_them() -> None:
+    # Arrow reads its allocator's name once, when pyarrow is imported; NumPy its huge-page
+    # switch when imported; libgomp its spin count when LightGBM or scikit-learn loads it.
     code = (
         "import sys, churnguard.cli; "
-        "print([m for m in ('pyarrow', 'lightgbm', 'sklearn') if m in sys.modules])"
+        "print([m for m in ('pyarrow', 'numpy', 'lightgbm', 'sklearn') if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -261,3 +262,44 @@ def test_the_command_line_lets_idle_openmp_threads_sleep_unless_the_user_chose(
         monkeypatch.setenv(name, value)
     cli.main()
     assert calls == [expected]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["features", "-t", "x.csv"], {}, "0"),
+        (["train", "-t", "x.csv"], {}, "0"),
+        ([], {}, "0"),
+        (["demo"], {NUMPY_HUGEPAGE_ENV: "1"}, "1"),
+        (["score"], {NUMPY_HUGEPAGE_ENV: ""}, "0"),  # NumPy fails to import with ""
+    ],
+)
+def test_the_command_line_keeps_numpy_off_huge_pages_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], expected: str
+) -> None:
+    import churnguard.cli as cli
+
+    calls: list[str | None] = []
+    monkeypatch.setattr(cli, "app", lambda: calls.append(os.environ.get(NUMPY_HUGEPAGE_ENV)))
+    monkeypatch.setattr(sys, "argv", ["churnguard", *argv])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cli.main()
+    assert calls == [expected]
+
+
+def test_numpy_reads_the_huge_page_switch_the_entry_point_sets() -> None:
+    # The variable only works if NumPy reads it: a fresh process that imports NumPy after
+    # main() has run the setting (app replaced) sees huge pages off.
+    code = (
+        "import sys, churnguard.cli as cli; cli.app = lambda: None; "
+        "sys.argv = ['churnguard', 'features']; cli.main(); "
+        "import numpy; get = getattr(numpy._core.multiarray, '_get_madvise_hugepage', None); "
+        "print('unknown' if get is None else get())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != NUMPY_HUGEPAGE_ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "unknown":
+        pytest.skip("this NumPy does not say whether it asks for huge pages")
+    assert done.stdout.strip() == "False"

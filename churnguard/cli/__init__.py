@@ -2,7 +2,11 @@
 
 import sys
 
-from churnguard._resources import limit_openmp_spinning, prefer_system_arrow_pool
+from churnguard._resources import (
+    avoid_hugepage_stalls,
+    limit_openmp_spinning,
+    prefer_system_arrow_pool,
+)
 from churnguard.cli.app import app
 
 __all__ = ["COMMANDS", "SYSTEM_POOL_COMMANDS", "app", "main"]
@@ -26,6 +30,8 @@ def main() -> None:
     command = next((a for a in sys.argv[1:] if a in COMMANDS), None)
     # Before LightGBM and scikit-learn load OpenMP: jobs that share a machine.
     limit_openmp_spinning()
+    # Before NumPy is imported: page faults that wait for memory compaction.
+    avoid_hugepage_stalls()
     if command in SYSTEM_POOL_COMMANDS:
         # Before pyarrow is imported: Arrow reads its allocator's name once.
         prefer_system_arrow_pool()
