@@ -48,7 +48,7 @@ from scipy.optimize import brentq, minimize_scalar
 from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.churn.classifier import logit
 from churnguard.churn.level import level_intercept
-from churnguard.clv import shifted_p_no_purchase
+from churnguard.clv import shifted_expected_purchases, shifted_p_no_purchase
 
 __all__ = ["K_BOUNDS", "HazardShift", "fit_hazard_shift"]
 
@@ -114,6 +114,35 @@ class HazardShift:
         )
         return logit(after) - logit(before)
 
+    def window_factors(
+        self, x: np.ndarray, tx: np.ndarray, T: np.ndarray, since: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What the change does to each customer's purchases in the horizon, as two factors.
+
+        ``(purchases, if_active)``: Pareto/NBD's expected purchases in the horizon under
+        the change over those without it, and the same for the purchases of a customer who
+        buys at least once in it (expected purchases over ``1 - P(no purchase)``). A higher
+        hazard ends more lives inside the window, so an active customer buys fewer times
+        in it as well. Arguments as in :meth:`log_odds_shift`; a factor that is not finite
+        (no purchase expected either way) is 1.
+        """
+        lasted = self.since if since is None else float(since)
+        e0, e1 = (
+            shifted_expected_purchases(self.params, x, tx, T, self.horizon, lasted, factor)
+            for factor in (1.0, self.k)
+        )
+        p0, p1 = (
+            shifted_p_no_purchase(self.params, x, tx, T, self.horizon, lasted, factor)
+            for factor in (1.0, self.k)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            purchases = e1 / e0
+            if_active = purchases * (1.0 - p0) / (1.0 - p1)
+        return (
+            np.where(np.isfinite(purchases), purchases, 1.0),
+            np.where(np.isfinite(if_active), if_active, 1.0),
+        )
+
     @property
     def note(self) -> str:
         """One line for the train summary."""
@@ -122,9 +151,9 @@ class HazardShift:
             f"drift correction: the churn probabilities assume that every customer's dropout "
             f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
             "churn): the factor that explains how many customers went silent since then "
-            "(Pareto/NBD). Value at risk follows; predicted_clv and p_alive keep the purchase "
-            "model's hazard. Train with --no-drift-correction (drift_correction=False) to only "
-            "warn."
+            "(Pareto/NBD). Value at risk and the next-window value follow; predicted_clv and "
+            "p_alive keep the purchase model's hazard. Train with --no-drift-correction "
+            "(drift_correction=False) to only warn."
         )
 
     def to_dict(self) -> dict[str, Any]:

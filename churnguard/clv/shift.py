@@ -38,7 +38,7 @@ from churnguard.clv import _likelihood
 from churnguard.clv._likelihood_inputs import on_patterns, unique_rows
 from churnguard.clv._pareto_integral import log_pareto_integral
 
-__all__ = ["shifted_p_no_purchase"]
+__all__ = ["shifted_expected_purchases", "shifted_p_no_purchase"]
 
 # Rows evaluated at once: each integral holds a (rows, 48) array (~19 MB at 50,000).
 _CHUNK_ROWS = 50_000
@@ -75,14 +75,7 @@ def shifted_p_no_purchase(
         Probabilities in [0, 1]. ``k = 1`` gives the plain Pareto/NBD probability (see
         `churnguard.clv._likelihood.p_no_purchase`), and they increase with ``k``.
     """
-    if not (math.isfinite(k) and k > 0):
-        raise ValueError(f"k must be a finite number > 0, got {k}.")
-    for name, value in (("since", since), ("t", t)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
-    r, alpha, s, beta = (float(params[name]) for name in ("r", "alpha", "s", "beta"))
-    if min(r, alpha, s, beta) <= 0:
-        raise ValueError(f"Pareto/NBD parameters must be > 0, got {dict(params)}.")
+    r, alpha, s, beta = _checked(params, t, since, k)
     x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
     if k == 1.0:  # no change: the plain model's closed form (what the general one reduces to)
         return _likelihood.p_no_purchase("pareto", params, x, tx, T, float(t))
@@ -98,15 +91,67 @@ def shifted_p_no_purchase(
     return on_patterns(rows, x, tx, T, costly=True)
 
 
-def _p_no_purchase(
+def shifted_expected_purchases(
+    params: Mapping[str, float],
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    t: float,
+    since: float,
+    k: float,
+) -> np.ndarray:
+    """Expected purchases in ``(T, T + t]`` when the dropout hazard became ``k`` times higher.
+
+    ``P(alive at T) (r+x)/(α+T) B/(s-1) [1 - (B/(B+t))^(s-1)]`` with the posterior rate
+    of the future hazard ``B = (β + c + k (T-c)) / k`` (module docstring): Fader and
+    Hardie's conditional expectation (note 009, eq. 41) with ``β + T`` replaced by ``B``,
+    and its limit ``B log(1 + t/B)`` at ``s = 1``. Parameters as in
+    :func:`shifted_p_no_purchase`; ``k = 1`` gives the plain Pareto/NBD expectation
+    (`churnguard.clv._likelihood.pareto_expected_purchases`), and it decreases with ``k``.
+    """
+    r, alpha, s, beta = _checked(params, t, since, k)
+    x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
+    if k == 1.0:
+        return _likelihood.pareto_expected_purchases(params, x, tx, T, float(t))
+
+    def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x1))
+        for lo in range(0, len(x1), _CHUNK_ROWS):
+            part = slice(lo, lo + _CHUNK_ROWS)
+            rfm = (x1[part], tx1[part], T1[part])
+            alive, big_b = _alive((r, alpha, s, beta), rfm, (float(since), float(k)))
+            log_growth = np.log1p(float(t) / big_b)
+            life = log_growth if s == 1.0 else -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
+            out[part] = alive * (r + rfm[0]) / (alpha + rfm[2]) * big_b * life
+        return out
+
+    return on_patterns(rows, x, tx, T, costly=True)
+
+
+def _checked(
+    params: Mapping[str, float], t: float, since: float, k: float
+) -> tuple[float, float, float, float]:
+    """``(r, alpha, s, beta)`` once the arguments are checked."""
+    if not (math.isfinite(k) and k > 0):
+        raise ValueError(f"k must be a finite number > 0, got {k}.")
+    for name, value in (("since", since), ("t", t)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
+    r, alpha, s, beta = (float(params[name]) for name in ("r", "alpha", "s", "beta"))
+    if min(r, alpha, s, beta) <= 0:
+        raise ValueError(f"Pareto/NBD parameters must be > 0, got {dict(params)}.")
+    return r, alpha, s, beta
+
+
+def _alive(
     params: tuple[float, float, float, float],
     rfm: tuple[np.ndarray, np.ndarray, np.ndarray],
-    change: tuple[float, float, float],
-) -> np.ndarray:
-    """:func:`shifted_p_no_purchase` of 1-d ``(x, tx, T)`` and ``(t, since, k)`` (no checks)."""
+    change: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(alive at ``T``) under the change, and the rate ``B`` of the future hazard's posterior."""
     r, alpha, s, beta = params
     x, tx, T = rfm
-    t, since, k = change
+    since, k = change
     rx = r + x
     c = np.maximum(T - float(since), 0.0)
     clock = beta + c + k * (T - c)  # β plus the dropout clock: post-change time counts k-fold
@@ -125,9 +170,22 @@ def _p_no_purchase(
         - (s + 1.0) * math.log(k)
         + log_pareto_integral(np.zeros_like(lo), T - lo, rx, s + 1.0, a0, b0 / k)
     )
-    alive = expit(log_e - np.logaddexp(log_pre, log_post))
-    # quiet over (T, T+t] if alive: a new customer with λ ~ Γ(r+x, α+T), kμ ~ Γ(s, clock/k)
-    big_a, big_b = alpha + T, clock / k
+    return expit(log_e - np.logaddexp(log_pre, log_post)), clock / k
+
+
+def _p_no_purchase(
+    params: tuple[float, float, float, float],
+    rfm: tuple[np.ndarray, np.ndarray, np.ndarray],
+    change: tuple[float, float, float],
+) -> np.ndarray:
+    """:func:`shifted_p_no_purchase` of 1-d ``(x, tx, T)`` and ``(t, since, k)`` (no checks)."""
+    r, alpha, s, beta = params
+    x, _, T = rfm
+    t, since, k = change
+    rx = r + x
+    alive, big_b = _alive(params, rfm, (since, k))
+    # quiet over (T, T+t] if alive: a new customer with λ ~ Γ(r+x, α+T), kμ ~ Γ(s, B)
+    big_a = alpha + T
     log_stay = -rx * np.log1p(t / big_a) - s * np.log1p(t / big_b)
     # dying quietly over the horizon depends on (x, T) only: once per pair
     codes, (ux, uT) = unique_rows(x, T)

@@ -186,7 +186,9 @@ class ScoringMethods:
         With the ``hurdle`` value model it is ``(1 - churn_probability)`` times the
         learned spend of an active window, at its seasonal level when one was validated
         (:mod:`churnguard.model.value_level`); ``churn_probability`` defaults to the
-        model's own as of ``as_of`` (see :meth:`churn_probability`).
+        model's own as of ``as_of`` (see :meth:`churn_probability`). With a drift
+        correction, the expected purchases and an active customer's spend follow the
+        changed hazard as well (:meth:`drift_window_factors`).
         """
         check_is_fitted(self, "churn_model_")
         p = (
@@ -196,7 +198,38 @@ class ScoringMethods:
         )
         # models saved before the spend level correction have no value_level_
         level = getattr(getattr(self, "value_level_", None), "offset", 0.0)
-        return window_value(self.value_model_choice_, frame, p, self.window_spend_model_, level)
+        return window_value(
+            self.value_model_choice_,
+            frame,
+            p,
+            self.window_spend_model_,
+            level,
+            drift=self.drift_window_factors(frame, as_of),
+        )
+
+    def drift_window_factors(
+        self, frame: pd.DataFrame, as_of: Any = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The drift correction's factors on next-window purchases at ``as_of`` (None: none).
+
+        ``(purchases, if_active)`` of
+        :meth:`churnguard.churn.hazard_shift.HazardShift.window_factors`: a higher hazard
+        ends lives inside the window, so a customer is expected to buy fewer times in it,
+        and fewer times even when buying at least once. On the shifted-churn world (hazard
+        x3.5 four weeks before the scoring date), an active customer's spend over 182 days
+        was otherwise 18% too high (``benchmarks/README.md``).
+        """
+        shift = getattr(self, "hazard_shift_", None)
+        since = None if shift is None else shift.since_at(as_of)
+        if shift is None or since is None:
+            return None
+        unit = DAYS_PER_UNIT[shift.time_unit]
+        return shift.window_factors(
+            frame["frequency"].to_numpy(dtype=float),
+            frame["recency"].to_numpy(dtype=float) / unit,
+            frame["T"].to_numpy(dtype=float) / unit,
+            since,
+        )
 
     def value_columns(
         self, frame: pd.DataFrame, *, num_threads: int | None = None

@@ -86,17 +86,23 @@ def window_value(
     churn_probability: np.ndarray,
     spend: WindowSpendModel | None,
     level: float = 0.0,
+    *,
+    drift: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Candidate ``name``'s expected spend in the next window for each row of ``frame``.
 
     ``level``: log of the factor applied to the learned spend of an active window, or
     to the whole value with ``btyd`` (its seasonal level at the scoring date,
-    :mod:`churnguard.model.value_level`).
+    :mod:`churnguard.model.value_level`). ``drift``: per-row factors on the expected
+    purchases and on an active customer's spend when the dropout hazard changed
+    (:meth:`churnguard.churn.hazard_shift.HazardShift.window_factors`).
     """
     btyd = np.nan_to_num(
         frame["expected_purchases"].to_numpy(dtype=float)
         * frame["expected_spend"].to_numpy(dtype=float)
     )
+    purchases, if_active = (1.0, 1.0) if drift is None else drift
+    btyd = btyd * purchases
     share = scored_kept_share(frame)
     if share is not None:  # net of the customer's returns, like the value columns
         btyd = btyd * share
@@ -105,7 +111,7 @@ def window_value(
         return btyd * factor
     if spend is None:
         return btyd
-    active = spend.predict(frame) * factor
+    active = spend.predict(frame) * factor * if_active
     hurdle = (1.0 - np.asarray(churn_probability, dtype=float)) * active
     hurdle = np.where(np.isfinite(hurdle), hurdle, btyd)
     return hurdle if name == "hurdle" else 0.5 * (hurdle + btyd)

@@ -68,6 +68,21 @@ def test_each_customer_moves_by_their_own_history() -> None:
     np.testing.assert_allclose(same.log_odds_shift(x, tx, np.full(4, 400.0)), 0.0, atol=1e-9)
 
 
+def test_a_higher_hazard_means_fewer_purchases_in_the_window() -> None:
+    params = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 730.0}
+    shift = HazardShift(3.0, 28.0, 91.0, params, "D", "2023-12-03")
+    x = np.array([5.0, 5.0, 0.0, 20.0, 60.0])
+    tx = np.array([399.0, 300.0, 0.0, 399.0, 399.9])
+    T = np.full(5, 400.0)
+    purchases, if_active = shift.window_factors(x, tx, T)
+    assert np.all((purchases > 0.0) & (purchases < 1.0))
+    # a frequent buyer who just bought keeps buying until the higher hazard ends it: fewer
+    # purchases even among the windows that hold one
+    assert if_active[3] < 1.0 and if_active[4] < 1.0
+    same = HazardShift(1.0, 28.0, 91.0, params, "D", "2023-12-03").window_factors(x, tx, T)
+    np.testing.assert_allclose(np.vstack(same), 1.0, atol=1e-9)
+
+
 def test_no_factor_when_the_target_is_out_of_reach_or_nothing_varies() -> None:
     assert _fit(3.0, target=8.0) is None  # no factor within K_BOUNDS gets there
     params = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 730.0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from churnguard.clv import _likelihood, shifted_p_no_purchase
+from churnguard.clv import _likelihood, shifted_expected_purchases, shifted_p_no_purchase
 
 PARAMS = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 300.0}
 
@@ -22,9 +22,9 @@ def simulate_shift(
 ) -> tuple[np.ndarray, ...]:
     """Pareto/NBD customers born at 0 whose hazard is ``k`` times higher from ``change`` on.
 
-    Returns ``(x, tx, silent)``: repeat purchases and time of the last one in ``(0, end]``,
-    and 1 for those with no purchase in ``(end, end + horizon]``. The birth purchase is not
-    counted, as in the RFM convention.
+    Returns ``(x, tx, later)``: repeat purchases and time of the last one in ``(0, end]``,
+    and the purchases in ``(end, end + horizon]``. The birth purchase is not counted, as
+    in the RFM convention.
     """
     lam = rng.gamma(PARAMS["r"], 1.0 / PARAMS["alpha"], n)
     mu = rng.gamma(PARAMS["s"], 1.0 / PARAMS["beta"], n)
@@ -38,8 +38,8 @@ def simulate_shift(
     x = np.bincount(owner[seen], minlength=n).astype(float)
     tx = np.zeros(n)
     np.maximum.at(tx, owner[seen], times[seen])
-    later = np.bincount(owner[~seen], minlength=n)
-    return x, tx, (later == 0).astype(float)
+    later = np.bincount(owner[~seen], minlength=n).astype(float)
+    return x, tx, later
 
 
 def test_no_change_is_the_plain_model() -> None:
@@ -80,7 +80,8 @@ def test_heavy_buyers_stay_finite() -> None:
 def test_against_simulation_of_a_hazard_change() -> None:
     rng = np.random.default_rng(7)
     change, end, horizon = 200.0, 228.0, 91.0
-    x, tx, silent = simulate_shift(rng, 200_000, change=change, end=end, horizon=horizon, k=3.0)
+    x, tx, later = simulate_shift(rng, 200_000, change=change, end=end, horizon=horizon, k=3.0)
+    silent = (later == 0).astype(float)
     T = np.full(len(x), end)
     shifted = shifted_p_no_purchase(PARAMS, x, tx, T, horizon, end - change, 3.0)
     plain = shifted_p_no_purchase(PARAMS, x, tx, T, horizon, end - change, 1.0)
@@ -90,6 +91,36 @@ def test_against_simulation_of_a_hazard_change() -> None:
     for lo, hi in ((0, 0), (1, 2), (3, 6), (7, 20), (21, 10_000)):
         group = (x >= lo) & (x <= hi)
         assert abs(shifted[group].mean() - silent[group].mean()) < 0.012, (lo, hi)
+
+
+def test_expected_purchases_without_a_change_are_the_plain_models() -> None:
+    x, tx, T = _histories(np.random.default_rng(3), 5000)
+    plain = _likelihood.pareto_expected_purchases(PARAMS, x, tx, T, 91.0)
+    for since in (0.0, 28.0, 250.0, 5000.0):
+        got = shifted_expected_purchases(PARAMS, x, tx, T, 91.0, since, 1.0 + 1e-12)
+        np.testing.assert_allclose(got, plain, rtol=1e-9, atol=1e-12)
+    at_s_one = {**PARAMS, "s": 1.0}  # the limit B log(1 + t/B)
+    np.testing.assert_allclose(
+        shifted_expected_purchases(at_s_one, x, tx, T, 91.0, 28.0, 1.0 + 1e-12),
+        _likelihood.pareto_expected_purchases(at_s_one, x, tx, T, 91.0),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+def test_expected_purchases_against_simulation_of_a_hazard_change() -> None:
+    rng = np.random.default_rng(11)
+    change, end, horizon = 200.0, 228.0, 91.0
+    x, tx, later = simulate_shift(rng, 200_000, change=change, end=end, horizon=horizon, k=3.0)
+    T = np.full(len(x), end)
+    shifted = shifted_expected_purchases(PARAMS, x, tx, T, horizon, end - change, 3.0)
+    plain = shifted_expected_purchases(PARAMS, x, tx, T, horizon, end - change, 1.0)
+    # the mean of 200k heavy-tailed counts (mean ~0.5, sd ~2) has a standard error ~0.005
+    assert abs(shifted.mean() / later.mean() - 1.0) < 0.03
+    assert plain.mean() / later.mean() - 1.0 > 0.15  # the test can fail: the plain model does
+    for lo, hi in ((0, 0), (1, 2), (3, 6), (7, 20), (21, 10_000)):
+        group = (x >= lo) & (x <= hi)
+        assert abs(shifted[group].mean() / later[group].mean() - 1.0) < 0.08, (lo, hi)
 
 
 @pytest.mark.parametrize(

@@ -43,10 +43,16 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     frame = model.features(history, as_of)
     silent = (~frame["customer_id"].isin(later["customer_id"])).to_numpy(dtype=float)
     corrected = model.churn_probability(frame)
+    # the next window's revenue of the scored customers (not of those acquired in it)
+    revenue = later.loc[later["customer_id"].isin(frame["customer_id"]), "amount"].sum()
+    value = model.window_value(frame).sum()
     model.hazard_shift_ = None  # what the model scored before the correction existed
     plain = model.churn_probability(frame)
     assert expected_calibration_error(silent, corrected) <= 0.02
     assert expected_calibration_error(silent, plain) > 0.04
+    # fewer purchases under the higher hazard: -4% off the revenue, against +26% without
+    assert abs(value / revenue - 1.0) < 0.1
+    assert model.window_value(frame).sum() / revenue - 1.0 > 0.2
     # a model pickled before the correction has no attribute at all, and scores as before
     del model.hazard_shift_
     np.testing.assert_array_equal(model.churn_probability(frame), plain)
