@@ -19,6 +19,7 @@ from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard._money import KEPT_SHARE, fit_kept_prior, kept_share
 from churnguard.churn.candidates import PRIOR_COLUMN, PriorChurnModel
 from churnguard.churn.classifier import logit
+from churnguard.churn.hazard_shift import HazardShift
 from churnguard.churn.level_blend import LevelBlend, blend_level
 from churnguard.churn.reasons import explain
 from churnguard.exceptions import InputDataError
@@ -162,21 +163,28 @@ class ScoringMethods:
         See :meth:`churn_probability`; None when no drift was corrected or ``as_of`` is
         before the change.
         """
+        drift = self._drift_inputs(frame, as_of)
+        if drift is None:
+            return None
+        shift, rfm, since = drift
+        return np.asarray(shift.log_odds_shift(*rfm, since), dtype=float)
+
+    def _drift_inputs(
+        self, frame: pd.DataFrame, as_of: Any
+    ) -> tuple[HazardShift, tuple[np.ndarray, np.ndarray, np.ndarray], float] | None:
+        """The hazard shift, ``(x, tx, T)`` in its time unit and its age at ``as_of``."""
         # models saved before the drift correction have no hazard_shift_
         shift = getattr(self, "hazard_shift_", None)
         since = None if shift is None else shift.since_at(as_of)
         if shift is None or since is None:
             return None
         unit = DAYS_PER_UNIT[shift.time_unit]
-        return np.asarray(
-            shift.log_odds_shift(
-                frame["frequency"].to_numpy(dtype=float),
-                frame["recency"].to_numpy(dtype=float) / unit,
-                frame["T"].to_numpy(dtype=float) / unit,
-                since,
-            ),
-            dtype=float,
+        rfm = (
+            frame["frequency"].to_numpy(dtype=float),
+            frame["recency"].to_numpy(dtype=float) / unit,
+            frame["T"].to_numpy(dtype=float) / unit,
         )
+        return shift, rfm, since
 
     def window_value(
         self, frame: pd.DataFrame, churn_probability: np.ndarray | None = None, as_of: Any = None
@@ -219,17 +227,11 @@ class ScoringMethods:
         x3.5 four weeks before the scoring date), an active customer's spend over 182 days
         was otherwise 18% too high (``benchmarks/README.md``).
         """
-        shift = getattr(self, "hazard_shift_", None)
-        since = None if shift is None else shift.since_at(as_of)
-        if shift is None or since is None:
+        drift = self._drift_inputs(frame, as_of)
+        if drift is None:
             return None
-        unit = DAYS_PER_UNIT[shift.time_unit]
-        return shift.window_factors(
-            frame["frequency"].to_numpy(dtype=float),
-            frame["recency"].to_numpy(dtype=float) / unit,
-            frame["T"].to_numpy(dtype=float) / unit,
-            since,
-        )
+        shift, rfm, since = drift
+        return shift.window_factors(*rfm, since)
 
     def value_columns(
         self, frame: pd.DataFrame, *, num_threads: int | None = None
