@@ -48,7 +48,12 @@ from scipy.optimize import brentq, minimize_scalar
 from churnguard._dates import DAYS_PER_UNIT, to_date
 from churnguard.churn.classifier import logit
 from churnguard.churn.level import level_intercept
-from churnguard.clv import shifted_expected_purchases, shifted_p_no_purchase
+from churnguard.clv import (
+    shifted_discounted_purchases,
+    shifted_expected_purchases,
+    shifted_p_no_purchase,
+)
+from churnguard.clv.value import PERIODS_PER_MONTH
 
 __all__ = ["K_BOUNDS", "HazardShift", "fit_hazard_shift"]
 
@@ -143,6 +148,34 @@ class HazardShift:
             np.where(np.isfinite(if_active), if_active, 1.0),
         )
 
+    def clv_factor(
+        self,
+        x: np.ndarray,
+        tx: np.ndarray,
+        T: np.ndarray,
+        months: int,
+        discount_rate: float,
+        since: float | None = None,
+    ) -> np.ndarray:
+        """What the change does to each customer's discounted purchases over ``months``.
+
+        The discounted expected purchases of the coming ``months`` (discount
+        ``discount_rate`` a month, as ``predicted_clv``'s) under the change over those
+        without it, from the same Pareto/NBD. Arguments as in :meth:`log_odds_shift`; a
+        factor that is not finite is 1.
+        """
+        lasted = self.since if since is None else float(since)
+        per_month = PERIODS_PER_MONTH[self.time_unit]
+        times = [i * per_month for i in range(1, int(months) + 1)]
+        weights = [(1.0 + float(discount_rate)) ** -i for i in range(1, int(months) + 1)]
+        before, after = (
+            shifted_discounted_purchases(self.params, x, tx, T, times, weights, lasted, factor)
+            for factor in (1.0, self.k)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = after / before
+        return np.where(np.isfinite(ratio), ratio, 1.0)
+
     @property
     def note(self) -> str:
         """One line for the train summary."""
@@ -151,8 +184,8 @@ class HazardShift:
             f"drift correction: the churn probabilities assume that every customer's dropout "
             f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
             "churn): the factor that explains how many customers went silent since then "
-            "(Pareto/NBD). Value at risk and the next-window value follow; predicted_clv and "
-            "p_alive keep the purchase model's hazard. Train with --no-drift-correction "
+            "(Pareto/NBD). Value at risk, the next-window value and predicted_clv follow; "
+            "p_alive keeps the purchase model's hazard. Train with --no-drift-correction "
             "(drift_correction=False) to only warn."
         )
 

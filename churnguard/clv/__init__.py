@@ -29,7 +29,11 @@ from churnguard.clv.purchase import (
     check_rfm,
 )
 from churnguard.clv.selection import ModelComparison, compare_models
-from churnguard.clv.shift import shifted_expected_purchases, shifted_p_no_purchase
+from churnguard.clv.shift import (
+    shifted_discounted_purchases,
+    shifted_expected_purchases,
+    shifted_p_no_purchase,
+)
 from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
     KeptPrior,
@@ -63,6 +67,7 @@ __all__ = [
     "plot_calibration_holdout",
     "plot_cumulative_tracking",
     "plot_p_alive_matrix",
+    "shifted_discounted_purchases",
     "shifted_expected_purchases",
     "shifted_p_no_purchase",
     "value_frame",

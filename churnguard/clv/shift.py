@@ -29,7 +29,7 @@ and ``β``), so heavy buyers and very different ``α`` and ``β`` stay exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -38,7 +38,11 @@ from churnguard.clv import _likelihood
 from churnguard.clv._likelihood_inputs import on_patterns, unique_rows
 from churnguard.clv._pareto_integral import log_pareto_integral
 
-__all__ = ["shifted_expected_purchases", "shifted_p_no_purchase"]
+__all__ = [
+    "shifted_discounted_purchases",
+    "shifted_expected_purchases",
+    "shifted_p_no_purchase",
+]
 
 # Rows evaluated at once: each integral holds a (rows, 48) array (~19 MB at 50,000).
 _CHUNK_ROWS = 50_000
@@ -109,10 +113,42 @@ def shifted_expected_purchases(
     :func:`shifted_p_no_purchase`; ``k = 1`` gives the plain Pareto/NBD expectation
     (`churnguard.clv._likelihood.pareto_expected_purchases`), and it decreases with ``k``.
     """
-    r, alpha, s, beta = _checked(params, t, since, k)
-    x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
+    _checked(params, t, since, k)
     if k == 1.0:
+        x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
         return _likelihood.pareto_expected_purchases(params, x, tx, T, float(t))
+    return shifted_discounted_purchases(params, x, tx, T, [t], [1.0], since, k)
+
+
+def shifted_discounted_purchases(
+    params: Mapping[str, float],
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    times: Sequence[float],
+    weights: Sequence[float],
+    since: float,
+    k: float,
+) -> np.ndarray:
+    """``sum_i weights[i] E[purchases in (T + times[i-1], T + times[i]]]`` under the change.
+
+    With ``times`` the ends of the coming months and ``weights`` their discount factors,
+    it is the discounted purchase count behind a CLV (``times[-1]`` before the first is 0).
+    Each period's count is a difference of :func:`shifted_expected_purchases`; P(alive)
+    and the future hazard's posterior are computed once for all of them. ``times``
+    increasing and >= 0; other parameters as in :func:`shifted_p_no_purchase` (``k = 1``
+    takes the same general formulas).
+    """
+    ends = [float(v) for v in times]
+    w = [float(v) for v in weights]
+    if len(ends) != len(w) or not ends:
+        raise ValueError(
+            f"times and weights must be non-empty and as long, got {len(ends)} and {len(w)}."
+        )
+    if any(b < a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)):
+        raise ValueError(f"times must be increasing and >= 0, got {ends[:5]}...")
+    r, alpha, s, beta = _checked(params, ends[-1], since, k)
+    x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
 
     def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
         out = np.empty(len(x1))
@@ -120,9 +156,16 @@ def shifted_expected_purchases(
             part = slice(lo, lo + _CHUNK_ROWS)
             rfm = (x1[part], tx1[part], T1[part])
             alive, big_b = _alive((r, alpha, s, beta), rfm, (float(since), float(k)))
-            log_growth = np.log1p(float(t) / big_b)
-            life = log_growth if s == 1.0 else -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
-            out[part] = alive * (r + rfm[0]) / (alpha + rfm[2]) * big_b * life
+            rate = alive * (r + rfm[0]) / (alpha + rfm[2]) * big_b
+            total, previous = np.zeros(len(rfm[0])), np.zeros(len(rfm[0]))
+            for end, weight in zip(ends, w, strict=True):
+                log_growth = np.log1p(end / big_b)
+                # E[min(t, remaining life)] / B: -expm1 keeps it exact for s near 1
+                life = log_growth if s == 1.0 else -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
+                cumulative = rate * life
+                total += weight * (cumulative - previous)
+                previous = cumulative
+            out[part] = total
         return out
 
     return on_patterns(rows, x, tx, T, costly=True)

@@ -234,21 +234,30 @@ class ScoringMethods:
         return shift.window_factors(*rfm, since)
 
     def value_columns(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None
+        self, frame: pd.DataFrame, *, num_threads: int | None = None, as_of: Any = None
     ) -> dict[str, np.ndarray]:
         """``predicted_clv`` and ``value_if_retained`` with the chosen value model's correction.
 
         BTYD x Gamma-Gamma values times the learned spend of an active window over the
-        structural one (1 when BTYD x Gamma-Gamma was kept). ``num_threads``: LightGBM
-        threads of the spend model (default all cores).
+        structural one (1 when BTYD x Gamma-Gamma was kept). With a drift correction at
+        ``as_of`` (see :meth:`churn_probability`), ``predicted_clv`` also follows the
+        changed hazard (:meth:`churnguard.churn.hazard_shift.HazardShift.clv_factor`);
+        ``value_if_retained`` assumes the customer stays, whatever the hazard.
+        ``num_threads``: LightGBM threads of the spend model (default all cores).
         """
         check_is_fitted(self, "churn_model_")
         choice, spend = self.value_model_choice_, self.window_spend_model_
         r = in_blocks(lambda rows: value_ratio(choice, rows, spend, num_threads=num_threads), frame)
-        return {
+        columns = {
             col: np.nan_to_num(frame[col].to_numpy(dtype=float)) * r
             for col in ("predicted_clv", "value_if_retained")
         }
+        drift = self._drift_inputs(frame, as_of)
+        if drift is not None:  # staying active says nothing of the hazard: only the CLV moves
+            shift, rfm, since = drift
+            months, rate = int(self.clv_months), float(self.discount_rate)
+            columns["predicted_clv"] *= shift.clv_factor(*rfm, months, rate, since)
+        return columns
 
     def predict(
         self,
@@ -337,7 +346,7 @@ class ScoringMethods:
         frame["churn_probability"] = self.churn_probability(
             frame, num_threads=num_threads, as_of=as_of
         )
-        for col, values in self.value_columns(frame, num_threads=num_threads).items():
+        for col, values in self.value_columns(frame, num_threads=num_threads, as_of=as_of).items():
             frame[col] = values
         frame["value_at_risk"] = frame["churn_probability"] * frame["value_if_retained"]
         frame["reasons"] = "not explained: outside the top reasons_limit customers by value at risk"

@@ -90,3 +90,18 @@ def test_no_factor_when_the_target_is_out_of_reach_or_nothing_varies() -> None:
     args = {"window": 4.0, "horizon": 13.0, "time_unit": "W", "start": "2024-01-01"}
     assert fit_hazard_shift(params, [((ones, ones, ones * 9), ones, 0.0)], 0.0, **args) is None
     assert fit_hazard_shift(params, [], 0.0, **args) is None
+
+
+def test_the_clv_factor_is_the_window_factor_over_the_same_undiscounted_span() -> None:
+    params = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 730.0}
+    shift = HazardShift(3.0, 28.0, 90.0, params, "D", "2023-12-03")
+    x = np.array([5.0, 5.0, 0.0, 20.0])
+    tx = np.array([399.0, 300.0, 0.0, 399.0])
+    T = np.full(4, 400.0)
+    purchases, _ = shift.window_factors(x, tx, T)
+    # three 30-day months undiscounted: the 90-day window's purchases
+    np.testing.assert_allclose(shift.clv_factor(x, tx, T, 3, 0.0), purchases, rtol=1e-9)
+    twelve = shift.clv_factor(x, tx, T, 12, 0.01)
+    assert np.all((twelve > 0.0) & (twelve < purchases))  # the change weighs more, longer
+    same = HazardShift(1.0, 28.0, 90.0, params, "D", "2023-12-03")
+    np.testing.assert_allclose(same.clv_factor(x, tx, T, 12, 0.01), 1.0, atol=1e-12)

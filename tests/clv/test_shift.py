@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from churnguard.clv import _likelihood, shifted_expected_purchases, shifted_p_no_purchase
+from churnguard.clv import (
+    _likelihood,
+    shifted_discounted_purchases,
+    shifted_expected_purchases,
+    shifted_p_no_purchase,
+)
 
 PARAMS = {"r": 1.0, "alpha": 30.0, "s": 2.0, "beta": 300.0}
 
@@ -121,6 +126,28 @@ def test_expected_purchases_against_simulation_of_a_hazard_change() -> None:
     for lo, hi in ((0, 0), (1, 2), (3, 6), (7, 20), (21, 10_000)):
         group = (x >= lo) & (x <= hi)
         assert abs(shifted[group].mean() / later[group].mean() - 1.0) < 0.08, (lo, hi)
+
+
+def test_discounted_purchases_add_up_the_periods() -> None:
+    x, tx, T = _histories(np.random.default_rng(5), 2000)
+    months = [30.0 * i for i in range(1, 13)]
+    total = shifted_discounted_purchases(PARAMS, x, tx, T, months, [1.0] * 12, 28.0, 3.0)
+    np.testing.assert_allclose(
+        total, shifted_expected_purchases(PARAMS, x, tx, T, 360.0, 28.0, 3.0), rtol=1e-9
+    )
+    weights = [1.01**-i for i in range(1, 13)]
+    by_hand = sum(
+        w * (shifted_expected_purchases(PARAMS, x, tx, T, end, 28.0, 3.0)
+             - shifted_expected_purchases(PARAMS, x, tx, T, end - 30.0, 28.0, 3.0))
+        for w, end in zip(weights, months, strict=True)
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        shifted_discounted_purchases(PARAMS, x, tx, T, months, weights, 28.0, 3.0),
+        by_hand,
+        rtol=1e-9,
+    )
+    with pytest.raises(ValueError, match="increasing"):
+        shifted_discounted_purchases(PARAMS, x, tx, T, [60.0, 30.0], [1.0, 1.0], 28.0, 3.0)
 
 
 @pytest.mark.parametrize(

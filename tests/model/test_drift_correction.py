@@ -53,6 +53,13 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     # fewer purchases under the higher hazard: -4% off the revenue, against +26% without
     assert abs(value / revenue - 1.0) < 0.1
     assert model.window_value(frame).sum() / revenue - 1.0 > 0.2
+    # the CLV follows as well (so customer equity); the value if retained does not
+    plain_values = model.value_columns(frame)
+    model.hazard_shift_ = shift
+    values = model.value_columns(frame)
+    assert values["predicted_clv"].sum() < 0.85 * plain_values["predicted_clv"].sum()
+    np.testing.assert_array_equal(values["value_if_retained"], plain_values["value_if_retained"])
+    model.hazard_shift_ = None
     # a model pickled before the correction has no attribute at all, and scores as before
     del model.hazard_shift_
     np.testing.assert_array_equal(model.churn_probability(frame), plain)
