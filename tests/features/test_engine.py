@@ -213,3 +213,9 @@ def test_customer_starts_that_cannot_be_a_scans_are_refused() -> None:
         compute_features(table, dt.date(1970, 1, 5), customer_starts=np.array([1, 2]))
     got = compute_features(table, dt.date(1970, 1, 5), customer_starts=np.array([0, 2]))
     assert got["n_purchases"].tolist() == [2, 1]
+    # the same rows with a's two days swapped: its gap and recency would be wrong silently
+    swapped = table.take([1, 0, 2])
+    with pytest.raises(ParameterError, match="not in day order within each customer"):
+        compute_features(swapped, dt.date(1970, 1, 5), customer_starts=np.array([0, 2]))
+    got = compute_features(swapped, dt.date(1970, 1, 5))  # sorted by the engine itself
+    assert got["n_purchases"].tolist() == [2, 1]
