@@ -292,9 +292,17 @@ def test_numpy_reads_the_huge_page_switch_the_entry_point_sets() -> None:
     # The variable only works if NumPy reads it: a fresh process that imports NumPy after
     # main() has run the setting (app replaced) sees huge pages off.
     code = (
-        "import sys, churnguard.cli as cli; cli.app = lambda: None; "
-        "sys.argv = ['churnguard', 'features']; cli.main(); "
-        "import numpy; get = getattr(numpy._core.multiarray, '_get_madvise_hugepage', None); "
+        "import sys, churnguard.cli as cli; cli.app = lambda: None\n"
+        "sys.argv = ['churnguard', 'features']; cli.main()\n"
+        "import importlib, numpy\n"
+        "get = None\n"
+        "for name in ('numpy._core.multiarray', 'numpy.core.multiarray'):\n"
+        "    try:\n"
+        "        get = getattr(importlib.import_module(name), '_get_madvise_hugepage', None)\n"
+        "    except ImportError:\n"
+        "        continue\n"
+        "    if get is not None:\n"
+        "        break\n"
         "print('unknown' if get is None else get())"
     )
     env = {k: v for k, v in os.environ.items() if k != NUMPY_HUGEPAGE_ENV}

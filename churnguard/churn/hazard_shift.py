@@ -52,6 +52,7 @@ from churnguard.clv import (
     shifted_discounted_purchases,
     shifted_expected_purchases,
     shifted_p_no_purchase,
+    shifted_p_purchase,
 )
 from churnguard.clv.value import PERIODS_PER_MONTH
 
@@ -136,13 +137,14 @@ class HazardShift:
             shifted_expected_purchases(self.params, x, tx, T, self.horizon, lasted, factor)
             for factor in (1.0, self.k)
         )
-        p0, p1 = (
-            shifted_p_no_purchase(self.params, x, tx, T, self.horizon, lasted, factor)
+        # P(a purchase) itself, not 1 - P(none): near-dead customers keep exact ratios
+        a0, a1 = (
+            shifted_p_purchase(self.params, x, tx, T, self.horizon, lasted, factor)
             for factor in (1.0, self.k)
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             purchases = e1 / e0
-            if_active = purchases * (1.0 - p0) / (1.0 - p1)
+            if_active = purchases * a0 / a1
         return (
             np.where(np.isfinite(purchases), purchases, 1.0),
             np.where(np.isfinite(if_active), if_active, 1.0),
@@ -185,8 +187,8 @@ class HazardShift:
             f"hazard has been {self.k:.2f}x the purchase history's since {self.start} ({direction} "
             "churn): the factor that explains how many customers went silent since then "
             "(Pareto/NBD). Value at risk, the next-window value and predicted_clv follow; "
-            "p_alive keeps the purchase model's hazard. Train with --no-drift-correction "
-            "(drift_correction=False) to only warn."
+            "p_alive and expected_purchases keep the purchase model's hazard. Train with "
+            "--no-drift-correction (drift_correction=False) to only warn."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,7 +48,8 @@ DriftOpt = Annotated[
     bool,
     typer.Option(
         "--drift-correction/--no-drift-correction",
-        help="Correct churn for a dropout change seen in the last 28 days (else only warn).",
+        help="Correct churn and CLV for a dropout change seen in the last 28 days "
+        "(else only warn).",
     ),
 ]
 

@@ -33,6 +33,7 @@ from churnguard.clv.shift import (
     shifted_discounted_purchases,
     shifted_expected_purchases,
     shifted_p_no_purchase,
+    shifted_p_purchase,
 )
 from churnguard.clv.spend import SpendModel
 from churnguard.clv.value import (
@@ -70,6 +71,7 @@ __all__ = [
     "shifted_discounted_purchases",
     "shifted_expected_purchases",
     "shifted_p_no_purchase",
+    "shifted_p_purchase",
     "value_frame",
     "value_if_retained",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "shifted_discounted_purchases",
     "shifted_expected_purchases",
     "shifted_p_no_purchase",
+    "shifted_p_purchase",
 ]
 
 # Rows evaluated at once: each integral holds a (rows, 48) array (~19 MB at 50,000).
@@ -90,6 +91,36 @@ def shifted_p_no_purchase(
             part = slice(lo, lo + _CHUNK_ROWS)
             rfm = (x1[part], tx1[part], T1[part])
             out[part] = _p_no_purchase((r, alpha, s, beta), rfm, (float(t), float(since), float(k)))
+        return out
+
+    return on_patterns(rows, x, tx, T, costly=True)
+
+
+def shifted_p_purchase(
+    params: Mapping[str, float],
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    t: float,
+    since: float,
+    k: float,
+) -> np.ndarray:
+    """P(at least one purchase in ``(T, T + t]``) under the change: ``1 -``
+    :func:`shifted_p_no_purchase`, computed without the subtraction, so that it keeps its
+    relative precision where a purchase is all but impossible (ratios of it stay exact).
+    The general formulas at every ``k``, 1 included; parameters as in
+    :func:`shifted_p_no_purchase`.
+    """
+    r, alpha, s, beta = _checked(params, t, since, k)
+    x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
+
+    def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x1))
+        for lo in range(0, len(x1), _CHUNK_ROWS):
+            part = slice(lo, lo + _CHUNK_ROWS)
+            rfm = (x1[part], tx1[part], T1[part])
+            change = (float(t), float(since), float(k))
+            out[part] = _p_no_purchase((r, alpha, s, beta), rfm, change, any_purchase=True)
         return out
 
     return on_patterns(rows, x, tx, T, costly=True)
@@ -145,8 +176,13 @@ def shifted_discounted_purchases(
         raise ValueError(
             f"times and weights must be non-empty and as long, got {len(ends)} and {len(w)}."
         )
-    if any(b < a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)):
-        raise ValueError(f"times must be increasing and >= 0, got {ends[:5]}...")
+    if not all(math.isfinite(v) for v in (*ends, *w)) or any(
+        b < a for a, b in zip([0.0, *ends[:-1]], ends, strict=True)
+    ):
+        raise ValueError(
+            f"times must be finite, increasing and >= 0 and weights finite, got times "
+            f"{ends[:5]}... and weights {w[:5]}..."
+        )
     r, alpha, s, beta = _checked(params, ends[-1], since, k)
     x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
 
@@ -220,8 +256,12 @@ def _p_no_purchase(
     params: tuple[float, float, float, float],
     rfm: tuple[np.ndarray, np.ndarray, np.ndarray],
     change: tuple[float, float, float],
+    any_purchase: bool = False,
 ) -> np.ndarray:
-    """:func:`shifted_p_no_purchase` of 1-d ``(x, tx, T)`` and ``(t, since, k)`` (no checks)."""
+    """:func:`shifted_p_no_purchase` of 1-d ``(x, tx, T)`` and ``(t, since, k)`` (no checks).
+
+    ``any_purchase``: the complement instead, P(at least one purchase), computed directly.
+    """
     r, alpha, s, beta = params
     x, _, T = rfm
     t, since, k = change
@@ -241,4 +281,6 @@ def _p_no_purchase(
         + log_pareto_integral(np.zeros_like(ua), np.full_like(ua, t), urx, s + 1.0, ua, ub)
     )[codes]
     log_quiet = np.minimum(np.logaddexp(log_stay, log_die), 0.0)
-    return np.clip(1.0 - alive * -np.expm1(log_quiet), 0.0, 1.0)
+    # P(alive and buying in the window), kept apart: 1 - P(none) loses it near 0
+    buys = alive * -np.expm1(log_quiet)
+    return buys if any_purchase else np.clip(1.0 - buys, 0.0, 1.0)

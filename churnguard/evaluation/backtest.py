@@ -118,7 +118,9 @@ def score_as_of(model: Any, history: pd.DataFrame, as_of: Any) -> pd.DataFrame:
     day = to_date(as_of)
     frame = model.features(history, day)
     frame["churn_probability"] = model.churn_probability(frame, as_of=day)
-    frame["window_value"] = model.window_value(frame, frame["churn_probability"].to_numpy())
+    frame["window_value"] = model.window_value(
+        frame, frame["churn_probability"].to_numpy(), as_of=day
+    )
     frame["btyd_window_value"] = np.nan_to_num(
         frame["expected_purchases"].to_numpy(dtype=float)
         * frame["expected_spend"].to_numpy(dtype=float)

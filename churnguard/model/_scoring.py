@@ -224,8 +224,8 @@ class ScoringMethods:
         :meth:`churnguard.churn.hazard_shift.HazardShift.window_factors`: a higher hazard
         ends lives inside the window, so a customer is expected to buy fewer times in it,
         and fewer times even when buying at least once. On the shifted-churn world (hazard
-        x3.5 four weeks before the scoring date), an active customer's spend over 182 days
-        was otherwise 18% too high (``benchmarks/README.md``).
+        tripled four weeks before the scoring date), an active customer's spend over 182
+        days was otherwise 18% too high (``benchmarks/README.md``).
         """
         drift = self._drift_inputs(frame, as_of)
         if drift is None:

@@ -140,8 +140,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
     drift_correction : bool
         When the drift check flags that customers went silent faster (or slower) in the
         last 28 days than the purchase model expects, move the churn probabilities by the
-        dropout-hazard change that explains it (:mod:`churnguard.churn.hazard_shift`).
-        Off, the drift is only reported.
+        dropout-hazard change that explains it (:mod:`churnguard.churn.hazard_shift`), and
+        the next-window value and ``predicted_clv`` with them. Off, the drift is only
+        reported.
     random_state : int
         Seed of the classifier.
     """

@@ -105,3 +105,15 @@ def test_the_clv_factor_is_the_window_factor_over_the_same_undiscounted_span() -
     assert np.all((twelve > 0.0) & (twelve < purchases))  # the change weighs more, longer
     same = HazardShift(1.0, 28.0, 90.0, params, "D", "2023-12-03")
     np.testing.assert_allclose(same.clv_factor(x, tx, T, 12, 0.01), 1.0, atol=1e-12)
+
+
+def test_the_factors_of_near_dead_customers_are_exact() -> None:
+    # 230 days silent after 50 purchases: a purchase in the window is ~1e-16 likely, where
+    # 1 - P(no purchase) would be rounding noise (factors jumping between 0.85 and 1.7)
+    params = {"r": 0.6, "alpha": 20.0, "s": 0.8, "beta": 200.0}
+    shift = HazardShift(3.0, 28.0, 91.0, params, "D", "2023-12-03")
+    tx = np.arange(165.0, 172.0)
+    purchases, if_active = shift.window_factors(np.full(7, 50.0), tx, np.full(7, 400.0))
+    np.testing.assert_allclose(if_active, if_active[0], rtol=1e-6)
+    np.testing.assert_allclose(purchases, purchases[0], rtol=1e-6)
+    assert 0.0 < if_active[0] < 1.0

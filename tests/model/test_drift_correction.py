@@ -59,6 +59,14 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     values = model.value_columns(frame)
     assert values["predicted_clv"].sum() < 0.85 * plain_values["predicted_clv"].sum()
     np.testing.assert_array_equal(values["value_if_retained"], plain_values["value_if_retained"])
+    # a scoring date before the change: nothing moves, through every scoring path
+    day = as_of - pd.Timedelta(days=29)
+    for col, got in model.value_columns(frame, as_of=day).items():
+        np.testing.assert_array_equal(got, plain_values[col])
+    scored = model.predict_features(frame, reasons_limit=0, as_of=day)
+    np.testing.assert_array_equal(scored["predicted_clv"], plain_values["predicted_clv"])
+    scored = model.predict_features(frame, reasons_limit=0, as_of=as_of)
+    np.testing.assert_array_equal(scored["predicted_clv"], values["predicted_clv"])
     model.hazard_shift_ = None
     # a model pickled before the correction has no attribute at all, and scores as before
     del model.hazard_shift_
