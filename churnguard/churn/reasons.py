@@ -356,6 +356,7 @@ def explain(
     top_k: int = 3,
     currency: str = "",
     horizon_days: int = 90,
+    shared: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.Series:
     """Readable reasons for each customer's churn score, against retained peers.
 
@@ -374,6 +375,10 @@ def explain(
         Prefix of money amounts (e.g. ``"$"``).
     horizon_days : int
         The churn horizon, named in the purchase-chance driver.
+    shared : (ndarray of str, ndarray of bool), optional
+        A driver that is no feature of the customer's (the drift correction's move of
+        every customer's score): its text per row ("" for none) and whether it raises
+        risk. It is quoted first on its side.
 
     Returns
     -------
@@ -422,6 +427,10 @@ def explain(
     rows = np.arange(n)
     raises = np.full(n, "", dtype=object)
     lowers = np.full(n, "", dtype=object)
+    if shared is not None:
+        text, up = (np.asarray(a) for a in shared)
+        raises = np.where(up, text, "").astype(object)
+        lowers = np.where(up, "", text).astype(object)
     for k in range(order.shape[1]):
         idx = order[:, k]
         ok = strength[rows, idx] > 0

@@ -260,11 +260,17 @@ def customer_blocks(scanned: ScannedTransactions, n: int) -> list[ScannedTransac
 
 
 def explain_partition(
-    model: Any, scored: Path, top_ids: Path | None, out: Path, currency: str = ""
+    model: Any,
+    scored: Path,
+    top_ids: Path | None,
+    out: Path,
+    currency: str = "",
+    as_of: Any = None,
 ) -> bool:
     """Reasons of the customers of ``scored`` listed in ``top_ids`` (all when None).
 
     Writes ``customer_id`` and ``reasons`` to ``out``; False when none was selected.
+    ``as_of``: the scoring date (see ``ChurnGuardModel.reasons``).
     """
     where = "TRUE"
     if top_ids is not None:
@@ -277,7 +283,8 @@ def explain_partition(
     if frame.empty:
         return False
     # One LightGBM thread: this runs alongside the whole-base stage (see PartitionRunner).
-    frame["reasons"] = model.reasons(frame, num_threads=1, currency=currency).to_numpy()
+    reasons = model.reasons(frame, num_threads=1, currency=currency, as_of=as_of)
+    frame["reasons"] = reasons.to_numpy()
     frame[["customer_id", "reasons"]].to_parquet(out, index=False)
     return True
 

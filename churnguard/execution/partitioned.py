@@ -228,10 +228,12 @@ def _start_reasons(
     total: int,
     reasons_limit: int | None,
     currency: str = "",
+    as_of: Any = None,
 ) -> Callable[[], Path | None]:
     """Start the reasons of the whole base's top ``reasons_limit`` by value at risk.
 
     Returns a function that waits for them and gives their folder (None: no reasons).
+    ``as_of``: the scoring date, for the drift correction's driver.
     """
     if reasons_limit is not None and int(reasons_limit) <= 0:
         return lambda: None
@@ -248,7 +250,7 @@ def _start_reasons(
     out = work / "reasons"
     out.mkdir()
     parts = sorted(work.glob("scored_*.parquet"))
-    wait = runner.explain([(part, top_ids, out / part.name, currency) for part in parts])
+    wait = runner.explain([(part, top_ids, out / part.name, currency, as_of) for part in parts])
     return lambda: out if any(wait()) else None
 
 
@@ -430,7 +432,7 @@ def score_parquet_partitioned(
             customers = int(scalar(con, f"SELECT count(*) FROM read_parquet({scored_glob})"))
             # The top customers are explained in the background while the whole base is done.
             wait_reasons = _start_reasons(
-                con, runner, work, customers, reasons_limit, request.currency
+                con, runner, work, customers, reasons_limit, request.currency, as_of_date
             )
             described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({scored_glob})").fetchall()
             cols = _SLIM + [c for c in _OPTIONAL_SLIM if c in {r[0] for r in described}]

@@ -353,13 +353,20 @@ class ScoringMethods:
         n = len(frame) if reasons_limit is None else min(int(reasons_limit), len(frame))
         if n > 0:
             top = frame["value_at_risk"].nlargest(n).index if n < len(frame) else frame.index
-            explained = self.reasons(frame.loc[top], num_threads=num_threads, currency=currency)
+            explained = self.reasons(
+                frame.loc[top], num_threads=num_threads, currency=currency, as_of=as_of
+            )
             frame.loc[top, "reasons"] = explained.to_numpy()
         frame["p_alive"] = reported_p_alive(self.purchase_model_, frame)
         return frame
 
     def reasons(
-        self, frame: pd.DataFrame, *, num_threads: int | None = None, currency: str = ""
+        self,
+        frame: pd.DataFrame,
+        *,
+        num_threads: int | None = None,
+        currency: str = "",
+        as_of: Any = None,
     ) -> pd.Series:
         """Readable reasons for the churn score of each row of a scored frame.
 
@@ -371,6 +378,12 @@ class ScoringMethods:
             LightGBM threads for the contributions (1 when other work runs alongside).
         currency : str
             Prefix of money amounts.
+        as_of : date-like, optional
+            The frame's date. With a drift correction there (see :meth:`churn_probability`)
+            the reasons quote it first, with what it adds to this customer's churn
+            probability: the features' drivers explain the score before it, so a customer
+            told "90% chance of a purchase by purchase pattern" sees why the churn
+            probability is 29% and not 10%.
         """
         check_is_fitted(self, "churn_model_")
         p_alive = p_alive_feature(self.purchase_model_, frame)
@@ -385,4 +398,28 @@ class ScoringMethods:
             self.reason_reference_,
             currency=currency,
             horizon_days=int(self.horizon_days),
+            shared=self._drift_reason(frame, as_of),
         )
+
+    def _drift_reason(
+        self, frame: pd.DataFrame, as_of: Any
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The drift correction as a driver of each row's score (None: no correction)."""
+        drift = self._drift_inputs(frame, as_of)
+        if drift is None or "churn_probability" not in frame:
+            return None
+        shift, rfm, since = drift
+        p = frame["churn_probability"].to_numpy(dtype=float)
+        before = expit(logit(p) - shift.log_odds_shift(*rfm, since))
+        points = np.rint(100.0 * (p - before)).astype(int)
+        pace = f"{shift.k:.1f}x faster" if shift.k >= 1 else f"{1.0 / shift.k:.1f}x slower"
+        sign = np.where(points > 0, "+", "")
+        text = np.where(
+            points != 0,
+            f"customers have been leaving {pace} since {shift.start}: "
+            + sign
+            + points.astype(str)
+            + " points of churn probability here (drift correction)",
+            "",
+        ).astype(object)
+        return text, points > 0

@@ -16,7 +16,9 @@ RAW_NAMES = re.compile(
     r"p_no_purchase|overdue_ratio|spend_\d+d|purchases_\d+d|n_purchases|total_spend)\b"
     r"|gap std days|max gap days|quantity total|days since last \d|after the first$"
 )
-UNIT = re.compile(r"(\bdays?\b|%|\$|purchases?\b|transactions?\b|items?\b|returns?\b|spen[dt])")
+UNIT = re.compile(
+    r"(\bdays?\b|%|\$|purchases?\b|transactions?\b|items?\b|returns?\b|spen[dt]|\bpoints\b)"
+)
 
 
 def reason_problems(text: str) -> list[str]:
@@ -128,3 +130,21 @@ def test_reason_checker_catches_the_old_glitches() -> None:
     assert reason_problems("raises risk: last repeat purchase 446 after the first")
     assert reason_problems("raises risk: 1 purchase days in the last 180 days (retained peers: 4)")
     assert not reason_problems("raises risk: 1 purchase day in the last 180 days (peers: 4)")
+
+
+def test_a_driver_shared_by_every_customer_is_quoted_first_on_its_side() -> None:
+    feats, contrib, churned = _frame(400, 3)
+    ref = ReasonReference.fit(contrib, feats, churned)
+    plain = explain(contrib, feats, ref, currency="$")
+    n = len(feats)
+    text = np.where(np.arange(n) % 3 == 0, "", "customers have been leaving 3.0x faster")
+    up = np.arange(n) % 2 == 0
+    got = explain(contrib, feats, ref, currency="$", shared=(text, up))
+    for i in range(n):
+        if text[i] == "":
+            assert got.iloc[i] == plain.iloc[i]
+        elif up[i]:
+            assert got.iloc[i].startswith("raises risk: customers have been leaving 3.0x faster")
+        else:
+            assert "lowers risk: customers have been leaving 3.0x faster" in got.iloc[i]
+            assert got.iloc[i].count("raises risk") == plain.iloc[i].count("raises risk")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from churnguard.churn.hazard_shift import HazardShift
 from churnguard.data import ColumnMap, DataQualityWarning, clean_transactions
 from churnguard.decision.retention import CONTRACT_COLUMNS, build_retention_list
 from churnguard.exceptions import InputDataError
@@ -90,6 +92,24 @@ def assert_same_list(got: pd.DataFrame, expected: pd.DataFrame) -> None:
             )
         else:
             assert b.astype(str).tolist() == a.astype(str).tolist(), col
+
+
+@pytest.mark.slow
+def test_a_drift_correction_scores_and_explains_the_same_in_partitions(
+    tmp_path: Path, log_path: Path, fitted: ChurnGuardModel, log_frame: pd.DataFrame
+) -> None:
+    # A hazard tripled for the last four weeks (attached by hand, as if trained two weeks
+    # into it): the partitioned route must count it to the same scoring date as the
+    # in-memory one for the scores, the CLV and the reasons.
+    model = copy.deepcopy(fitted)
+    start = (log_frame["date"].max() - pd.Timedelta(days=28)).date().isoformat()
+    params = {"r": 1.0, "alpha": 5.0, "s": 2.0, "beta": 100.0}
+    model.hazard_shift_ = HazardShift(3.0, 2.0, 90 / 7, params, "W", start)
+    score_transactions(log_path, model, out=tmp_path / "memory.parquet")
+    score_transactions(log_path, model, out=tmp_path / "out.parquet", partitions=4)
+    memory = pd.read_parquet(tmp_path / "memory.parquet")
+    assert_same_list(pd.read_parquet(tmp_path / "out.parquet"), memory)
+    assert memory["reasons"].str.contains("points of churn probability here").any()
 
 
 @pytest.mark.slow

@@ -67,6 +67,16 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     np.testing.assert_array_equal(scored["predicted_clv"], plain_values["predicted_clv"])
     scored = model.predict_features(frame, reasons_limit=0, as_of=as_of)
     np.testing.assert_array_equal(scored["predicted_clv"], values["predicted_clv"])
+    # the reasons say what the correction added to each score, which no feature explains
+    top = scored.nlargest(200, "value_at_risk")
+    said = model.reasons(top, as_of=as_of)
+    points = said.str.extract(r"\+(\d+) points of churn probability here")[0].astype(float)
+    assert said.str.startswith("raises risk: customers have been leaving 3.5x faster").mean() > 0.2
+    p = top["churn_probability"].to_numpy()
+    before = 1.0 / (1.0 + (1.0 / p - 1.0) * np.exp(model.drift_move(top, as_of)))
+    quoted = points.notna().to_numpy()
+    np.testing.assert_allclose(points[quoted], np.rint(100 * (p - before))[quoted])
+    assert not model.reasons(top, as_of=day).str.contains("drift correction").any()
     model.hazard_shift_ = None
     # a model pickled before the correction has no attribute at all, and scores as before
     del model.hazard_shift_
