@@ -29,7 +29,7 @@ and ``β``), so heavy buyers and very different ``α`` and ``β`` stay exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -85,15 +85,8 @@ def shifted_p_no_purchase(
     if k == 1.0:  # no change: the plain model's closed form (what the general one reduces to)
         return _likelihood.p_no_purchase("pareto", params, x, tx, T, float(t))
 
-    def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
-        out = np.empty(len(x1))
-        for lo in range(0, len(x1), _CHUNK_ROWS):
-            part = slice(lo, lo + _CHUNK_ROWS)
-            rfm = (x1[part], tx1[part], T1[part])
-            out[part] = _p_no_purchase((r, alpha, s, beta), rfm, (float(t), float(since), float(k)))
-        return out
-
-    return on_patterns(rows, x, tx, T, costly=True)
+    change = (float(t), float(since), float(k))
+    return _by_pattern(x, tx, T, lambda rfm: _p_no_purchase((r, alpha, s, beta), rfm, change))
 
 
 def shifted_p_purchase(
@@ -112,18 +105,10 @@ def shifted_p_purchase(
     :func:`shifted_p_no_purchase`.
     """
     r, alpha, s, beta = _checked(params, t, since, k)
-    x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
-
-    def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
-        out = np.empty(len(x1))
-        for lo in range(0, len(x1), _CHUNK_ROWS):
-            part = slice(lo, lo + _CHUNK_ROWS)
-            rfm = (x1[part], tx1[part], T1[part])
-            change = (float(t), float(since), float(k))
-            out[part] = _p_no_purchase((r, alpha, s, beta), rfm, change, any_purchase=True)
-        return out
-
-    return on_patterns(rows, x, tx, T, costly=True)
+    change = (float(t), float(since), float(k))
+    return _by_pattern(
+        x, tx, T, lambda rfm: _p_no_purchase((r, alpha, s, beta), rfm, change, any_purchase=True)
+    )
 
 
 def shifted_expected_purchases(
@@ -184,24 +169,37 @@ def shifted_discounted_purchases(
             f"{ends[:5]}... and weights {w[:5]}..."
         )
     r, alpha, s, beta = _checked(params, ends[-1], since, k)
+
+    def one(rfm: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        alive, big_b = _alive((r, alpha, s, beta), rfm, (float(since), float(k)))
+        rate = alive * (r + rfm[0]) / (alpha + rfm[2]) * big_b
+        total, previous = np.zeros(len(rfm[0])), np.zeros(len(rfm[0]))
+        for end, weight in zip(ends, w, strict=True):
+            log_growth = np.log1p(end / big_b)
+            # E[min(t, remaining life)] / B: -expm1 keeps it exact for s near 1
+            life = log_growth if s == 1.0 else -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
+            cumulative = rate * life
+            total += weight * (cumulative - previous)
+            previous = cumulative
+        return total
+
+    return _by_pattern(x, tx, T, one)
+
+
+def _by_pattern(
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    one: Callable[[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray],
+) -> np.ndarray:
+    """``one`` of 1-d ``(x, tx, T)`` rows, in chunks, once per unique pattern, broadcast."""
     x, tx, T = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, tx, T)))
 
     def rows(x1: np.ndarray, tx1: np.ndarray, T1: np.ndarray) -> np.ndarray:
         out = np.empty(len(x1))
         for lo in range(0, len(x1), _CHUNK_ROWS):
             part = slice(lo, lo + _CHUNK_ROWS)
-            rfm = (x1[part], tx1[part], T1[part])
-            alive, big_b = _alive((r, alpha, s, beta), rfm, (float(since), float(k)))
-            rate = alive * (r + rfm[0]) / (alpha + rfm[2]) * big_b
-            total, previous = np.zeros(len(rfm[0])), np.zeros(len(rfm[0]))
-            for end, weight in zip(ends, w, strict=True):
-                log_growth = np.log1p(end / big_b)
-                # E[min(t, remaining life)] / B: -expm1 keeps it exact for s near 1
-                life = log_growth if s == 1.0 else -np.expm1(-(s - 1.0) * log_growth) / (s - 1.0)
-                cumulative = rate * life
-                total += weight * (cumulative - previous)
-                previous = cumulative
-            out[part] = total
+            out[part] = one((x1[part], tx1[part], T1[part]))
         return out
 
     return on_patterns(rows, x, tx, T, costly=True)
