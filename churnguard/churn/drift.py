@@ -169,9 +169,9 @@ def recent_drift(
             f"purchase than the purchase model expects (level {latest:+.3f} log-odds against "
             f"{reference.min():+.3f} to {reference.max():+.3f} in the {len(reference)} "
             f"windows before, z = {out.z:+.1f}). Churn may have moved after the last "
-            f"labelled window{since}, which no churn model has seen: the churn probabilities "
-            f"are likely {effect}. Re-check with `churnguard backtest` once a horizon is "
-            "observed."
+            f"labelled window{since}, which no churn model has seen: uncorrected, the churn "
+            f"probabilities are likely {effect} (the next line says whether they were "
+            "corrected). Re-check with `churnguard backtest` once a horizon is observed."
         )
     return out
 

@@ -386,7 +386,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         log.warning("%s", drift.note)
         notes = [drift.note]
         if not self.drift_correction:
-            return notes
+            off = "no drift correction: turned off (--no-drift-correction, drift_correction=False)"
+            log.warning("%s", off)
+            return [*notes, off]
         pareto, why = self.purchase_model_, incomplete_end(tx, self.training_end_)
         if not why and pareto.model != "pareto":
             try:

@@ -94,7 +94,8 @@ def test_a_churn_rate_that_moved_after_the_last_labelled_window_is_calibrated() 
     feats = model.builder_.transform(history, as_of.date())
     model.set_params(drift_correction=False)
     notes = model._check_drift(history, feats, None)
-    assert model.recent_drift_.flagged and model.hazard_shift_ is None and len(notes) == 1
+    assert model.recent_drift_.flagged and model.hazard_shift_ is None and len(notes) == 2
+    assert "uncorrected" in notes[0] and notes[1].startswith("no drift correction: turned off")
     model.set_params(drift_correction=True)
     rng = np.random.default_rng(0)
     tail = (history["date"] > as_of - pd.Timedelta(days=2)) & (rng.random(len(history)) < 0.5)
