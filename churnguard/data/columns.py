@@ -8,6 +8,7 @@ that every reader of a log (in memory, partitioned, Spark) applies the same ones
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field, fields
 
 from churnguard.exceptions import InputDataError
@@ -85,12 +86,61 @@ def _delimiter_hint(columns: list[str]) -> str:
     )
 
 
+#: Words in the names exports give each required column (matched in lower case, without
+#: spaces, dashes and underscores), most specific first: the suggestion of a missing column.
+_LIKELY_NAMES: dict[str, tuple[str, ...]] = {
+    "customer": ("customerid", "customer", "clientid", "client", "userid", "memberid",
+                 "accountid", "buyer", "cust"),
+    "date": ("invoicedate", "orderdate", "transactiondate", "purchasedate", "date",
+             "timestamp"),
+    "amount": ("amount", "revenue", "sales", "total", "spend", "value"),
+}  # fmt: skip
+_QUANTITY_WORDS = ("quantity", "qty", "units")
+_PRICE_WORDS = ("unitprice", "price")
+
+
+def _squeezed(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch not in " _-.")
+
+
+def _first_like(columns: list[str], words: tuple[str, ...], taken: str = "") -> str | None:
+    """The first of ``columns`` whose squeezed name contains one of ``words`` (in order)."""
+    for word in words:
+        for column in columns:
+            if column != taken and word in _squeezed(str(column)):
+                return column
+    return None
+
+
+def _likely_column_hint(kind: str, columns: list[str]) -> str:
+    """A guess at the column meant, and for an amount the quantity x price case."""
+    flag = _FLAG.get(kind, f"--{kind}-col")
+    if kind == "amount":
+        quantity = _first_like(columns, _QUANTITY_WORDS)
+        price = _first_like(columns, _PRICE_WORDS, taken=quantity or "")
+        if quantity is not None and price is not None:
+            # Online-Retail-style exports: the line's revenue is not a column.
+            return (
+                f" The log has a quantity ('{quantity}') and a unit price ('{price}') but no "
+                "line amount: add one first, e.g. in pandas "
+                f"df['amount'] = df['{quantity}'] * df['{price}'], or in DuckDB "
+                f'COPY (SELECT *, "{quantity}" * "{price}" AS amount FROM \'log.csv\') '
+                "TO 'log_with_amount.parquet', and read that file."
+            )
+    if kind not in _LIKELY_NAMES:
+        return ""
+    guess = _first_like(columns, _LIKELY_NAMES[kind])
+    if guess is None:
+        return ""
+    return f" Perhaps '{guess}' ({flag} {shlex.quote(guess)})?"
+
+
 def _missing_column_error(kind: str, name: str, columns: list[str], source: str) -> InputDataError:
     flag = _FLAG.get(kind, f"--{kind}-col")
     return InputDataError(
         f"{kind} column '{name}' not found in {source}; its columns are {columns}. "
         f"Pass {flag} NAME (or ColumnMap({kind}=NAME) from Python) to say which column holds "
-        f"the {kind}.{_delimiter_hint(columns)}"
+        f"the {kind}.{_likely_column_hint(kind, columns)}{_delimiter_hint(columns)}"
     )
 
 

@@ -73,6 +73,41 @@ def test_missing_column_error_names_columns_and_flag() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("columns", "kind", "hint"),
+    [
+        (["CustomerID", "InvoiceDate", "Amount"], "customer",
+         "Perhaps 'CustomerID' (--customer-col CustomerID)?"),
+        (["customer_id", "Order Date", "Amount"], "date",
+         "Perhaps 'Order Date' (--date-col 'Order Date')?"),
+        (["customer_id", "date", "Revenue"], "amount", "Perhaps 'Revenue' (--amount-col Revenue)?"),
+        # No column like it: no guess (a consumer code is not an amount).
+        (["customer_id", "date", "consumer_code"], "amount", None),
+    ],
+)  # fmt: skip
+def test_a_missing_column_suggests_the_likely_one(
+    columns: list[str], kind: str, hint: str | None
+) -> None:
+    raw = pd.DataFrame({c: ["1"] for c in columns})
+    with pytest.raises(InputDataError, match=f"{kind} column") as err:
+        clean_transactions(raw)
+    msg = str(err.value)
+    assert (hint in msg) if hint is not None else "Perhaps" not in msg
+
+
+def test_quantity_and_unit_price_without_an_amount_say_how_to_add_one(tmp_path: Path) -> None:
+    # The layout of the UCI Online Retail export: revenue is Quantity x UnitPrice.
+    path = tmp_path / "online_retail.csv"
+    path.write_text(
+        "InvoiceNo,Quantity,InvoiceDate,UnitPrice,CustomerID\n536365,6,12/1/2010 8:26,2.55,17850\n"
+    )
+    with pytest.raises(InputDataError) as err:
+        load_transactions(path, ColumnMap(customer="CustomerID", date="InvoiceDate"))
+    msg = str(err.value)
+    assert "quantity ('Quantity') and a unit price ('UnitPrice')" in msg
+    assert "df['amount'] = df['Quantity'] * df['UnitPrice']" in msg
+
+
 def test_all_dates_unparsable_is_an_error_with_fix() -> None:
     raw = pd.DataFrame({"customer_id": ["a"], "date": ["31/31/2024"], "amount": [1]})
     with pytest.raises(InputDataError, match="--date-format"):
