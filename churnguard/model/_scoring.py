@@ -115,12 +115,13 @@ class ScoringMethods:
     ) -> np.ndarray:
         """Churn probability of each row of a :meth:`features` frame, shape ``(n,)``.
 
-        A learned churn model's log-odds are moved by its level blend (``level_blend_``,
-        see :mod:`churnguard.churn.level_blend`), one constant fixed at training. With a
-        drift correction (``hazard_shift_``, see :mod:`churnguard.churn.hazard_shift`)
-        the churn model's log-odds are moved by each customer's share of the hazard change
-        as it stands at ``as_of``, the frame's date (default: the end of the training log;
-        a date before the change gets no correction).
+        With a drift correction (``hazard_shift_``, see
+        :mod:`churnguard.churn.hazard_shift`) the churn model's log-odds are moved by each
+        customer's share of the hazard change as it stands at ``as_of``, the frame's date
+        (default: the end of the training log; a date before the change gets no
+        correction). A learned churn model's log-odds are then scaled and moved by its
+        level blend (``level_blend_``, see :mod:`churnguard.churn.level_blend`), two
+        constants fixed at training.
 
         ``num_threads``: LightGBM threads (default all cores); the probabilities do not
         depend on it.
@@ -130,32 +131,52 @@ class ScoringMethods:
         p = in_blocks(
             lambda rows: churn.churn_probability(rows[names], num_threads=num_threads), frame
         )
-        blend = getattr(self, "level_blend_", None)  # absent from models saved before it
-        offset = 0.0 if blend is None else float(blend.offset)
+        scale, offset = self._blend_terms()
         move = self.drift_move(frame, as_of)
-        if move is None and offset == 0.0:
+        if move is None and offset == 0.0 and scale == 1.0:
             return p
-        return np.asarray(expit(logit(p) + offset + (0.0 if move is None else move)), dtype=float)
+        z = logit(p) + (0.0 if move is None else move)
+        return np.asarray(expit(scale * z + offset), dtype=float)
 
-    def measure_level_blend(self, frame: pd.DataFrame) -> LevelBlend:
-        """The learned model's level half-way to the prior's, over the base at the log's end.
+    def _blend_terms(self) -> tuple[float, float]:
+        """The level blend's factor and offset on the learned log-odds ((1, 0): none)."""
+        blend = getattr(self, "level_blend_", None)  # absent from models saved before it
+        if blend is None:
+            return 1.0, 0.0
+        # ``scale`` is absent from blends saved before it: the class default (1) applies.
+        return float(getattr(blend, "scale", 1.0)), float(blend.offset)
+
+    def measure_level_blend(
+        self, frame: pd.DataFrame, calibration_rows: pd.DataFrame | None = None
+    ) -> LevelBlend:
+        """The learned model's level and spread half-way to the prior's at the log's end.
 
         ``frame`` is the training base at its end (:meth:`features_frame`); ``fit`` calls
         this once the learned churn model is fitted, before ``level_blend_`` is set. Both
         sides are as they score at the end of the log: the learned model with the drift
         correction, the prior with its level correction as well (see
-        :mod:`churnguard.churn.level_blend` for why the two levels are averaged).
+        :mod:`churnguard.churn.level_blend` for why the two are averaged).
+
+        ``calibration_rows``: the labelled snapshot rows the learned model was calibrated
+        on, where the two models' spreads are measured against those at the end; without
+        them, those of the blend already fitted are used (none: the spread is kept).
         """
-        learned = self.churn_probability(frame, as_of=self.training_end_)
-        earlier = getattr(self, "level_blend_", None)
-        if earlier is not None and earlier.offset:  # measured again on a fitted model
-            learned = expit(logit(learned) - earlier.offset)
+        names = self.feature_names_
+        learned = in_blocks(lambda rows: self.churn_model_.churn_probability(rows[names]), frame)
         prior_model = PriorChurnModel(PRIOR_COLUMN, level=self.level_.offset)
         prior = prior_model.fit(frame[[PRIOR_COLUMN]]).churn_probability(frame[[PRIOR_COLUMN]])
         move = self.drift_move(frame, self.training_end_)
         if move is not None:
-            prior = expit(logit(prior) + move)
-        return blend_level(learned, prior, where=f"the base at {self.training_end_}")
+            learned, prior = expit(logit(learned) + move), expit(logit(prior) + move)
+        spread = getattr(getattr(self, "level_blend_", None), "calibration_spread", None)
+        if calibration_rows is not None and len(calibration_rows):
+            spread = (
+                float(np.std(self.churn_model_.churn_probability(calibration_rows[names]))),
+                float(np.std(prior_model.churn_probability(calibration_rows[[PRIOR_COLUMN]]))),
+            )
+        return blend_level(
+            learned, prior, where=f"the base at {self.training_end_}", calibration_spread=spread
+        )
 
     def drift_move(self, frame: pd.DataFrame, as_of: Any = None) -> np.ndarray | None:
         """Each row's churn log-odds move for the drift correction at ``as_of`` (None: none).
@@ -410,7 +431,8 @@ class ScoringMethods:
             return None
         shift, rfm, since = drift
         p = frame["churn_probability"].to_numpy(dtype=float)
-        before = expit(logit(p) - shift.log_odds_shift(*rfm, since))
+        scale = self._blend_terms()[0]  # the blend scales the move with the log-odds
+        before = expit(logit(p) - scale * shift.log_odds_shift(*rfm, since))
         points = np.rint(100.0 * (p - before)).astype(int)
         pace = f"{shift.k:.1f}x faster" if shift.k >= 1 else f"{1.0 / shift.k:.1f}x slower"
         sign = np.where(points > 0, "+", "")

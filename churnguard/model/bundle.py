@@ -172,15 +172,18 @@ def _level_record(model: ChurnGuardModel) -> dict[str, Any] | None:
 def _blend_record(model: ChurnGuardModel) -> dict[str, Any] | None:
     """The learned churn model's level blend (:mod:`churnguard.churn.level_blend`).
 
-    ``offset_log_odds`` is added to the learned model's log-odds (0: not applied, as
-    when the prior is the churn model). None for a model saved before the blend existed.
+    The learned model's log-odds are multiplied by ``scale`` and ``offset_log_odds`` is
+    added (1 and 0: not applied, as when the prior is the churn model). None for a model
+    saved before the blend existed.
     """
     blend = getattr(model, "level_blend_", None)
     if blend is None:
         return None
     return {
-        "applied": bool(blend.offset != 0.0),
+        "applied": bool(blend.offset != 0.0 or getattr(blend, "scale", 1.0) != 1.0),
         "offset_log_odds": float(blend.offset),
+        "scale": float(getattr(blend, "scale", 1.0)),
+        "calibration_spread": getattr(blend, "calibration_spread", None),
         "learned_mean": blend.learned_mean,
         "prior_mean": blend.prior_mean,
         "prior_weight": float(blend.weight),

@@ -326,6 +326,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
             self.churn_model_ = PriorChurnModel(PRIOR_COLUMN, level=self.level_.offset).fit(
                 prior_rows[[PRIOR_COLUMN]]
             )
+        cal_rows: pd.DataFrame | None = None
         if cutoffs:
             prod = plan_production(cutoffs, calibration_days=int(self.calibration_days))
             fit_rows, cal_rows, _ = split_by_plan(snaps, prod)
@@ -351,7 +352,7 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
         frame_end = self.features_frame(feats_end)
         self.level_blend_ = LevelBlend(weight=0.0, reason="not applied")
         if chosen != "prior" and self.level_correction:
-            self.level_blend_ = self.measure_level_blend(frame_end)
+            self.level_blend_ = self.measure_level_blend(frame_end, calibration_rows=cal_rows)
             notes.append(f"churn level: {self.level_blend_.reason}")
             log.info("churn level: %s", self.level_blend_.reason)
         self.reason_reference_ = self._reason_reference(snaps, cutoffs, feats_end)

@@ -69,6 +69,7 @@ def _flat_params(model: Any) -> dict[str, Any]:
     blend = getattr(model, "level_blend_", None)  # absent before the level blend
     if blend is not None:
         params["churn_level_blend_offset"] = float(blend.offset)
+        params["churn_level_blend_scale"] = float(getattr(blend, "scale", 1.0))
     spend_level = getattr(model, "value_level_", None)  # absent before the spend level
     if spend_level is not None:
         params["spend_level_factor"] = math.exp(float(spend_level.offset))

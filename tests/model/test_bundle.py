@@ -158,12 +158,15 @@ def test_metadata_records_the_level_blend(copy: Path) -> None:
     meta = json.loads((copy / METADATA_FILE).read_text())
     blend = meta["churn_model"]["level_blend"]
     assert set(blend) == {
-        "applied", "offset_log_odds", "learned_mean", "prior_mean", "prior_weight", "reason"
+        "applied", "offset_log_odds", "scale", "calibration_spread", "learned_mean",
+        "prior_mean", "prior_weight", "reason",
     }  # fmt: skip
     model = load_model(copy)
     assert blend["offset_log_odds"] == pytest.approx(model.level_blend_.offset)
+    assert blend["scale"] == pytest.approx(model.level_blend_.scale)
     if meta["churn_model"]["chosen"] == "prior":  # the prior keeps its own level
         assert not blend["applied"] and blend["offset_log_odds"] == 0.0
+        assert blend["scale"] == 1.0
 
 
 def test_metadata_records_the_spend_level(copy: Path) -> None:

@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
-from churnguard.churn.level_blend import LevelBlend
+from churnguard.churn.level_blend import SCALE_LIMITS, LevelBlend
 from churnguard.model import ChurnGuardModel
 
 COMMON = {
@@ -35,7 +35,11 @@ def test_the_base_at_the_end_scores_at_the_mean_of_the_two_levels(
     unblended = copy.copy(plain)
     unblended.level_blend_ = LevelBlend()  # as a model saved before the blend scores
     assert unblended.churn_probability(frame).mean() == pytest.approx(blend.learned_mean)
-    assert plain.measure_level_blend(frame).offset == pytest.approx(blend.offset)
+    again = plain.measure_level_blend(frame)  # the stored calibration spreads are used
+    assert (again.offset, again.scale) == pytest.approx((blend.offset, blend.scale))
+    # The spread was measured against the calibration snapshots, within its bounds.
+    assert blend.calibration_spread is not None and min(blend.calibration_spread) > 0
+    assert SCALE_LIMITS[0] <= blend.scale <= SCALE_LIMITS[1]
     assert any(note.startswith("churn level: mean churn") for note in plain.report_.notes)
 
 
