@@ -188,6 +188,37 @@ def test_nonfinite_backend_patterns_are_counted(
     assert np.isfinite(model.p_alive(cdnow_rfm)).all()  # churnguard's own values stay finite
 
 
+def _one_and_done_or_steady(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Half buy once and leave, half buy monthly and stay: 3-9 months of a subscription shop."""
+    age = rng.uniform(100, 270, n)
+    stay = rng.random(n) < 0.5
+    x = np.where(stay, rng.poisson(age / 30.0), 0)
+    last = np.clip(age - rng.exponential(15.0, n), 0, age)
+    return pd.DataFrame(
+        {"frequency": x.astype(float), "recency": np.round(np.where(x > 0, last, 0.0)),
+         "T": np.round(age)}
+    )  # fmt: skip
+
+
+def test_a_fit_whose_expected_purchases_are_not_finite_is_degenerate() -> None:
+    # MBG/NBD runs to r, alpha ~ 1e11 (one purchase rate) and a, b ~ 1e-12 (each customer
+    # leaves at once or never): likelihood and P(alive) are finite, the expectation is NaN.
+    rfm = _one_and_done_or_steady(np.random.default_rng(1), 3_000)
+    with pytest.warns(DegenerateFitWarning, match="non-finite expected purchase count"):
+        model = PurchaseModel("mbgnbd").fit(rfm)
+    assert model.params_["r"] > 1e6 and model.params_["a"] < 1e-6
+    assert model.n_nonfinite_ == 0 and np.isfinite(model.p_alive(rfm)).all()
+    assert model.n_nonfinite_predictions_ == len(rfm)
+    assert not np.isfinite(model.expected_purchases(rfm, 30.0)).any()
+    assert model.degenerate_ is not None and "value predictions are unusable" in model.degenerate_
+    # BG/NBD on the same customers predicts: the fallback the value stage takes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        other = PurchaseModel("bgnbd").fit(rfm)
+    assert other.n_nonfinite_predictions_ == 0
+    assert np.isfinite(other.expected_purchases(rfm, 30.0)).all()
+
+
 def test_from_params_has_no_span_to_judge() -> None:
     model = PurchaseModel.from_params({**BGNBD, "a": 1e-6})
     assert np.isnan(model.dropout_share_)
