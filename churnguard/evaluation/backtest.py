@@ -249,15 +249,9 @@ def backtest(
         )
     horizons = [int(horizon_days)] if isinstance(horizon_days, int) else list(horizon_days)
     dates = sorted({to_date(d) for d in as_of})
-    last = to_date(transactions["date"].max())
     for d in dates:
         for h in horizons:
-            if d + dt.timedelta(days=h) > last:
-                raise InsufficientHistoryError(
-                    f"as-of {d} with a {h}-day horizon needs outcomes up to "
-                    f"{d + dt.timedelta(days=h)}, but the log ends on {last}; drop that date "
-                    f"or use one on or before {last - dt.timedelta(days=h)}."
-                )
+            _check_window(transactions, d, h)
     params = dict(model_params or {})
 
     def make_model(h: int) -> Any:
@@ -276,6 +270,36 @@ def backtest(
     if out_dir is not None:
         result.out_dir, result.files = _write(result, Path(out_dir))
     return result
+
+
+def _check_window(transactions: pd.DataFrame, as_of: dt.date, horizon: int) -> None:
+    """Refuse an as-of date and horizon the log cannot train and observe, saying what can.
+
+    Training needs a horizon of history before the as-of date (to see who came back
+    within one), and the outcome a horizon after it: a log shorter than two horizons
+    cannot be backtested at that horizon on any date.
+    """
+    first = to_date(transactions["date"].min())
+    last = to_date(transactions["date"].max())
+    span = (last - first).days
+    earliest = first + dt.timedelta(days=horizon)
+    latest = last - dt.timedelta(days=horizon)
+    if earliest <= as_of <= latest:
+        return
+    needs = (
+        f"as-of {as_of} with a {horizon}-day horizon needs {horizon} days of history before it "
+        f"and outcomes up to {as_of + dt.timedelta(days=horizon)}, but the log covers "
+        f"{first} to {last} ({span} days)"
+    )
+    if earliest > latest:
+        raise InsufficientHistoryError(
+            f"{needs}: no as-of date fits a {horizon}-day horizon, which needs a log of at "
+            f"least {2 * horizon} days. Drop that horizon or use one of at most {span // 2} "
+            "days."
+        )
+    raise InsufficientHistoryError(
+        f"{needs}; drop that date or use one from {earliest} to {latest}."
+    )
 
 
 def _write(result: BacktestResult, folder: Path) -> tuple[Path, list[Path]]:

@@ -45,6 +45,12 @@ def test_a_window_past_the_end_of_the_log_is_refused_before_any_training() -> No
     log = _log([("a", "2024-01-01", 1.0), ("a", "2024-03-01", 1.0)])
     with pytest.raises(InsufficientHistoryError, match="2024-01-31"):
         backtest(log, ["2024-02-01"], 30)
+    # Too early: a horizon of history is needed before the date to train on.
+    with pytest.raises(InsufficientHistoryError, match="from 2024-01-31 to 2024-01-31"):
+        backtest(log, ["2024-01-15"], 30)
+    # No date fits a horizon longer than half the log: say so, not a date that fails.
+    with pytest.raises(InsufficientHistoryError, match=r"no as-of date fits.* at most 30 days"):
+        backtest(log, ["2024-01-31"], 45)
     with pytest.raises(InputDataError, match="non-empty list"):
         backtest(log, [], 30)
     with pytest.raises(InputDataError, match="non-empty list"):
