@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -30,6 +32,8 @@ from lifetimes.utils import ConvergenceError
 
 from churnguard.clv._fitting_optimizer import FitFailed
 from churnguard.exceptions import ConvergenceWarning, ModelFitError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "own_then_lifetimes",
@@ -44,20 +48,32 @@ _Result = TypeVar("_Result")
 
 
 def own_then_lifetimes(
-    fit_own: Callable[[float], _Result], fit_lifetimes: Callable[[float], _Result]
+    fit_own: Callable[[float], _Result],
+    fit_lifetimes: Callable[[float], _Result],
+    *,
+    what: str = "the model",
 ) -> Callable[[float], _Result]:
     """``fit_once(penalizer)``: churnguard's optimiser first, lifetimes' when it fails.
 
     Raises ``FitFailed`` naming both failures when neither gives a usable fit, so that
-    :func:`fit_with_penalizer_retry` moves on to the next penalizer.
+    :func:`fit_with_penalizer_retry` moves on to the next penalizer. The fallback is
+    logged with its time: lifetimes' optimiser can take a minute where churnguard's takes
+    a second, and a run that slows down should say why.
     """
 
     def fit_once(pen: float) -> _Result:
         try:
             return fit_own(pen)
         except FitFailed as own:
+            log.info(
+                "%s (penalizer %g): %s; fitting with lifetimes' optimiser instead (slower)",
+                what, pen, own,
+            )  # fmt: skip
+            start = time.perf_counter()
             try:
-                return fit_lifetimes(pen)
+                result = fit_lifetimes(pen)
+                log.info("%s: lifetimes' fit took %.1f s", what, time.perf_counter() - start)
+                return result
             except (ConvergenceError, np.linalg.LinAlgError, FitFailed) as exc:
                 theirs = str(exc).strip() or type(exc).__name__
                 raise FitFailed(f"{own}; lifetimes: {theirs}") from exc

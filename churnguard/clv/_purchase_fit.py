@@ -48,8 +48,12 @@ def pattern_fitter(
     rec: np.ndarray,
     age: np.ndarray,
     weights: np.ndarray,
+    *,
+    what: str = "the purchase model",
 ) -> Callable[[float], PurchaseFit]:
     """The fit of one penalizer on weighted patterns, for `fit_with_penalizer_retry`.
+
+    ``what`` names the model in the log line of a fallback to lifetimes' optimiser.
 
     Parameters
     ----------
@@ -111,7 +115,7 @@ def pattern_fitter(
             raise FitFailed(f"non-finite log-likelihood at {params}")
         return PurchaseFit(fitter, params, ll, "lifetimes", -1)
 
-    return own_then_lifetimes(fit_own, fit_lifetimes)
+    return own_then_lifetimes(fit_own, fit_lifetimes, what=what)
 
 
 def pattern_log_likelihood(

@@ -227,7 +227,10 @@ class PurchaseModel(PurchasePredictions, PicklableFitterMixin, BaseEstimator):
         )
         weights = np.bincount(codes, minlength=len(freq))
         model_key = self.model
-        fit_once = pattern_fitter(model_key, _FITTER_CLASSES[model_key], freq, rec, age, weights)
+        fit_once = pattern_fitter(
+            model_key, _FITTER_CLASSES[model_key], freq, rec, age, weights,
+            what=MODEL_NAMES[model_key],
+        )  # fmt: skip
         fitted, pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what=MODEL_NAMES[model_key]
         )

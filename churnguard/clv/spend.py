@@ -169,7 +169,7 @@ class SpendModel(PicklableFitterMixin, BaseEstimator):
                 raise FitFailed(f"non-finite estimate {params}, ll={ll}")
             return fitter, params, ll, "lifetimes", ()
 
-        fit_once = own_then_lifetimes(fit_own, fit_lifetimes)
+        fit_once = own_then_lifetimes(fit_own, fit_lifetimes, what="Gamma-Gamma")
 
         (fitter, params, ll, backend, at_bound), pen = fit_with_penalizer_retry(
             fit_once, float(self.penalizer), self.penalizer_grid, what="Gamma-Gamma"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -270,3 +272,15 @@ def test_full_period_cdnow_sample_is_not_degenerate(cdnow_sample_tx: pd.DataFram
         model = PurchaseModel("bgnbd").fit(rfm)
     assert model.degenerate_ is None
     assert model.dropout_share_ > 100 * DROPOUT_SHARE_THRESHOLD
+
+
+def test_the_fallback_to_lifetimes_is_logged_with_its_time(
+    cdnow_rfm: pd.DataFrame, own_fits_fail, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_fits_fail()
+    with caplog.at_level(logging.INFO, logger="churnguard.clv._estimator_support"):
+        model = PurchaseModel("bgnbd").fit(cdnow_rfm)
+    assert model.backend_ == "lifetimes"
+    text = caplog.text
+    assert "BG/NBD (penalizer 0): " in text and "fitting with lifetimes' optimiser" in text
+    assert re.search(r"BG/NBD: lifetimes' fit took \d+\.\d s", text)
