@@ -346,12 +346,16 @@ def test_evaluate_against_outcomes(workdir: Path, cdnow_csv: Path) -> None:
 def test_report_command_from_scores(workdir: Path, scored: pd.DataFrame) -> None:
     out = workdir / "report.html"
     result = runner.invoke(
-        app, ["report", "--scores", str(workdir / "list.csv"), "--out", str(out)]
+        app,
+        ["report", "--scores", str(workdir / "list.csv"), "--out", str(out), "--currency", "EUR"],
     )
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert 'id="plot-pareto"' in html and 'id="plot-tier-risk"' in html
     assert str(scored["customer_id"].iloc[0]) in html
+    # As the report of 'score --report': the value if retained shown, money in the currency.
+    assert "<th>Value if retained</th>" in html
+    assert "EUR" in html
 
 
 @pytest.mark.slow

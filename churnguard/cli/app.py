@@ -381,11 +381,14 @@ def report(
         typer.Option(help="Optional table of customer_id, churned (1/0) to add lift/calibration."),
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the contact list shown.")] = 25,
+    currency: Annotated[
+        str, typer.Option(help="Currency symbol or code of money amounts, e.g. $ or EUR.")
+    ] = "",
 ) -> None:
     """Write a self-contained HTML report (plots and contact list) from a retention list."""
     from churnguard.report import report_from_list
 
-    path = run(report_from_list, scores, out, outcomes=outcomes, top_n=top)
+    path = run(report_from_list, scores, out, outcomes=outcomes, top_n=top, currency=currency)
     typer.echo(f"report written to {path}")
 
 

@@ -247,8 +247,19 @@ def _kpis(frame: pd.DataFrame, currency: str = "") -> str:
         covered = float(frame.loc[contacted, "value_at_risk"].sum())
         cards.append(("Value at risk covered by contacts", currency + format_compact(covered)))
     if "expected_net_benefit" in frame:
-        net = pd.to_numeric(frame.loc[contacted, "expected_net_benefit"], errors="coerce").sum()
-        cards.append(("Expected net benefit of contacts", currency + format_compact(float(net))))
+        benefit = pd.to_numeric(frame["expected_net_benefit"], errors="coerce")
+        if "contact" in frame:
+            net = float(benefit[contacted].sum())
+            cards.append(("Expected net benefit of contacts", currency + format_compact(net)))
+        else:
+            # No campaign was chosen (no --capacity or --budget): summing every customer's
+            # benefit would count contacts nobody would make. Those that pay are shown.
+            worth = benefit > 0
+            cards.append(("Customers worth a contact (net benefit > 0)", f"{int(worth.sum()):,}"))
+            cards.append((
+                "Expected net benefit of contacting them",
+                currency + format_compact(float(benefit[worth].sum())),
+            ))  # fmt: skip
     if "growth_candidate" in frame:
         cards.append(("Growth candidates", f"{int(frame['growth_candidate'].sum()):,}"))
     body = "".join(
@@ -453,8 +464,8 @@ def report_from_list(
     """
     from churnguard.data.io import read_columns, read_table
 
-    wanted = [*REQUIRED_COLUMNS, "historical_revenue", "risk_band", "growth_candidate",
-              "contact", "expected_net_benefit"]  # fmt: skip
+    wanted = [*REQUIRED_COLUMNS, "value_if_retained", "historical_revenue", "risk_band",
+              "growth_candidate", "contact", "expected_net_benefit"]  # fmt: skip
     present = [c for c in wanted if c in read_columns(retention)]
     frame = read_table(retention, present, string_columns=("customer_id",))
     labels = None

@@ -327,3 +327,15 @@ def test_report_images_decode_in_headless_chromium(
     decoded = dict(re.findall(r'<img id="([^"]+)"[^>]*data-decoded="(\w+)"', dom))
     assert decoded.pop("broken-control") == "false"
     assert decoded == dict.fromkeys(PLOTS + EVALUATION_PLOTS, "true")
+
+
+def test_without_a_campaign_only_contacts_that_pay_are_summed(tmp_path: Path) -> None:
+    scores, _ = make_scores()
+    benefit = np.linspace(-50.0, 30.0, len(scores))
+    scores = scores.drop(columns="contact").assign(expected_net_benefit=benefit)
+    page = build_report(scores, tmp_path / "r.html").read_text(encoding="utf-8")
+    worth = benefit > 0
+    assert f'{int(worth.sum()):,}</div><div class="l">Customers worth a contact' in page
+    total = format_compact(float(benefit[worth].sum()))
+    assert f'{total}</div><div class="l">Expected net benefit of contacting them' in page
+    assert "net benefit of contacts" not in page  # no campaign, no contacts to sum
