@@ -321,12 +321,22 @@ def test_evaluate_against_outcomes(workdir: Path, cdnow_csv: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
+    assert "out-of-time evaluation as of 1997-09-30" in result.output
     table = pd.read_csv(out_dir / "metrics.csv", index_col=0)
     assert list(table.index) == ["churnguard", "recency", "btyd_expected", "btyd_p_no_purchase"]
     assert 0.6 < table.loc["churnguard", "roc_auc"] < 1
     assert table.loc["churnguard", "ece"] < 0.1
     assert (out_dir / "gains.png").stat().st_size > 1000
     assert (out_dir / "reliability.png").stat().st_size > 1000
+    # Before the end of the training data: the headline says the figures are optimistic.
+    result = runner.invoke(
+        app,
+        ["evaluate", "-t", str(cdnow_csv), "-m", str(model_dir), "--as-of", "1997-06-30",
+         "--out-dir", str(workdir / "eval_in_sample"), "--no-mlflow"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "out-of-time evaluation" not in result.output
+    assert "partly in-sample: the model was trained on data up to 1997-09-30" in result.output
     _fails(
         [
             "evaluate",

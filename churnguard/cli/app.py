@@ -299,7 +299,14 @@ def evaluate(
     )
     shown = ["roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "ece", "base_rate", "n"]
     table = result.comparison[[c for c in shown if c in result.comparison]]
-    console().print(f"out-of-time evaluation as of {result.as_of}")
+    if result.in_sample:
+        console().print(
+            f"evaluation as of {result.as_of}, partly in-sample: the model was trained on data "
+            f"up to {result.training_end}, so these figures are optimistic (train on the log up "
+            f"to {result.as_of} for an out-of-time check, or run 'churnguard backtest')"
+        )
+    else:
+        console().print(f"out-of-time evaluation as of {result.as_of}")
     console().print(table.round(4).to_string())
     typer.echo(f"metrics, tables and plots written to {result.out_dir}")
     if result.tracking:

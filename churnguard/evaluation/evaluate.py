@@ -37,6 +37,13 @@ class EvaluationResult:
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
     tracking: dict[str, str] = field(default_factory=dict)
+    #: The model's training data reach past ``as_of``: the evaluation is partly in-sample.
+    training_end: str | None = None
+
+    @property
+    def in_sample(self) -> bool:
+        """Whether the model saw data after ``as_of`` (the metrics are then optimistic)."""
+        return self.training_end is not None and self.training_end > self.as_of
 
 
 def evaluate_as_of(model: Any, transactions: pd.DataFrame, as_of: Any) -> EvaluationResult:
@@ -81,4 +88,10 @@ def evaluate_as_of(model: Any, transactions: pd.DataFrame, as_of: Any) -> Evalua
         {"customer_id": frame["customer_id"].to_numpy(), "churned": y, "churn_probability": prob}
         | baselines
     )
-    return EvaluationResult(comparison, classification_report(y, prob), day.isoformat(), scores)
+    return EvaluationResult(
+        comparison,
+        classification_report(y, prob),
+        day.isoformat(),
+        scores,
+        training_end=model.training_end_.isoformat(),
+    )
