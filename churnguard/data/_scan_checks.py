@@ -22,6 +22,7 @@ from churnguard.data.columns import ColumnMap
 from churnguard.exceptions import DataQualityWarning, InputDataError
 
 __all__ = [
+    "check_dates_read",
     "check_columns",
     "check_formatted_amounts",
     "warn_thousands_dots",
@@ -115,6 +116,38 @@ def check_formatted_amounts(
     if share >= 0.5:
         raise InputDataError(note)
     warnings.warn(note, DataQualityWarning, stacklevel=4)
+
+
+def check_dates_read(
+    con: duckdb.DuckDBPyConnection,
+    src: SourceRelation,
+    cmap: ColumnMap,
+    rows: np.ndarray,
+    n: int,
+) -> None:
+    """Refuse a log whose dates are mostly unreadable (``rows``: the unparsable ones).
+
+    Under half, the rows are set aside and counted like any bad row. From half on the
+    format was surely misread (``%m/%d/%Y`` given for day-first dates reads 12 of every 31
+    days, some of them wrongly), and a list from what is left would mislead: an error
+    with examples and the fix, as for amounts written for people.
+    """
+    share = len(rows) / max(n, 1)
+    if share < 0.5:
+        return
+    values = examples(con, src, "date", rows)
+    given = (
+        f"with --date-format {cmap.date_format}"
+        if cmap.date_format
+        else "with the formats DuckDB recognises"
+    )
+    raise InputDataError(
+        f"{len(rows):,} of {n:,} rows ({share:.0%}) of {src.name} have a date in column "
+        f"'{cmap.date}' that could not be read {given} (e.g. {values}): the format is "
+        "probably wrong, and the rows left would be misread too. Pass --date-format "
+        "matching these values (e.g. %d/%m/%Y for 31/12/2024, %m/%d/%Y for 12/31/2024, "
+        "%Y%m%d for 20241231), or --date-col if this is the wrong column."
+    )
 
 
 #: Rows read for the thousands-dot check: the head of the file tells the format.

@@ -84,6 +84,7 @@ import pyarrow.compute as pc
 
 from churnguard.data._scan_checks import (
     check_columns,
+    check_dates_read,
     check_formatted_amounts,
     check_usable,
     unreadable_values,
@@ -362,6 +363,8 @@ def _scan(
         floor = limits.floor.isoformat()
         reasons = {REASONS[c].format(floor=floor): int(counts[c]) for c in REASONS if counts[c]}
         check_usable(src, limits, counts, reasons, n)
+        if counts[2]:  # unparsable dates
+            check_dates_read(con, src, cmap, np.flatnonzero(code == 2), n)
         if counts[5]:  # non-numeric amounts
             check_formatted_amounts(con, src, np.flatnonzero(code == 5), n)
         if counts[3]:

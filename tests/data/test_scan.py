@@ -743,6 +743,30 @@ def test_amounts_in_a_human_format_are_an_error_when_most_rows_are(tmp_path: Pat
     assert "19,99" in str(err.value) and "1234.50" in str(err.value)
 
 
+def test_a_date_format_that_reads_most_dates_wrong_is_an_error(tmp_path: Path) -> None:
+    # Day-first dates read month-first: only days 1-12 parse (and those wrongly).
+    path = _csv(tmp_path, """
+        customer_id,date,amount
+        a,05/01/2024,12
+        a,23/02/2024,19
+        b,17/01/2024,7
+        b,28/03/2024,1
+        c,30/01/2024,12
+    """)  # fmt: skip
+    with pytest.raises(InputDataError, match=r"4 of 5 rows \(80%\).*--date-format %m/%d/%Y") as err:
+        scan_transactions(path, ColumnMap(date_format="%m/%d/%Y"), today=TODAY)
+    assert "23/02/2024" in str(err.value) and "%d/%m/%Y for 31/12/2024" in str(err.value)
+    # Read with the right format, every row is used.
+    _identity(scan_transactions(path, ColumnMap(date_format="%d/%m/%Y"), today=TODAY))
+
+
+def test_a_few_unreadable_dates_are_set_aside_not_refused(tmp_path: Path) -> None:
+    rows = "".join(f"c{i},2024-01-{i % 28 + 1:02d},{i + 1}\n" for i in range(20))
+    path = _csv(tmp_path, "customer_id,date,amount\n" + rows + "z,someday,5\n")
+    scan = scan_transactions(path, today=TODAY)
+    assert scan.quarantined == {"unparsable date": 1}
+
+
 def test_a_few_formatted_amounts_warn_and_are_set_aside(tmp_path: Path) -> None:
     rows = "".join(f"c{i},2024-01-{i % 28 + 1:02d},{i + 1}.50\n" for i in range(20))
     path = _csv(tmp_path, "customer_id,date,amount\n" + rows + 'z,2024-02-01,"1,234.50"\n')
