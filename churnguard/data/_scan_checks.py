@@ -23,6 +23,7 @@ from churnguard.exceptions import DataQualityWarning, InputDataError
 
 __all__ = [
     "check_dates_read",
+    "warn_as_of_after_log",
     "check_columns",
     "check_formatted_amounts",
     "warn_thousands_dots",
@@ -51,6 +52,26 @@ def warn_as_of_after_today(limits: Limits) -> None:
             "silent until then, while rows dated after today are quarantined. Check --as-of.",
             DataQualityWarning,
             stacklevel=3,
+        )
+
+
+#: An as-of date more days than this after the last transaction gets a warning: a month
+#: or two is a weekly job scoring a log that lags; a year is a typo or the wrong file.
+AS_OF_LAG_DAYS = 90
+
+
+def warn_as_of_after_log(src: SourceRelation, as_of: Any, last: Any) -> None:
+    """An as-of date long after the log's last transaction scores everyone as silent."""
+    if as_of is None or last is None:
+        return
+    lag = (as_of - last).days
+    if lag > AS_OF_LAG_DAYS:
+        warnings.warn(
+            f"as_of {as_of} is {lag:,} days after the last transaction of {src.name} "
+            f"({last}): every customer is scored as silent for at least that long, so nearly "
+            "all read as lost. Check --as-of, or that the log is the latest export.",
+            DataQualityWarning,
+            stacklevel=4,
         )
 
 

@@ -88,6 +88,7 @@ from churnguard.data._scan_checks import (
     check_formatted_amounts,
     check_usable,
     unreadable_values,
+    warn_as_of_after_log,
     warn_as_of_after_today,
     warn_float_ids,
     warn_future,
@@ -394,6 +395,8 @@ def _scan(
         warn_returns_only(src, returns_only)
     extremes = pc.min_max(out.column("date"))
     first, last = extremes["min"], extremes["max"]
+    if last.is_valid:
+        warn_as_of_after_log(src, limits.as_of, last.as_py().date())
     written = None
     quarantine = empty_quarantine(["source_row", *src.raw, "reason"])
     if reasons:

@@ -864,3 +864,14 @@ def test_an_as_of_after_today_warns(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataQualityWarning)
         scan_transactions(path, as_of=TODAY, today=TODAY)  # today itself is fine
+
+
+def test_an_as_of_long_after_the_last_transaction_warns() -> None:
+    log = pd.DataFrame(
+        {"customer_id": ["a", "b"], "date": ["2024-01-01", "2024-02-01"], "amount": [1.0, 2.0]}
+    )
+    with pytest.warns(DataQualityWarning, match=r"as_of 2024-12-31 is 334 days after the last"):
+        scan_transactions(log, as_of="2024-12-31", today=TODAY.replace("2024", "2025"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)  # a weekly job's lag is fine
+        scan_transactions(log, as_of="2024-03-01", today=TODAY)
