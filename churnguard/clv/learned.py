@@ -118,6 +118,10 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
     level_ : float
         Multiplier that makes the out-of-fold predictions' total match the calibration
         rows' total (Tweedie trees stopped early are not exactly unbiased in sum).
+    base_shift_ : float
+        Divisor of the predictions, 1 after ``fit``: set by the owner when the base
+        column it will be given at prediction time is on another scale than the one the
+        trees learned on (see :func:`churnguard.model.value_choice.spend_base_shift`).
     """
 
     def __init__(
@@ -211,6 +215,7 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
         self.model_ = final.set_params(n_jobs=-1 if self.n_jobs is None else self.n_jobs)
         total = oof.sum()
         self.level_ = float(y_cal_arr.sum() / total) if total > 0 else 1.0
+        self.base_shift_ = 1.0
         return self
 
     def _new_model(self, params: Mapping[str, Any]) -> Any:
@@ -237,4 +242,6 @@ class WindowSpendModel(RegressorMixin, BaseEstimator):
         frame = X[self.feature_names_]
         extra = {"num_threads": thread_count(num_threads)}
         raw = np.asarray(self.model_.predict(frame, raw_score=True, **extra), dtype=float)
-        return np.exp(raw + self._offset(frame, self.fill_)) * self.level_
+        # ``base_shift_`` is absent from models saved before it: no shift.
+        shift = float(getattr(self, "base_shift_", 1.0))
+        return np.exp(raw + self._offset(frame, self.fill_)) * (self.level_ / shift)

@@ -63,7 +63,12 @@ from churnguard.model.validation import (
     incomplete_end,
     validate_churn,
 )
-from churnguard.model.value_choice import compare_value_candidates, fit_spend_model
+from churnguard.model.value_choice import (
+    base_shift_note,
+    compare_value_candidates,
+    fit_spend_model,
+    spend_base_shift,
+)
 from churnguard.model.value_level import fit_value_level, value_level_note, window_frame
 
 __all__ = [
@@ -346,9 +351,14 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
                     random_state=self.random_state,
                 )
             if self.value_model_choice_ != "btyd":
-                self.window_spend_model_ = fit_spend_model(
+                spend = fit_spend_model(
                     fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
                 )
+                latest = to_date(cal_rows["cutoff"].max())  # the base as scoring sees it
+                final = self.features_frame(self.builder_.transform(tx, latest))
+                spend.base_shift_ = spend_base_shift(cal_rows, final)
+                notes.append(f"learned spend: {base_shift_note(spend.base_shift_)}")
+                self.window_spend_model_ = spend
         frame_end = self.features_frame(feats_end)
         self.level_blend_ = LevelBlend(weight=0.0, reason="not applied")
         if chosen != "prior" and self.level_correction:

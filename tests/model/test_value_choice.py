@@ -164,3 +164,49 @@ def test_window_value_reads_the_share_the_features_were_built_with() -> None:
     )
     p = np.array([0.5, 0.2])
     np.testing.assert_allclose(vc.window_value("btyd", frame, p, None), [18.0, 6.0])
+
+
+def _calibration_rows(n: int = 40) -> pd.DataFrame:
+    """Two cutoffs; at the latest, half the customers buy in the window."""
+    ids = [f"c{i}" for i in range(n)]
+    late = pd.DataFrame(
+        {"cutoff": pd.Timestamp("2024-03-02"), "customer_id": ids,
+         "future_purchases": [1, 0] * (n // 2), vc.ACTIVE_SPEND: 20.0}
+    )  # fmt: skip
+    early = late.assign(cutoff=pd.Timestamp("2024-02-03"), **{vc.ACTIVE_SPEND: 1.0})
+    return pd.concat([early, late], ignore_index=True)
+
+
+def test_the_base_shift_compares_both_fits_on_the_latest_active_customers() -> None:
+    rows = _calibration_rows()
+    final = pd.DataFrame({"customer_id": rows["customer_id"].unique()})
+    # The final fit puts the active customers at 50 against their cutoff fit's 20;
+    # inactive customers and the earlier cutoff do not count.
+    final[vc.ACTIVE_SPEND] = np.where(np.arange(len(final)) % 2 == 0, 50.0, 999.0)
+    assert vc.spend_base_shift(rows, final) == pytest.approx(2.5)
+    assert "x2.50" in vc.base_shift_note(2.5) and "divided" in vc.base_shift_note(2.5)
+    # The same scale: no shift, and a note that says so.
+    assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 20.0})) == 1.0
+    assert "the same" in vc.base_shift_note(1.0)
+    # Bounded, and too few customers to measure it keep the spend as learned.
+    assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 1e4})) == 4.0
+    few = _calibration_rows(20)
+    assert vc.spend_base_shift(few, final) == 1.0
+
+
+def test_the_spend_model_divides_its_predictions_by_the_base_shift() -> None:
+    from churnguard.clv.learned import WindowSpendModel
+
+    rows, _ = _rows(600)
+    active = rows.loc[rows["future_purchases"] > 0]
+    features = [vc.ACTIVE_SPEND, "noise"]
+    half = len(active) // 2
+    model = WindowSpendModel(base=vc.ACTIVE_SPEND, lgbm_params={"n_estimators": 20}).fit(
+        active[features].iloc[:half], active["future_spend"].iloc[:half],
+        active[features].iloc[half:], active["future_spend"].iloc[half:],
+        groups=active["customer_id"].iloc[:half], groups_cal=active["customer_id"].iloc[half:],
+    )  # fmt: skip
+    assert model.base_shift_ == 1.0
+    before = model.predict(active[features])
+    model.base_shift_ = 2.0
+    np.testing.assert_allclose(model.predict(active[features]), before / 2.0)
