@@ -861,9 +861,10 @@ def test_an_as_of_after_today_warns(tmp_path: Path) -> None:
     with pytest.warns(DataQualityWarning, match=r"as_of 2030-01-01 is after today \(2024-06-30\)"):
         scan = scan_transactions(path, as_of="2030-01-01", today=TODAY)
     assert scan.rows_used == 1
+    recent = _csv(tmp_path, "customer_id,date,amount\na,2024-06-02,12\n", "recent.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataQualityWarning)
-        scan_transactions(path, as_of=TODAY, today=TODAY)  # today itself is fine
+        scan_transactions(recent, as_of=TODAY, today=TODAY)  # today itself is fine
 
 
 def test_an_as_of_long_after_the_last_transaction_warns() -> None:
