@@ -29,6 +29,7 @@ from churnguard.exceptions import InputDataError
 
 __all__ = [
     "ACTIVE_SPEND",
+    "BASE_SHIFT_BAND",
     "BASE_SHIFT_BOUNDS",
     "VALUE_CANDIDATES",
     "ValueComparison",
@@ -85,6 +86,11 @@ def fit_spend_model(
 
 #: Bounds of :func:`spend_base_shift`: beyond them the structural base itself is unusable.
 BASE_SHIFT_BOUNDS = (0.25, 4.0)
+#: Ratios within ``1 / BASE_SHIFT_BAND .. BASE_SHIFT_BAND`` are left alone: up to there the
+#: final fit differs from a cutoff's by what the later data taught it (growth, seasons),
+#: which the trees' level already carries; dividing by it made the value's total worse on
+#: the seasonal world (ratios 0.94-1.05). The broken bases seen were 1.4-2.3x.
+BASE_SHIFT_BAND = 1.25
 
 
 def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
@@ -114,7 +120,8 @@ def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
     -------
     float
         Mean final base over mean cutoff base on the customers active in the window, within
-        :data:`BASE_SHIFT_BOUNDS`; 1 with fewer than 20 such customers.
+        :data:`BASE_SHIFT_BOUNDS`; 1 with fewer than 20 such customers or when the ratio
+        is within :data:`BASE_SHIFT_BAND` of 1.
     """
     last = cal_rows["cutoff"].max()
     rows = cal_rows.loc[(cal_rows["cutoff"] == last) & (cal_rows["future_purchases"] > 0)]
@@ -124,13 +131,19 @@ def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
     ok = np.isfinite(fitted) & np.isfinite(own) & (fitted > 0) & (own > 0)
     if ok.sum() < 20:
         return 1.0
-    return float(np.clip(fitted[ok].mean() / own[ok].mean(), *BASE_SHIFT_BOUNDS))
+    ratio = float(fitted[ok].mean() / own[ok].mean())
+    if 1.0 / BASE_SHIFT_BAND <= ratio <= BASE_SHIFT_BAND:
+        return 1.0
+    return float(np.clip(ratio, *BASE_SHIFT_BOUNDS))
 
 
 def base_shift_note(shift: float) -> str:
     """One line for the train summary on :func:`spend_base_shift`."""
-    if abs(shift - 1.0) < 0.005:
-        return "its structural base is the same at scoring as where it was learned"
+    if shift == 1.0:
+        return (
+            "its structural base at scoring is within "
+            f"{BASE_SHIFT_BAND - 1:.0%} of where it was learned: used as learned"
+        )
     return (
         f"its structural base (BTYD x Gamma-Gamma) is x{shift:.2f} at scoring what the "
         "snapshots' own fits gave at the latest calibration cutoff; the learned spend is "

@@ -185,9 +185,11 @@ def test_the_base_shift_compares_both_fits_on_the_latest_active_customers() -> N
     final[vc.ACTIVE_SPEND] = np.where(np.arange(len(final)) % 2 == 0, 50.0, 999.0)
     assert vc.spend_base_shift(rows, final) == pytest.approx(2.5)
     assert "x2.50" in vc.base_shift_note(2.5) and "divided" in vc.base_shift_note(2.5)
-    # The same scale: no shift, and a note that says so.
+    # The same scale, or within the band: no shift, and a note that says so.
     assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 20.0})) == 1.0
-    assert "the same" in vc.base_shift_note(1.0)
+    assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 24.0})) == 1.0
+    assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 14.0})) == pytest.approx(0.7)
+    assert "within 25%" in vc.base_shift_note(1.0)
     # Bounded, and too few customers to measure it keep the spend as learned.
     assert vc.spend_base_shift(rows, final.assign(**{vc.ACTIVE_SPEND: 1e4})) == 4.0
     few = _calibration_rows(20)
