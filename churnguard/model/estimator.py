@@ -64,6 +64,7 @@ from churnguard.model.validation import (
     validate_churn,
 )
 from churnguard.model.value_choice import (
+    base_shift_customers,
     base_shift_note,
     compare_value_candidates,
     fit_spend_model,
@@ -355,7 +356,9 @@ class ChurnGuardModel(ScoringMethods, BaseEstimator):
                     fit_rows, cal_rows, self.feature_names_, random_state=self.random_state
                 )
                 latest = to_date(cal_rows["cutoff"].max())  # the base as scoring sees it
-                final = self.features_frame(self.builder_.transform(tx, latest))
+                ids = base_shift_customers(cal_rows, random_state=self.random_state)
+                sample = tx.loc[tx["customer_id"].isin(ids)]
+                final = self.features_frame(self.builder_.transform(sample, latest))
                 spend.base_shift_ = spend_base_shift(cal_rows, final)
                 notes.append(f"learned spend: {base_shift_note(spend.base_shift_)}")
                 self.window_spend_model_ = spend

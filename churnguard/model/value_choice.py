@@ -34,6 +34,7 @@ __all__ = [
     "VALUE_CANDIDATES",
     "ValueComparison",
     "add_active_spend",
+    "base_shift_customers",
     "base_shift_note",
     "compare_value_candidates",
     "fit_spend_model",
@@ -114,7 +115,8 @@ def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
         ``future_purchases`` and :data:`ACTIVE_SPEND` as fitted at each cutoff).
     final : DataFrame
         The features and value columns at the latest of those cutoffs from the final
-        fit, with ``customer_id``.
+        fit, with ``customer_id``: of every customer, or of a sample of the active ones
+        (:func:`base_shift_customers`; the others are left out of the means).
 
     Returns
     -------
@@ -135,6 +137,23 @@ def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
     if 1.0 / BASE_SHIFT_BAND <= ratio <= BASE_SHIFT_BAND:
         return 1.0
     return float(np.clip(ratio, *BASE_SHIFT_BOUNDS))
+
+
+def base_shift_customers(
+    cal_rows: pd.DataFrame, limit: int = 20_000, random_state: int = 0
+) -> np.ndarray:
+    """The customers :func:`spend_base_shift` needs features of: active at the latest cutoff.
+
+    At most ``limit`` of them (a seeded sample): a mean over 20,000 customers is as good
+    as over all, and the features of a whole base at 1M customers held beside the training
+    snapshots cost a gigabyte of peak memory.
+    """
+    last = cal_rows["cutoff"].max()
+    rows = cal_rows.loc[(cal_rows["cutoff"] == last) & (cal_rows["future_purchases"] > 0)]
+    ids = pd.unique(rows["customer_id"].to_numpy())
+    if len(ids) > limit:
+        ids = np.random.default_rng(random_state).choice(ids, size=limit, replace=False)
+    return np.asarray(ids, dtype=object)
 
 
 def base_shift_note(shift: float) -> str:

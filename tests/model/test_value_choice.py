@@ -212,3 +212,19 @@ def test_the_spend_model_divides_its_predictions_by_the_base_shift() -> None:
     before = model.predict(active[features])
     model.base_shift_ = 2.0
     np.testing.assert_allclose(model.predict(active[features]), before / 2.0)
+
+
+def test_the_base_shift_needs_only_a_sample_of_the_latest_active_customers() -> None:
+    rows = _calibration_rows(40)
+    ids = vc.base_shift_customers(rows)
+    assert sorted(ids) == sorted(f"c{i}" for i in range(0, 40, 2))  # active, latest cutoff
+    few = vc.base_shift_customers(rows, limit=5, random_state=1)
+    assert len(few) == 5 and set(few) <= set(ids)
+    np.testing.assert_array_equal(few, vc.base_shift_customers(rows, limit=5, random_state=1))
+    # Measured on the sample alone, the ratio is the same when the shift is uniform.
+    final = pd.DataFrame({"customer_id": few, vc.ACTIVE_SPEND: 50.0})
+    assert vc.spend_base_shift(_calibration_rows(200), final.iloc[:0]) == 1.0  # none: kept
+    big = _calibration_rows(200)
+    sample = vc.base_shift_customers(big, limit=30)
+    final = pd.DataFrame({"customer_id": sample, vc.ACTIVE_SPEND: 50.0})
+    assert vc.spend_base_shift(big, final) == pytest.approx(2.5)
