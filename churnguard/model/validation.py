@@ -391,11 +391,13 @@ def validate_churn(
         return ChurnValidation("prior" if forced in (None, "prior") else str(forced), reason)
     fit_rows, cal_rows, ev = split_by_plan(snaps, plan)
     log.info(
-        "validation: %d learning snapshots, evaluated on %s (%d days later%s)",
+        "validation: %d learning snapshots, evaluated on %s (%d days after the latest of them%s)",
         len(plan.fit),
         plan.evaluation,
         plan.gap_days,
-        "" if plan.honest else ", optimistic: shorter than the horizon",
+        ", at least a horizon, as between training and scoring"
+        if plan.honest
+        else ", optimistic: less than the horizon",
     )
     result = compare_candidates(
         fit_rows,
