@@ -249,9 +249,10 @@ def backtest(
         )
     horizons = [int(horizon_days)] if isinstance(horizon_days, int) else list(horizon_days)
     dates = sorted({to_date(d) for d in as_of})
+    span = (to_date(transactions["date"].min()), to_date(transactions["date"].max()))
     for d in dates:
         for h in horizons:
-            _check_window(transactions, d, h)
+            _check_window(span, d, h)
     params = dict(model_params or {})
 
     def make_model(h: int) -> Any:
@@ -272,15 +273,15 @@ def backtest(
     return result
 
 
-def _check_window(transactions: pd.DataFrame, as_of: dt.date, horizon: int) -> None:
+def _check_window(log_span: tuple[dt.date, dt.date], as_of: dt.date, horizon: int) -> None:
     """Refuse an as-of date and horizon the log cannot train and observe, saying what can.
 
-    Training needs a horizon of history before the as-of date (to see who came back
-    within one), and the outcome a horizon after it: a log shorter than two horizons
-    cannot be backtested at that horizon on any date.
+    ``log_span``: the log's first and last dates. Training needs a horizon of history
+    before the as-of date (to see who came back within one), and the outcome a horizon
+    after it: a log shorter than two horizons cannot be backtested at that horizon on any
+    date.
     """
-    first = to_date(transactions["date"].min())
-    last = to_date(transactions["date"].max())
+    first, last = log_span
     span = (last - first).days
     earliest = first + dt.timedelta(days=horizon)
     latest = last - dt.timedelta(days=horizon)

@@ -94,6 +94,12 @@ BASE_SHIFT_BOUNDS = (0.25, 4.0)
 BASE_SHIFT_BAND = 1.25
 
 
+def _latest_active(cal_rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the latest calibration cutoff whose window holds a purchase."""
+    last = cal_rows["cutoff"].max()
+    return cal_rows.loc[(cal_rows["cutoff"] == last) & (cal_rows["future_purchases"] > 0)]
+
+
 def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
     """How much larger the scoring-time structural base is than the one the spend model saw.
 
@@ -125,8 +131,7 @@ def spend_base_shift(cal_rows: pd.DataFrame, final: pd.DataFrame) -> float:
         :data:`BASE_SHIFT_BOUNDS`; 1 with fewer than 20 such customers or when the ratio
         is within :data:`BASE_SHIFT_BAND` of 1.
     """
-    last = cal_rows["cutoff"].max()
-    rows = cal_rows.loc[(cal_rows["cutoff"] == last) & (cal_rows["future_purchases"] > 0)]
+    rows = _latest_active(cal_rows)
     at = final.set_index("customer_id")[ACTIVE_SPEND]
     fitted = at.reindex(pd.Index(rows["customer_id"], dtype=object)).to_numpy(dtype=float)
     own = rows[ACTIVE_SPEND].to_numpy(dtype=float)
@@ -148,9 +153,7 @@ def base_shift_customers(
     as over all, and the features of a whole base at 1M customers held beside the training
     snapshots cost a gigabyte of peak memory.
     """
-    last = cal_rows["cutoff"].max()
-    rows = cal_rows.loc[(cal_rows["cutoff"] == last) & (cal_rows["future_purchases"] > 0)]
-    ids = pd.unique(rows["customer_id"].to_numpy())
+    ids = pd.unique(_latest_active(cal_rows)["customer_id"].to_numpy())
     if len(ids) > limit:
         ids = np.random.default_rng(random_state).choice(ids, size=limit, replace=False)
     return np.asarray(ids, dtype=object)
